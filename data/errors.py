@@ -1,0 +1,2 @@
+class DataError(ValueError):
+    """Data that cannot be loaded: the message says which file and what to do."""

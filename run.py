@@ -1,0 +1,50 @@
+"""The training app: `python run.py [overrides]`, or `python run.py -m ...` for a sweep.
+
+Returns the objective (the best epoch's validation accuracy) to Hydra, None when the run did
+not complete. A user mistake (a config that cannot build a model, missing data) ends a single
+run with one line on stderr and exit code 2; inside a sweep an invalid config is recorded
+(status invalid) and the sweep goes on.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from trainer import DataError, register_configs, train
+
+log = logging.getLogger("run")
+register_configs()
+
+
+def _epoch_reporter(cfg: DictConfig):
+    """The Optuna sweeper's per-epoch hook (pruning), when this job is one of its trials."""
+    if cfg.sweep.trial is None:
+        return None
+    from sweeper.report import epoch_reporter
+
+    return epoch_reporter(cfg)
+
+
+@hydra.main(config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    try:
+        metrics = train(cfg, hc.runtime.output_dir, on_epoch=_epoch_reporter(cfg), overrides=list(hc.overrides.task))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if metrics["status"] == "invalid" and hc.mode == RunMode.RUN:
+        print(f"error: {metrics['error']}", file=sys.stderr)
+        sys.exit(2)
+    log.info("%s: val_acc %s test_acc %s -> %s/metrics.json", metrics["status"], metrics["val_acc"],
+             metrics["test_acc"], hc.runtime.output_dir)
+    return metrics["objective"]
+
+
+if __name__ == "__main__":
+    main()
