@@ -1,0 +1,65 @@
+"""`python -m analysis [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
+
+Without SWEEP_DIR, the newest folder under outputs/sweeps/. Bad input (a path that does not
+exist, a folder without runs) ends with one line on stderr and exit status 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from analysis.collect import AnalysisError, newest_sweep
+from analysis.report import analyze
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Ablation tables, the combined-best config, Optuna summaries, plots and "
+                    "report.md for sweep folders (written under SWEEP_DIR/analysis/).")
+    p.add_argument("sweep_dirs", nargs="*", metavar="SWEEP_DIR",
+                   help="sweep or run folders, merged (default: newest under outputs/sweeps/)")
+    p.add_argument("--baseline", nargs="+", metavar="KEY=VALUE", default=None,
+                   help="baseline of a grid / plain-runs ablation, e.g. model.C=32 optimizer=adam "
+                        "(other factors: their most common value)")
+    p.add_argument("--budget", type=int, default=None,
+                   help="max trainable parameters (default: the runs' recorded max_params)")
+    p.add_argument("--top-k", type=int, default=3,
+                   help="values per factor searched when the combined config is over budget")
+    p.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR/analysis)")
+    p.add_argument("--storage", default=None, help="an Optuna storage URL to summarize too")
+    p.add_argument("--study", default=None, help="the study name in --storage")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    args = p.parse_args(argv)
+    if (args.storage is None) != (args.study is None):
+        p.error("--storage and --study go together")
+    if args.top_k < 1:
+        p.error(f"--top-k must be >= 1, got {args.top_k}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # One line per warning, no logger name or level noise: "analysis: warning: ...".
+    logging.basicConfig(format="analysis: warning: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        paths = args.sweep_dirs
+        if not paths and args.storage is None:
+            paths = [newest_sweep("outputs/sweeps")]
+        studies = [(args.storage, args.study)] if args.storage else []
+        result = analyze(paths, out=args.out, baseline=args.baseline, budget=args.budget,
+                         top_k=args.top_k, studies=studies, make_plots=not args.no_plots)
+    except (AnalysisError, OSError) as e:
+        print(f"analysis: error: {e}", file=sys.stderr)
+        return 2
+    print(result.text)
+    print(f"\nWrote {len(result.files)} files to {result.out}/, report: {result.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

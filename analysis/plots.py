@@ -1,0 +1,179 @@
+"""The pictures: matplotlib on the headless Agg backend, one PNG per function.
+
+Each function takes the collected DataFrame (or a table / study), writes `path`, and
+returns it, or None when there is nothing to draw (e.g. no completed run).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display on servers, CI, or this CPU box
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.collect import read_history  # noqa: E402
+
+DPI = 110  # ~700 px wide at the sizes below: sharp on GitHub, a few tens of kB each
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _completed(df: pd.DataFrame) -> pd.DataFrame:
+    if "val_acc" not in df or "params" not in df:
+        return df.iloc[0:0]
+    return df[(df["status"] == "completed") & df["val_acc"].notna() & df["params"].notna()]
+
+
+def pareto_front(params: pd.Series, acc: pd.Series) -> pd.Index:
+    """Index of the runs no other run beats with fewer-or-equal params and higher accuracy."""
+    order = sorted(params.index, key=lambda i: (params[i], -acc[i]))
+    front, best = [], -np.inf
+    for i in order:
+        if acc[i] > best:
+            front.append(i)
+            best = acc[i]
+    return pd.Index(front)
+
+
+def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path | None:
+    """Validation accuracy against parameters (log x), the budget line and the Pareto front."""
+    done = _completed(df)
+    if done.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    params, acc = done["params"].astype(float), 100 * done["val_acc"].astype(float)
+    ax.scatter(params, acc, s=28, alpha=0.7, color="tab:blue", label="completed run", zorder=3)
+    front = pareto_front(params, acc)
+    ax.step(params[front], acc[front], where="post", color="tab:orange", lw=1.5, marker="o",
+            mfc="none", ms=9, label="Pareto front", zorder=2)
+    # Sized but never trained: a rug on the x axis, so they are visible, not dropped.
+    over = df[(df["status"] == "over_budget") & df["params"].notna()] if "params" in df else df.iloc[0:0]
+    if len(over):
+        ax.plot(over["params"].astype(float), np.zeros(len(over)), "x", color="tab:red",
+                transform=ax.get_xaxis_transform(), clip_on=False, ms=7, label="over budget (not trained)")
+    if budget:
+        ax.axvline(budget, color="tab:red", ls="--", lw=1, label=f"budget {budget:,}")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("best validation accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    best = done.loc[done["val_acc"].astype(float).idxmax()]
+    ax.annotate(f"best: {_short(best['label'], 30)}", (float(best["params"]), 100 * float(best["val_acc"])),
+                textcoords="offset points", xytext=(-6, 4), ha="right", fontsize=8)
+    ax.margins(y=0.12)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"Accuracy vs size ({len(done)} of {len(df)} runs completed)")
+    return _save(fig, path)
+
+
+def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
+    """One factor: mean validation accuracy per value, ±1 std error bars, baseline dashed.
+
+    Points, not bars: the y axis is zoomed to the differences, and bars cut off at the axis
+    would exaggerate them. Values without a completed run get their status written instead.
+    """
+    if not (table["n"] > 0).any():
+        return None
+    fig, ax = plt.subplots(figsize=(max(4.4, 0.8 * len(table) + 2.4), 3.6))
+    x = np.arange(len(table))
+    mean = 100 * table["val_acc_mean"].astype(float)
+    std = 100 * table["val_acc_std"].astype(float)  # NaN for n < 2: no bar drawn
+    for i, row in table.iterrows():
+        if row["n"] == 0:
+            continue
+        color = "tab:orange" if row["baseline"] else "tab:blue"
+        ax.errorbar(x[i], mean[i], yerr=None if pd.isna(std[i]) else std[i], fmt="o", ms=7,
+                    color=color, capsize=5, lw=1.5)
+        ax.annotate(f"{mean[i]:.1f} (n={row['n']})", (x[i], mean[i]), textcoords="offset points",
+                    xytext=(9, 0), va="center", fontsize=8,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+    base = table.loc[table["baseline"], "val_acc_mean"]
+    if len(base) and pd.notna(base.iloc[0]):
+        ax.axhline(100 * base.iloc[0], color="tab:orange", ls="--", lw=1, label="baseline mean")
+        ax.legend(fontsize=8, loc="best")
+    ax.margins(y=0.25)
+    ax.set_xlim(-0.6, len(table) - 0.3)  # room for the labels right of the last point
+    low = ax.get_ylim()[0]
+    for i, row in table.iterrows():
+        if row["n"] == 0:  # over budget, invalid, failed...: shown, not dropped
+            ax.text(x[i], low, " " + row["status"].replace("_", " "), ha="center", va="bottom",
+                    rotation=90, fontsize=8, color="tab:red")
+    ax.set_xticks(x, [_short(v, 14) for v in table["value"]], rotation=30 if len(table) > 5 else 0)
+    ax.set_xlabel(factor)
+    ax.set_ylabel("best val accuracy (%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(f"{factor}: mean ± std over repeats")
+    return _save(fig, path)
+
+
+def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
+    """Validation (solid) and training (dashed) accuracy per epoch of the k best runs."""
+    done = _completed(df)
+    done = done[done["has_history"]] if "has_history" in done else done
+    if done.empty:
+        return None
+    top = done.sort_values("val_acc", ascending=False).head(k)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for color, (_, run) in zip(plt.cm.tab10.colors, top.iterrows()):
+        hist = read_history(run["run_dir"])
+        if hist is None:
+            continue
+        label = f"{_short(run['label'])} ({100 * run['val_acc']:.1f}%)"
+        ax.plot(hist["epoch"], 100 * hist["val_acc"], "-o", ms=3, color=color, label=label)
+        if "train_acc" in hist:
+            ax.plot(hist["epoch"], 100 * hist["train_acc"], "--", color=color, alpha=0.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title=f"best {len(top)} runs: val (solid), train (dashed)",
+              title_fontsize=8)
+    ax.set_title("Learning curves")
+    return _save(fig, path)
+
+
+def optuna_history(study, path: Path) -> Path | None:
+    """Optuna's own optimisation-history plot (infeasible trials drawn apart)."""
+    import optuna
+
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+    ax.figure.set_size_inches(6.4, 4.2)
+    return _save(ax.figure, path)
+
+
+def importances_chart(importances: dict[str, float], path: Path) -> Path | None:
+    """A bar per parameter: the importances already computed for the summary.
+
+    Drawn here rather than by optuna's plot_param_importances, which would evaluate them a
+    second time, and could disagree with the table on a stochastic evaluator.
+    """
+    if not importances:
+        return None
+    names = list(importances)[::-1]  # most important on top
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.4))
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    for i, n in enumerate(names):
+        ax.text(importances[n], i, f" {importances[n]:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(importances.values()) * 1.15 or 1)
+    ax.set_xlabel("importance (Optuna default evaluator, normalised)")
+    ax.set_title("Hyperparameter importances")
+    return _save(fig, path)
+
+
+def _short(text, n: int = 40) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"

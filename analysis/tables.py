@@ -1,0 +1,89 @@
+"""Numeric tables -> what people read: Markdown, LaTeX (booktabs) and CSV.
+
+The CSV keeps the raw numbers (accuracies in [0, 1]); Markdown and LaTeX show accuracies
+in percent with mean ± std, differences in percentage points, parameters with thousands
+separators. Empty cells mean "no completed run", never zero.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+
+def _num(x) -> bool:
+    return x is not None and x is not pd.NA and not (isinstance(x, float) and math.isnan(x))
+
+
+def pct(mean, std=None) -> str:
+    """0.7123, 0.0045 -> "71.23 ± 0.45"; no std (n < 2) -> "71.23"; no mean -> ""."""
+    if not _num(mean):
+        return ""
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if _num(std) else f"{100 * mean:.2f}"
+
+
+def signed_pp(x) -> str:
+    return f"{100 * x:+.2f}" if _num(x) else ""
+
+
+def thousands(x) -> str:
+    return f"{int(x):,}" if _num(x) else ""
+
+
+def short(x, digits: int = 1) -> str:
+    if not _num(x):
+        return ""
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.{digits}f}"
+
+
+def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
+    """An ablation table (ablation.TABLE_COLUMNS) formatted for reading."""
+    return pd.DataFrame({
+        "value": [f"{v} (baseline)" if b else v for v, b in zip(table["value"], table["baseline"])],
+        "status": table["status"],
+        "params": table["params"].map(thousands),
+        "val acc (%)": [pct(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"])],
+        "n": table["n"],
+        "Δ val (pp)": [("0 (ref)" if b and _num(d) else signed_pp(d))
+                       for d, b in zip(table["delta_val_acc"], table["baseline"])],
+        "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])],
+        "epochs": table["epochs"].map(short),
+        "train (s)": table["train_seconds"].map(short),
+    })
+
+
+def runs_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Collected runs (one row each) formatted for reading."""
+    return pd.DataFrame({
+        "run": df["label"],
+        "status": df["status"],
+        "params": df["params"].map(thousands) if "params" in df else "",
+        "val acc (%)": df["val_acc"].map(pct) if "val_acc" in df else "",
+        "test acc (%)": df["test_acc"].map(pct) if "test_acc" in df else "",
+        "epochs": df["epochs"].map(short) if "epochs" in df else "",
+        "train (s)": df["train_seconds"].map(short) if "train_seconds" in df else "",
+    })
+
+
+def to_markdown(display: pd.DataFrame) -> str:
+    # disable_numparse: "71.20" must not turn into 71.2, nor "0 (ref)" into anything else.
+    return display.to_markdown(index=False, disable_numparse=True)
+
+
+def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
+    """booktabs LaTeX (pandas' to_latex writes \\toprule/\\midrule/\\bottomrule)."""
+    tex = display.to_latex(index=False, escape=True, caption=caption, label=label,
+                           position="t", column_format="l" * len(display.columns))
+    # escape=True keeps unicode as is; these two need math mode to typeset everywhere.
+    return tex.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+
+
+def write_table(numeric: pd.DataFrame, display: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
+    """Write stem.csv (numbers), stem.md and stem.tex (formatted); return the paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.parent / f"{stem.name}{ext}" for ext in (".csv", ".md", ".tex")]
+    numeric.to_csv(paths[0], index=False)
+    paths[1].write_text(to_markdown(display) + "\n")
+    paths[2].write_text(to_latex(display, caption, f"tab:{stem.name}"))
+    return paths
