@@ -38,11 +38,15 @@ def main(cfg: DictConfig) -> float | None:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if metrics["status"] == "invalid" and hc.mode == RunMode.RUN:
-        print(f"error: {metrics['error']}", file=sys.stderr)
-        sys.exit(2)
-    log.info("%s: val_acc %s test_acc %s -> %s/metrics.json", metrics["status"], metrics["val_acc"],
-             metrics["test_acc"], hc.runtime.output_dir)
+    if metrics["status"] == "invalid":
+        if hc.mode == RunMode.RUN:
+            print(f"error: {metrics['error']}", file=sys.stderr)
+            sys.exit(2)
+    if metrics["status"] == "completed":
+        log.info("completed: val_acc %.4f test_acc %.4f -> %s", metrics["val_acc"], metrics["test_acc"], hc.runtime.output_dir)
+    else:
+        log.warning("%s after %d epochs: %s -> %s", metrics["status"], metrics["epochs"], metrics["error"] or "-",
+                    hc.runtime.output_dir)
     return metrics["objective"]
 
 

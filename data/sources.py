@@ -31,6 +31,8 @@ def load_npz(path: str | Path) -> Arrays:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"data.path: no such file {str(path)!r} (an .npz with x_train y_train x_test y_test)")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"data.path: {path} is not an .npz file (not a zip archive of arrays; corrupt or truncated?)")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]

@@ -17,7 +17,7 @@ import models
 from data import DataError, load_dataset
 
 from .contract import SCHEMA_VERSION, read_metrics, write_history, write_metrics
-from .loop import EpochCallback, describe_device, fit, pick_device
+from .loop import EpochCallback, check_training_config, describe_device, fit, pick_device
 from .schema import TrainConfig, register_configs
 
 __all__ = ["DataError", "TrainConfig", "read_metrics", "register_configs", "train"]
@@ -52,15 +52,16 @@ def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None =
     run_dir = Path(run_dir)
     metrics = _base_metrics(cfg, overrides)
     try:
+        check_training_config(cfg)
+        if cfg.objective not in metrics:
+            raise models.ConfigError(f"objective: {cfg.objective!r} is not a key of metrics.json")
         metrics["params"] = models.count_params(cfg.model)
         metrics["flops"] = models.count_flops(cfg.model)
         device = pick_device(cfg.device)
-    except models.ConfigError as e:
-        log.error("invalid config: %s", e)
+    except models.ConfigError as e:  # reported by the caller: one line, or a row of the sweep
         return _finish(run_dir, metrics, "invalid", str(e))
     if metrics["params"] > cfg.budget.max_params:
         msg = f"{metrics['params']:,} parameters > budget.max_params={cfg.budget.max_params:,}: not trained"
-        log.warning("over budget: %s", msg)
         return _finish(run_dir, metrics, "over_budget", msg)
     metrics["device"] = describe_device(device)
 
@@ -81,7 +82,6 @@ def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None =
         _finish(run_dir, metrics, "failed", str(e))
         raise
     except models.ConfigError as e:
-        log.error("invalid config: %s", e)
         return _finish(run_dir, metrics, "invalid", str(e))
     except Exception as e:
         _finish(run_dir, metrics, "failed", f"{type(e).__name__}: {e}")
@@ -99,6 +99,4 @@ def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None =
         epochs=len(history), test_acc=result.test_acc, test_loss=result.test_loss,
         train_seconds=round(result.train_seconds, 3), images_per_second=result.images_per_second,
     )
-    if cfg.objective not in metrics:
-        raise models.ConfigError(f"objective: {cfg.objective!r} is not a metric of metrics.json")
     return _finish(run_dir, metrics, result.status, result.error)

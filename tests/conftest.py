@@ -1,0 +1,43 @@
+"""Shared test helpers: a composed config cut down to a seconds-long CPU run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from trainer import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small enough that a run takes a second on one core; learnable enough to beat chance.
+TINY = [
+    "experiment=quick",
+    "data.n_train=160",
+    "data.n_test=64",
+    "data.val_size=64",
+    "progress=false",
+    "device=cpu",
+]
+
+
+def compose_cfg(overrides=()):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose(config_name="config", overrides=[*TINY, *overrides])
+
+
+@pytest.fixture
+def tiny_cfg():
+    return compose_cfg
+
+
+def run_app(args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` as a user would type it, from `cwd`, outputs under `cwd`."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,70 @@
+"""run.py as a user runs it: single runs, a grid sweep, and one-line errors for bad input."""
+import json
+
+import numpy as np
+import pytest
+
+import models
+from tests.conftest import run_app
+
+FAST = ["experiment=quick", "data.n_train=48", "data.n_test=16", "data.val_size=16", "progress=false"]
+
+
+def test_grid_sweep_runs_every_combination(tmp_path):
+    r = run_app(["-m", *FAST, "model.C=4,6,8", "optimizer=adam,sgd", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name for p in runs] == [str(i) for i in range(6)]
+    seen = set()
+    for run in runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and 0 <= metrics["objective"] <= 1
+        assert (run / "history.csv").exists() and (run / ".hydra" / "config.yaml").exists()
+        seen.add(tuple(sorted(o for o in metrics["overrides"] if o.startswith(("model.C", "optimizer=")))))
+    assert len(seen) == 6
+
+
+def test_grid_skips_an_over_budget_config_and_goes_on(tmp_path):
+    # a budget between the C=6 and C=8 models: C=8 is recorded as over_budget, not trained
+    base = dict(name="resnet", N=3, B=1, C=6, F=3, K=1, P=8, stem_kernel=3)
+    budget = (models.count_params(base) + models.count_params({**base, "C": 8})) // 2
+    r = run_app(["-m", *FAST, "model.C=8,6", f"budget.max_params={budget}", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    over = json.loads((tmp_path / "sweep/0/metrics.json").read_text())
+    ok = json.loads((tmp_path / "sweep/1/metrics.json").read_text())
+    assert over["status"] == "over_budget" and over["params"] > budget and over["epochs"] == 0
+    assert ok["status"] == "completed" and ok["params"] <= budget
+
+
+def test_single_run_returns_and_records(tmp_path):
+    r = run_app([*FAST, "hydra.run.dir=run"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.fixture
+def corrupt_npz(tmp_path):
+    path = tmp_path / "corrupt.npz"
+    np.savez(path, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.zeros(4, int),
+             x_test=np.zeros((4, 32, 32, 3), np.uint8), y_test=np.zeros(4, int))
+    path.write_bytes(path.read_bytes()[:200])  # truncated mid-archive
+    return path
+
+
+@pytest.mark.parametrize("args,says", [
+    (["optimizer=nadam"], "optimizer/nadam"),
+    (["model.C=abc"], "model.C"),
+    (["model.N=4", "model.P=9"], "4x4"),
+    (["data=npz", "data.path=missing.npz"], "missing.npz"),
+    (["data=npz", "data.path=CORRUPT"], "corrupt.npz"),
+    (["batch_size=abc"], "batch_size"),
+    (["epochs=0"], "epochs"),
+])
+def test_bad_input_gets_a_clear_error_and_no_traceback(tmp_path, corrupt_npz, args, says):
+    args = [a.replace("CORRUPT", str(corrupt_npz)) for a in args]
+    r = run_app([*FAST, *args], tmp_path)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr + r.stdout
+    assert says in r.stderr
+    if "error:" in r.stderr:  # our own checks: exactly one line
+        assert len([line for line in r.stderr.splitlines() if line.strip()]) == 1
