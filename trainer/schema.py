@@ -84,6 +84,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA only) | bf16 | off
     channels_last: str = "auto"  # auto (on CUDA and CPU, measured faster on both) | on | off
     compile: bool = False  # torch.compile the model
+    threads: Optional[int] = None  # CPU threads for torch (null: torch's default); 1 per job when jobs share a CPU
     checkpoint: bool = True  # save the last epoch atomically so a killed run resumes
     progress: bool = True  # a tqdm bar per epoch
     eval_batch_size: int = 1000
