@@ -1,0 +1,83 @@
+"""`hydra/sweeper=optuna`: the hydra-optuna-sweeper plugin, budget-aware, with pruning and resume.
+
+    python run.py -m hydra/sweeper=optuna                            # the default space
+    python run.py -m hydra/sweeper=optuna model.C='int(interval(8,32))' hydra.sweeper.n_trials=40
+
+What it adds to the plugin (whose config schema, search-space grammar, samplers and
+override handling it reuses):
+
+- the parameter budget is a constraint: every suggestion is sized in this process before
+  launch (`models.count_params`, no weights); one over `budget.max_params` (or one that
+  cannot build a model) is told to Optuna at once as infeasible, never trained, and does not
+  use up `n_trials`, which counts trained trials;
+- `pruner`: any `optuna.pruners.*` via `_target_`; each job reports its validation accuracy
+  per epoch to its own trial (`sweeper.report`) and stops when told to;
+- resume: the study lives in a SQLite file in its own folder, `outputs/optuna/<study_name>/`,
+  and each trial runs in `<that folder>/<trial number>/`; rerunning the same command continues
+  the study up to `n_trials` and resumes interrupted trials in their own folders;
+- several sweep processes can share one study through `storage=postgresql://...`;
+- jobs run `n_jobs` at a time without waiting for a whole batch (any launcher but the basic one).
+
+Hydra imports this module at every start (pyproject entry point), so it imports Hydra only:
+Optuna, torch and the implementation (`sweeper._impl`) are loaded in `setup`, once a sweep
+actually uses this sweeper. Mistakes in the sweeper's settings end the sweep with one line
+(`sweeper.errors.SweeperError`), raised from `setup`/`sweep` rather than `__init__` because
+Hydra wraps errors of `__init__` in a traceback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from omegaconf import DictConfig
+
+
+@dataclass
+class HeartbeatConf:
+    # The sweeper records a heartbeat for each trial it runs; a RUNNING trial whose heartbeat
+    # is older than grace_period seconds belonged to a process that died, and is run again.
+    interval: int = 10
+    grace_period: int = 30
+
+
+@dataclass
+class BudgetOptunaSweeperConf(OptunaSweeperConf):
+    """The plugin's schema (sampler, direction, storage, study_name, n_trials, n_jobs,
+    max_failure_rate, params, custom_search_space) plus ours; conf/hydra/sweeper/optuna.yaml
+    gives the values."""
+
+    _target_: str = "sweeper.optuna.BudgetOptunaSweeper"
+    direction: Any = "maximize"
+    n_jobs: int = 1
+    max_failure_rate: float = 0.25
+    pruner: Any = None  # an optuna.pruners.* node with _target_; null = never prune
+    dir: Optional[str] = None  # the study's folder; null = outputs/optuna/<study_name>
+    max_suggestions: Optional[int] = None  # per run, trained + infeasible; null = 20 x n_trials
+    heartbeat: HeartbeatConf = field(default_factory=HeartbeatConf)
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="budget_optuna_schema", node=BudgetOptunaSweeperConf, provider="budgetsweep"
+)
+
+
+class BudgetOptunaSweeper(Sweeper):
+    """Thin plugin class: keeps the settings, hands everything to `sweeper._impl`."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        self.settings = settings
+        self.impl: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from ._impl import BudgetOptunaSweeperImpl
+
+        self.impl = BudgetOptunaSweeperImpl.from_settings(**self.settings)
+        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> None:
+        return self.impl.sweep(arguments)
