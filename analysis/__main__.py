@@ -1,6 +1,6 @@
 """`python -m analysis [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
 
-Without SWEEP_DIR, the newest folder under outputs/sweeps/. Bad input (a path that does not
+Without SWEEP_DIR, the newest folder under outputs/sweeps/ or outputs/optuna/. Bad input (a path that does not
 exist, a folder without runs) ends with one line on stderr and exit status 2, no traceback.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Ablation tables, the combined-best config, Optuna summaries, plots and "
                     "report.md for sweep folders (written under SWEEP_DIR/analysis/).")
     p.add_argument("sweep_dirs", nargs="*", metavar="SWEEP_DIR",
-                   help="sweep or run folders, merged (default: newest under outputs/sweeps/)")
+                   help="sweep or run folders, merged (default: the newest under outputs/sweeps/ "
+                        "or outputs/optuna/)")
     p.add_argument("--baseline", nargs="+", metavar="KEY=VALUE", default=None,
                    help="baseline of a grid / plain-runs ablation, e.g. model.C=32 optimizer=adam "
                         "(other factors: their most common value)")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         paths = args.sweep_dirs
         if not paths and args.storage is None:
-            paths = [newest_sweep("outputs/sweeps")]
+            paths = [newest_sweep()]
         studies = [(args.storage, args.study)] if args.storage else []
         result = analyze(paths, out=args.out, baseline=args.baseline, budget=args.budget,
                          top_k=args.top_k, studies=studies, make_plots=not args.no_plots)

@@ -68,12 +68,16 @@ def _natural_key(path: Path) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]
 
 
-def newest_sweep(root: str | Path = "outputs/sweeps") -> Path:
-    """The most recently modified folder under `root`: the default for `python -m analysis`."""
-    root = Path(root)
-    subdirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optuna")) -> Path:
+    """The most recently modified folder under `roots`: the default for `python -m analysis`.
+
+    outputs/sweeps/ holds Hydra multiruns (grid, ablation); outputs/optuna/<study>/ is where
+    our Optuna sweeper keeps a study and its trials.
+    """
+    roots = [Path(r) for r in roots]
+    subdirs = [p for r in roots if r.is_dir() for p in r.iterdir() if p.is_dir()]
     if not subdirs:
-        raise AnalysisError(f"no sweep folders under {root}/; pass a SWEEP_DIR")
+        raise AnalysisError(f"no sweep folders under {' or '.join(f'{r}/' for r in roots)}; pass a SWEEP_DIR")
     return max(subdirs, key=lambda p: p.stat().st_mtime)
 
 

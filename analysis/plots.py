@@ -143,16 +143,23 @@ def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
 
 
 def optuna_history(study, path: Path) -> Path | None:
-    """Optuna's own optimisation-history plot (infeasible trials drawn apart)."""
+    """Optuna's own optimisation-history plot (it draws infeasible trials in grey)."""
     import optuna
 
-    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         return None
-    with warnings.catch_warnings():
+    # rc_context: optuna's plot switches matplotlib to the ggplot style globally; keep it here.
+    with matplotlib.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-    ax.figure.set_size_inches(6.4, 4.2)
-    return _save(ax.figure, path)
+        ax.figure.set_size_inches(7.2, 4.2)
+        ax.set_ylabel(f"objective ({study.direction.name.lower()})")
+        # Infeasible trials with a value are drawn grey; those without one are not drawn at all.
+        grey = any(t.value is not None and any(v > 0 for v in t.constraints.values())
+                   for t in trials if len(t.values or []) == 1)
+        ax.set_title(f"Optimisation history of {study.study_name!r}" + (" (grey: infeasible)" if grey else ""))
+        return _save(ax.figure, path)
 
 
 def importances_chart(importances: dict[str, float], path: Path) -> Path | None:

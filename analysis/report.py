@@ -135,8 +135,7 @@ def _study_part(result: Analysis, storage: str, name: str, make_plots: bool, tex
         return
     result.studies.append(summary)
     stem = result.out / f"optuna_{slug(name)}_trials"
-    shown = summary.trials.drop(columns=["kind"])
-    result.files += tables.write_table(shown, shown.astype(object).where(shown.notna(), ""),
+    result.files += tables.write_table(summary.trials, tables.trials_display(summary.trials, summary.direction),
                                        stem, f"Optuna study {name}: trials")
     text.append(f"## Optuna\n{describe_study(summary)}")
     if make_plots:
@@ -229,12 +228,8 @@ def _study_md(result: Analysis, summary: StudySummary) -> str:
           describe_study(summary).replace("\n", "\n\n") + "\n"]
     md.append(_img(result, f"optuna_{s}_history.png", "optimisation history"))
     md.append(_img(result, f"optuna_{s}_importances.png", "parameter importances"))
-    trials = summary.trials
-    if len(trials):
-        shown = trials.drop(columns=["kind"])
-        if summary.direction in ("maximize", "minimize"):
-            shown = shown.sort_values("value", ascending=summary.direction == "minimize",
-                                      na_position="last")
-        md.append(f"Top trials (all in [optuna_{s}_trials.csv](optuna_{s}_trials.csv)):\n")
-        md.append(tables.to_markdown(shown.head(15).astype(object).where(shown.head(15).notna(), "")) + "\n")
+    if len(summary.trials):
+        shown = tables.trials_display(summary.trials, summary.direction)
+        md.append(f"Trials, best feasible first (all in [optuna_{s}_trials.csv](optuna_{s}_trials.csv)):\n")
+        md.append(tables.to_markdown(shown.head(15)) + "\n")
     return "\n".join(md)

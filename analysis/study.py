@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +65,20 @@ def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
     return found
 
 
+PASSWORD_ENV = "BUDGETSWEEP_STORAGE_PASSWORD"  # where our sweeper keeps a masked password
+
+
 def _storage_url(url: str, sweep_dir: Path) -> str:
-    """A relative sqlite path was relative to where the sweep ran; try the sweep folder too."""
+    """The URL to connect with.
+
+    A relative sqlite path was relative to where the sweep ran: try the sweep folder too. Our
+    sweeper writes `postgresql://user:***@host/db` (password masked); the password comes back
+    from $BUDGETSWEEP_STORAGE_PASSWORD, else libpq's PGPASSWORD / ~/.pgpass apply.
+    """
+    if ":***@" in url:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).set(password=os.environ.get(PASSWORD_ENV)).render_as_string(hide_password=False)
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         path = Path(url[len(prefix):])
@@ -96,6 +109,8 @@ def trials_table(study) -> pd.DataFrame:
             "constraints": ", ".join(f"{k}={v:g}" for k, v in t.constraints.items()),
             "duration_s": duration,
             **{f"params_{k}": v for k, v in t.params.items()},
+            # What our sweeper notes per trial (status, params = its size, error), if anything.
+            **{f"user_{k}": v for k, v in t.user_attrs.items() if isinstance(v, (int, float, str, bool))},
         })
     return pd.DataFrame(rows)
 

@@ -66,6 +66,32 @@ def runs_display(df: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """An Optuna trials table (study.trials_table) for reading: feasible completed trials
+    first, best first; then the rest by trial number."""
+    if trials.empty:
+        return trials
+    ranked = trials.assign(_done=trials["kind"] != "complete",
+                           _key=trials["value"] if direction == "minimize" else -trials["value"])
+    ranked = ranked.sort_values(["_done", "_key", "number"], na_position="last")
+    out = pd.DataFrame({"trial": ranked["number"], "state": ranked["state"],
+                        "counted as": ranked["kind"], "value": ranked["value"].map(lambda v: f"{v:.4f}" if _num(v) else "")})
+    for column in ranked.columns:
+        if column.startswith(("params_", "user_")):
+            name = column.split("_", 1)[1] if column.startswith("params_") else column
+            out[name] = ranked[column].map(_cell)
+    out["seconds"] = ranked["duration_s"].map(short)
+    return out.reset_index(drop=True)
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
 def to_markdown(display: pd.DataFrame) -> str:
     # disable_numparse: "71.20" must not turn into 71.2, nor "0 (ref)" into anything else.
     return display.to_markdown(index=False, disable_numparse=True)

@@ -1,0 +1,94 @@
+"""analysis.study on a real tiny Optuna study in a SQLite file (no training: ask/tell only)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from analysis.study import find_studies, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (C, lr, state, value, params constraint): constraint > 0 = over the budget (infeasible).
+TRIALS = [
+    (16, 1e-3, TrialState.COMPLETE, 0.60, -0.5),
+    (32, 1e-2, TrialState.COMPLETE, 0.70, -0.1),
+    (64, 1e-2, TrialState.PRUNED, None, 0.2),      # over budget: told PRUNED, never trained
+    (8, 1e-1, TrialState.FAIL, None, -0.9),
+    (24, 3e-3, TrialState.COMPLETE, 0.65, -0.3),
+    (28, 5e-3, TrialState.PRUNED, None, -0.2),     # stopped by the pruner
+    (60, 1e-3, TrialState.COMPLETE, 0.99, 0.1),    # infeasible: must never be the best
+    (20, 2e-3, TrialState.COMPLETE, 0.62, -0.4),
+]
+
+
+def make_study(folder: Path, name: str = "tiny", record: bool = True) -> str:
+    """A SQLite study in `folder/study.db` with TRIALS; `study.json` as our sweeper writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    for c, lr, state, value, constraint in TRIALS:
+        study.enqueue_trial({"model.C": c, "optimizer.lr": lr})  # ask() then suggests these
+        trial = study.ask()
+        trial.suggest_int("model.C", 8, 64)
+        trial.suggest_float("optimizer.lr", 1e-4, 1e-1, log=True)
+        trial.set_constraint("params", constraint)
+        study.tell(trial, value, state=state)
+    if record:
+        (folder / "study.json").write_text(json.dumps({"storage": url, "study_name": name}))
+    return url
+
+
+@pytest.fixture
+def study_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "optuna" / "tiny"
+    make_study(folder)
+    return folder
+
+
+def test_find_studies_from_study_json(study_dir):
+    assert find_studies(study_dir) == [(f"sqlite:///{study_dir / 'study.db'}", "tiny")]
+
+
+def test_find_studies_from_sqlite_files(tmp_path):
+    folder = tmp_path / "sweep"
+    make_study(folder, "first", record=False)
+    optuna.create_study(study_name="second", storage=f"sqlite:///{folder / 'study.db'}")
+    (folder / "notes.db").write_text("not a database")  # skipped with a warning
+    found = find_studies(folder)
+    assert sorted(name for _, name in found) == ["first", "second"]
+
+
+def test_summary_counts_best_feasible_and_importances(study_dir):
+    (storage, name), = find_studies(study_dir)
+    s = summarize(storage, name)
+    assert s.counts == {"complete": 4, "pruned": 1, "infeasible": 2, "failed": 1, "other": 0}
+    # Trial 6 has the highest value but violates the budget: the best feasible is trial 1.
+    assert s.best["number"] == 1 and s.best["value"] == 0.70
+    assert s.best["params"]["model.C"] == 32
+    assert list(s.trials["number"]) == list(range(8))
+    assert list(s.trials["feasible"]) == [True, True, False, True, True, True, False, True]
+    assert list(s.trials["state"])[:3] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert set(s.importances) == {"model.C", "optimizer.lr"}
+    assert sum(s.importances.values()) == pytest.approx(1.0)
+
+
+def test_cli_on_a_study_folder_without_runs(study_dir):
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(study_dir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = study_dir / "analysis"
+    assert (out / "optuna_tiny_history.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "optuna_tiny_importances.png").read_bytes()[:4] == b"\x89PNG"
+    for ext in (".md", ".csv", ".tex"):
+        assert (out / f"optuna_tiny_trials{ext}").is_file()
+    report = (out / "report.md").read_text()
+    assert "4 complete, 1 pruned, 2 infeasible, 1 failed" in report
+    assert "Best feasible trial #1" in report and "](optuna_tiny_history.png)" in report
+    assert "4 complete, 1 pruned, 2 infeasible, 1 failed" in proc.stdout
