@@ -192,15 +192,20 @@ class BudgetOptunaSweeperImpl(OptunaSweeperImpl):
                 self.n_trials = size
 
     def _open_study(self, url: str) -> optuna.Study:
-        try:
-            self.rdb = storages.make_storage(url, self.heartbeat_interval, self.grace_period)
-            return optuna.create_study(study_name=self.study_name, storage=self.rdb, sampler=self.sampler,
-                                       pruner=self.pruner, direction=self.direction, load_if_exists=True)
-        except SweeperError:
-            raise
-        except Exception as e:
-            msg = storages.scrub(_first_line(e), self.secret)
-            raise SweeperError(f"hydra.sweeper.storage: cannot open study {self.study_name!r} in {self.storage}: {msg}") from None
+        for attempt in range(5):
+            try:
+                self.rdb = storages.make_storage(url, self.heartbeat_interval, self.grace_period)
+                return optuna.create_study(study_name=self.study_name, storage=self.rdb, sampler=self.sampler,
+                                           pruner=self.pruner, direction=self.direction, load_if_exists=True)
+            except Exception as e:
+                msg = storages.scrub(_first_line(e), self.secret)
+                # workers starting together on an empty database race to create Optuna's tables
+                if attempt < 4 and any(x in msg for x in ("duplicate key", "already exists", "database is locked")):
+                    time.sleep(0.5 + attempt)
+                    continue
+                raise SweeperError(
+                    f"hydra.sweeper.storage: cannot open study {self.study_name!r} in {self.storage}: {msg}") from None
+        raise AssertionError("unreachable")
 
     def _write_study_json(self, study: optuna.Study) -> None:
         info = {"storage": self.storage, "study_name": study.study_name, "direction": self.direction,

@@ -84,7 +84,7 @@ class TrialReporter:
             if self.trial is None:
                 self.trial = self._connect()
             self.trial.report(float(row[self.key]), epoch)
-            prune = self.trial.should_prune()
+            prune = bool(self.trial.should_prune())
         except Exception as e:
             from .storage import PASSWORD_ENV, scrub
 

@@ -41,10 +41,13 @@ def mask(url: str | None) -> str | None:
 def connect_url(url: str) -> str:
     """The URL to connect with: a masked password is replaced by $BUDGETSWEEP_STORAGE_PASSWORD,
     or dropped when that is unset (libpq then reads PGPASSWORD / ~/.pgpass)."""
+    from sqlalchemy.engine import URL
+
     parsed = _url(url)
     if parsed.password != MASK:
         return url
-    return parsed.set(password=os.environ.get(PASSWORD_ENV)).render_as_string(hide_password=False)
+    return URL.create(parsed.drivername, parsed.username, os.environ.get(PASSWORD_ENV), parsed.host, parsed.port,
+                      parsed.database, parsed.query).render_as_string(hide_password=False)
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -58,6 +61,17 @@ def scrub(text: str, secret: str | None) -> str:
     return text
 
 
+def _with_driver(url: str) -> str:
+    """`postgresql://` means psycopg (3) to SQLAlchemy 2.1; use psycopg2 (our `postgres` extra)
+    when only that one is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
@@ -66,7 +80,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     """An Optuna RDBStorage for `url` (masked or not), with a long SQLite lock timeout so parallel
     jobs reporting their epochs wait for each other instead of failing."""
     kwargs: dict = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    storage = _storage_class()(connect_url(url), engine_kwargs=kwargs)
+    storage = _storage_class()(_with_driver(connect_url(url)), engine_kwargs=kwargs)
     # Heartbeats are recorded by the sweeper for the jobs it runs, not by Study.optimize:
     # the values drive `_get_stale_trial_ids`, while `get_heartbeat_interval` stays None so that
     # `Study.ask` does not warn that heartbeats belong to `optimize`.

@@ -1,0 +1,60 @@
+"""Helpers for the Optuna sweeper tests: run `run.py -m hydra/sweeper=optuna` as a user would,
+find the study it made, read it back. Imported by tests/test_optuna*.py and test_postgres*.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A trial trains for well under a second: tiny generated data, a ~6k-parameter model, one
+# thread (a tiny model on a busy 2-core machine: epoch 1 takes 0.2 s instead of 6 s).
+# (model.C >= 8: a 4-channel channels_last conv crashes torch 2.14's CPU backward with 1 thread.)
+TINY = ["experiment=quick", "data.n_train=160", "data.n_test=64", "data.val_size=64",
+        "progress=false", "device=cpu", "threads=1", "model.N=2", "model.B=1", "model.C=8"]
+
+
+def sweep_args(*args: str) -> list[str]:
+    """The default search space dropped (hydra.sweeper.params=null): each test gives its own."""
+    return [sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.params=null",
+            *TINY, *args]
+
+
+def env(**extra: str) -> dict:
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **extra}
+
+
+def run_sweep(cwd: Path, *args: str, timeout: float = 240, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_args(*args), cwd=cwd, env=env(**extra_env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def study_dirs(cwd: Path) -> list[Path]:
+    root = cwd / "outputs" / "optuna"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def run_folders(study_dir: Path) -> list[Path]:
+    return sorted((p for p in study_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def load_study(study_dir: Path):
+    """The study named in study.json (the masked password comes back from the environment)."""
+    import optuna
+
+    from sweeper.storage import make_storage
+
+    info = json.loads((study_dir / "study.json").read_text())
+    return optuna.load_study(study_name=info["study_name"], storage=make_storage(info["storage"]))
+
+
+def trained(study) -> list:
+    """Trials that count in n_trials (feasible, launched), whatever their end."""
+    return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("budgetsweep:slot") is True]

@@ -1,0 +1,156 @@
+"""`python run.py -m hydra/sweeper=optuna` end to end on tiny generated data: the budget as a
+constraint, pruning from the jobs (joblib workers), resume after SIGKILL, failures and
+one-line errors. Each test runs the app in a subprocess, in its own tmp_path."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests._sweep import env, load_study, metrics, run_folders, run_sweep, study_dirs, sweep_args, trained
+
+
+@pytest.mark.slow
+def test_budget_infeasible_trials_are_told_not_trained(tmp_path):
+    # C in 8..24 and B in {1, 2} span 5.7k..98k parameters: a 20k budget makes most of it infeasible
+    r = run_sweep(tmp_path, "budget.max_params=20000", "model.C=int(interval(8,24))", "model.B=choice(1,2)",
+                  "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (study_dir,) = study_dirs(tmp_path)
+    info = json.loads((study_dir / "study.json").read_text())
+    assert info["storage"] == f"sqlite:///{study_dir / 'study.db'}" and info["study_name"] == study_dir.name
+
+    study = load_study(study_dir)
+    done = trained(study)
+    assert len(done) == 2 and all(t.state == TrialState.COMPLETE for t in done)
+    infeasible = [t for t in study.trials if t not in done]
+    assert infeasible, "the space was meant to be mostly over budget"
+    for t in infeasible:  # told at once, with the constraint Optuna 5 samplers read
+        assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "over_budget"
+        assert t.constraints["params"] > 0 and t.user_attrs["params"] > 20000
+    # only the feasible trials have folders, each named by its trial number, each under budget
+    assert [p.name for p in run_folders(study_dir)] == [str(t.number) for t in done]
+    for t in done:
+        m = metrics(study_dir / str(t.number))
+        assert m["status"] == "completed" and m["params"] <= 20000 and m["trial"] == t.number
+        assert m["study"] == study.study_name and t.value == pytest.approx(m["objective"])
+    assert study.best_trial in done
+    assert (study_dir / "optimization_results.yaml").exists()
+
+
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[], JOBLIB], ids=["basic", "joblib"])
+def test_pruner_stops_trials(tmp_path, launcher):
+    # By design: ThresholdPruner(lower=1.01) prunes any trial that reports epoch 2 (no accuracy
+    # reaches 1.01; n_warmup_steps=2 spares epoch 1). The grid's epochs=3 trials are pruned
+    # after epoch 2, its epochs=1 trials complete. The job reports from its own process: this
+    # one (basic launcher) or a joblib worker, two trials at a time.
+    r = run_sweep(tmp_path, "hydra/sweeper/sampler=grid", "epochs=choice(1,3)", "seed=choice(0,1)",
+                  "hydra.sweeper.n_trials=4", *launcher,
+                  "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (study_dir,) = study_dirs(tmp_path)
+    study = load_study(study_dir)
+    done = trained(study)
+    assert sorted(t.number for t in done) == [0, 1, 2, 3]
+    for t in done:
+        m = metrics(study_dir / str(t.number))
+        rows = (study_dir / str(t.number) / "history.csv").read_text().strip().splitlines()
+        if t.params["epochs"] == 3:
+            assert t.state == TrialState.PRUNED and m["status"] == "pruned"
+            assert m["epochs"] == 2 and len(rows) == 1 + 2  # header + 2 epochs: stopped, files written
+            assert sorted(t.intermediate_values) == [1, 2]
+        else:
+            assert t.state == TrialState.COMPLETE and m["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_one(tmp_path):
+    args = sweep_args("epochs=2", "optimizer.lr=tag(log,interval(1e-3,1e-1))", "hydra.sweeper.n_trials=3",
+                      "hydra.sweeper.study_name=resume", "hydra.sweeper.heartbeat.interval=1",
+                      "hydra.sweeper.heartbeat.grace_period=2")
+    study_dir = tmp_path / "outputs" / "optuna" / "resume"
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:  # kill it once two trials finished and a third is between its epochs (checkpoint.pt)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            runs = run_folders(study_dir) if study_dir.exists() else []
+            finished = [p for p in runs if (p / "metrics.json").exists()]
+            if len(finished) >= 2 and any((p / "checkpoint.pt").exists() for p in runs if p not in finished):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    interrupted = [p for p in run_folders(study_dir) if not (p / "metrics.json").exists()]
+    finished = {p: {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in p.rglob("*") if f.is_file()}
+                for p in run_folders(study_dir) if p not in interrupted}
+    assert len(finished) == 2 and len(interrupted) == 1
+
+    r = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load_study(study_dir)
+    done = trained(study)
+    assert sorted(t.number for t in done) == [0, 1, 2] and len(study.trials) == 3
+    assert all(t.state == TrialState.COMPLETE for t in done)
+    assert [p.name for p in run_folders(study_dir)] == ["0", "1", "2"]
+    for run, files in finished.items():  # untouched: same files, same bytes, same mtimes
+        assert {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in run.rglob("*") if f.is_file()} == files
+    (resumed,) = interrupted
+    assert metrics(resumed)["status"] == "completed" and metrics(resumed)["epochs"] == 2
+    assert "resumed from" in (resumed / "run.log").read_text()  # the trainer's checkpoint, same folder
+    assert f"trial {resumed.name}: its process stopped" in r.stdout
+
+
+@pytest.mark.slow
+def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
+    # optimizer.lr=-1 passes the sizing (the model is fine) but every job records status invalid
+    r = run_sweep(tmp_path, "optimizer.lr=-1.0", "seed=range(0,100)", "hydra.sweeper.n_trials=2",
+                  "hydra.sweeper.max_failure_rate=1.0")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "no trial completed" in x]
+    assert "invalid 2" in line and "optimizer.lr" in line
+    (study_dir,) = study_dirs(tmp_path)
+    study = load_study(study_dir)
+    assert [t.state for t in trained(study)] == [TrialState.FAIL] * 2
+    assert all(metrics(p)["status"] == "invalid" for p in run_folders(study_dir))
+
+    # with the default max_failure_rate (0.25 of n_trials=4 = 1 failure allowed) it stops at the 2nd
+    r = run_sweep(tmp_path, "optimizer.lr=-1.0", "seed=range(0,100)", "hydra.sweeper.n_trials=4",
+                  "hydra.sweeper.study_name=stop")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "2 trials failed in this run, more than max_failure_rate=0.25 x n_trials=4" in r.stderr
+    assert len(run_folders(tmp_path / "outputs" / "optuna" / "stop")) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["hydra.sweeper.n_trials=0", "seed=range(0,9)"], "hydra.sweeper.n_trials: expected a positive int, got 0"),
+        (["model.nope=choice(1,2)"], "cannot compose the config"),
+        (["budget.max_params=100", "seed=range(0,99)", "hydra.sweeper.max_suggestions=3"],
+         "stopped after 3 suggestions (hydra.sweeper.max_suggestions=3): 3 were over budget.max_params"),
+    ],
+    ids=["n_trials", "unknown-key", "all-over-budget"],
+)
+def test_bad_sweeper_input_ends_with_one_line(tmp_path, args, message):
+    r = run_sweep(tmp_path, *args)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert message in r.stderr, r.stderr[-3000:]
+    assert not any(run_folders(d) for d in study_dirs(tmp_path))  # nothing was trained

@@ -1,0 +1,152 @@
+"""The Optuna sweeper's pieces without training: search-space parsing, study names, storage
+URLs and passwords, settings checks, and the job-side reporter against a real SQLite study."""
+from __future__ import annotations
+
+import logging
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from sweeper import storage as st
+from sweeper.errors import SweeperError
+from sweeper.report import TrialReporter, build_pruner, epoch_reporter
+from sweeper.space import default_study_name, params_to_overrides, parse_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    "line, key, expected",
+    [
+        ("model.N=choice(2,3,4)", "model.N", CategoricalDistribution([2, 3, 4])),
+        ("model.B=range(1,4)", "model.B", IntDistribution(1, 3)),
+        ("model.C=int(interval(16,128))", "model.C", IntDistribution(16, 128)),
+        ("optimizer.lr=tag(log,interval(1e-4,1e-1))", "optimizer.lr", FloatDistribution(1e-4, 1e-1, log=True)),
+        ("optimizer=choice(adam,sgd)", "optimizer", CategoricalDistribution(["adam", "sgd"])),
+    ],
+)
+def test_parse_space_uses_the_plugin_grammar(line, key, expected):
+    assert parse_space([line]).distributions == {key: expected}
+
+
+def test_a_later_override_replaces_an_earlier_one_and_a_plain_value_fixes_the_key():
+    yaml = params_to_overrides(OmegaConf.create({"model.C": "int(interval(16,128))", "model.N": "choice(2,3)"}))
+    space = parse_space([*yaml, "model.C=int(interval(8,32))", "model.N=3", "~model.P"])
+    assert space.distributions == {"model.C": IntDistribution(8, 32)}
+    assert space.fixed == {"model.N": "3"} and space.deletions == ["~model.P"]
+
+
+def test_bad_search_space_entries_are_one_line_errors():
+    with pytest.raises(SweeperError, match=r"search space: cannot parse 'model.C=interval\(8'"):
+        parse_space(["model.C=interval(8"])
+    with pytest.raises(SweeperError, match="hydra.sweeper.params: expected a mapping"):
+        params_to_overrides(OmegaConf.create(["model.C=1"]))
+
+
+def test_default_study_name_follows_the_search_space_only():
+    a = parse_space(["model.C=int(interval(8,32))", "experiment=quick"])
+    assert default_study_name(a, "quick") == default_study_name(parse_space(["experiment=quick", "model.C=int(interval(8,32))"]), "quick")
+    assert default_study_name(a, "quick").startswith("quick-")
+    assert default_study_name(a, None) != default_study_name(parse_space(["model.C=int(interval(8,33))", "experiment=quick"]), None)
+
+
+def test_passwords_are_masked_and_come_back_from_the_environment(monkeypatch):
+    masked, password = st.split_password("postgresql://alice:s3cr%40t@db.example:5432/sweeps")
+    assert masked == "postgresql://alice:***@db.example:5432/sweeps" and password == "s3cr@t"
+    assert st.split_password("sqlite:////tmp/study.db") == ("sqlite:////tmp/study.db", None)
+    assert st.split_password(masked) == (masked, None)
+    monkeypatch.setenv(st.PASSWORD_ENV, "s3cr@t")
+    assert st.connect_url(masked) == "postgresql://alice:s3cr%40t@db.example:5432/sweeps"
+    monkeypatch.delenv(st.PASSWORD_ENV)
+    assert st.connect_url(masked) == "postgresql://alice@db.example:5432/sweeps"  # libpq: PGPASSWORD/.pgpass
+    line = "hydra.sweeper.storage=postgresql://alice:s3cr%40t@db/x"
+    assert st.scrub(line, "s3cr@t") == "hydra.sweeper.storage=postgresql://alice:***@db/x"
+
+
+def _settings(**changes):
+    settings = dict(sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0}, direction="maximize",
+                    storage=None, study_name=None, n_trials=4, n_jobs=1, max_failure_rate=0.25,
+                    custom_search_space=None, params=None, pruner=None, dir=None, max_suggestions=None,
+                    heartbeat={"interval": 10, "grace_period": 30})
+    return {**settings, **changes}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"n_trials": 0}, "hydra.sweeper.n_trials: expected a positive int, got 0"),
+        ({"max_failure_rate": 1.5}, "hydra.sweeper.max_failure_rate: expected a number in [0, 1], got 1.5"),
+        ({"direction": ["maximize", "minimize"]}, "hydra.sweeper.direction: expected minimize or maximize"),
+        ({"pruner": {"_target_": "optuna.pruners.NoSuchPruner"}}, "hydra.sweeper.pruner:"),
+        ({"pruner": {"_target_": "os.getcwd"}}, "hydra.sweeper.pruner:"),  # outside optuna.pruners.*
+        ({"sampler": {"_target_": "optuna.samplers.TPESampler", "n_startup": 3}}, "hydra.sweeper.sampler:"),
+        ({"heartbeat": {"interval": 0, "grace_period": 30}}, "hydra.sweeper.heartbeat.interval"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(changes, message):
+    from sweeper._impl import BudgetOptunaSweeperImpl
+
+    with pytest.raises(SweeperError) as info:
+        BudgetOptunaSweeperImpl.from_settings(**_settings(**changes))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_grid_sampler_needs_discrete_values():
+    from sweeper._impl import BudgetOptunaSweeperImpl
+
+    sweeper = BudgetOptunaSweeperImpl.from_settings(
+        **_settings(sampler={"_target_": "optuna.samplers.GridSampler", "_partial_": True}))
+    with pytest.raises(SweeperError, match="optimizer.lr is continuous"):
+        sweeper._setup_grid_sampler(parse_space(["optimizer.lr=interval(0.1,0.2)"]))
+    sweeper._setup_grid_sampler(parse_space(["seed=range(0,3)", "epochs=choice(1,2)"]))
+    assert sweeper.n_trials == 4 and isinstance(sweeper.sampler, optuna.samplers.GridSampler)
+
+
+def _study(tmp_path, values_of_first_trial):
+    url = st.sqlite_url(tmp_path / "study.db")
+    study = optuna.create_study(study_name="s", storage=st.make_storage(url), direction="maximize")
+    first = study.ask()
+    for step, value in enumerate(values_of_first_trial, 1):
+        first.report(value, step)
+    study.tell(first, values_of_first_trial[-1])
+    return url, study, study.ask()
+
+
+def test_reporter_rebuilds_the_configured_pruner(tmp_path):
+    url, study, trial = _study(tmp_path, [0.9, 0.95])
+    median = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0}
+    report = TrialReporter(url, "s", trial.number, median)
+    assert report(1, {"val_acc": 0.1}) is True  # below the median of the finished trial
+    assert study.trials[trial.number].intermediate_values == {1: 0.1}
+    # what the job would get without rebuilding it: load_study's default MedianPruner(n_startup_trials=5)
+    loaded = optuna.load_study(study_name="s", storage=url)
+    assert optuna.trial.Trial(loaded, trial._trial_id).should_prune() is False
+
+
+def test_reporter_without_pruner_reports_and_never_stops(tmp_path):
+    url, study, trial = _study(tmp_path, [0.9])
+    report = TrialReporter(url, "s", trial.number, None)
+    assert [report(e, {"val_acc": 0.01}) for e in (1, 2)] == [False, False]
+    assert study.trials[trial.number].intermediate_values == {1: 0.01, 2: 0.01}
+
+
+def test_reporter_that_cannot_reach_its_study_warns_once_and_trains_on(tmp_path, caplog):
+    report = TrialReporter(st.sqlite_url(tmp_path / "none" / "x.db"), "s", 0, None)
+    with caplog.at_level(logging.WARNING, logger="sweeper.report"):
+        assert [report(e, {"val_acc": 0.5}) for e in (1, 2)] == [False, False]
+    assert len(caplog.records) == 1 and "training on without pruning" in caplog.records[0].message
+
+
+def test_epoch_reporter_is_none_outside_an_optuna_trial():
+    cfg = OmegaConf.create({"sweep": {"trial": None, "study": None}, "objective": "val_acc"})
+    assert epoch_reporter(cfg) is None
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_build_pruner_defaults_to_never_pruning():
+    assert isinstance(build_pruner(None), optuna.pruners.NopPruner)
+    pruner = build_pruner({"_target_": "optuna.pruners.PatientPruner", "patience": 1,
+                           "wrapped_pruner": {"_target_": "optuna.pruners.MedianPruner"}})
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
