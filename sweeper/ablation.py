@@ -140,7 +140,7 @@ class AblationSweeper(Sweeper):
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job.overrides))
             except Exception as e:
                 what = "the baseline" if job.factor is None else f"variant {job.factor}={job.value}"
-                raise AblationError(f"ablation: {what} does not compose: {e}".replace("\n", " ")) from e
+                raise AblationError(f"ablation: {what} does not compose: {' '.join(str(e).split())}") from e
             max_params = OmegaConf.select(cfg, "budget.max_params", default=None)
             if not self.size or "model" not in cfg or max_params is None:
                 continue
@@ -191,7 +191,7 @@ class AblationSweeper(Sweeper):
             num, r, reason = failed[0]
             summary = f"{len(failed)} of {len(jobs)} ablation jobs raised (first: job {num} {' '.join(r.overrides or [])}: {reason})"
             if len(failed) / len(jobs) > self.max_failure_rate:
-                raise AblationError(f"ablation: {summary}".replace("\n", " "))
+                raise AblationError(f"ablation: {' '.join(summary.split())}")
             log.warning(summary)
         return returns
 
