@@ -189,7 +189,7 @@ class AblationSweeper(Sweeper):
 
         if failed:
             num, r, reason = failed[0]
-            summary = f"{len(failed)} of {len(jobs)} ablation jobs raised (first: job {num} {' '.join(r.overrides or [])}: {reason})"
+            summary = f"{len(failed)} of {len(jobs)} jobs raised (first: job {num} {' '.join(r.overrides or [])}: {reason})"
             if len(failed) / len(jobs) > self.max_failure_rate:
                 raise AblationError(f"ablation: {' '.join(summary.split())}")
             log.warning(summary)

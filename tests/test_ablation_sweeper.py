@@ -31,6 +31,8 @@ def main(cfg):
     job = dict(sweep=OmegaConf.to_container(cfg.sweep), seed=cfg.seed, model=OmegaConf.to_container(cfg.model),
                optimizer=cfg.optimizer.name, batch_size=cfg.batch_size, overrides=list(HydraConfig.get().overrides.task))
     Path(HydraConfig.get().runtime.output_dir, "job.json").write_text(json.dumps(job))
+    if cfg.model.C == 5:
+        raise RuntimeError("C=5 raises")
     return 0.0
 
 
@@ -120,3 +122,13 @@ def test_bad_input_fails_before_any_job_with_one_line(tmp_path, args, message):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ablation:")]
     assert len(errors) == 1 and errors[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("rate, rc", [(0.0, 1), (0.5, 0)])
+def test_a_job_that_raises_does_not_stop_the_others(tmp_path, rate, rc):
+    proc, jobs = sweep(tmp_path, "hydra/sweeper=ablation", "experiment=quick", "model.C=5,16",
+                       f"hydra.sweeper.max_failure_rate={rate}")
+    assert [j["model"]["C"] for j in jobs] == [8, 5, 16]  # all three ran
+    assert proc.returncode == rc
+    log = proc.stdout + proc.stderr
+    assert "1 of 3 jobs raised (first: job 1 experiment=quick model.C=5" in log and "RuntimeError: C=5 raises" in log
