@@ -151,6 +151,9 @@ class AblationSweeper(Sweeper):
             except ConfigError as e:
                 notes[i] = f"invalid ({e}): recorded, not trained"
                 continue
+            except Exception as e:  # sizing only informs the plan: the job reports for itself
+                notes[i] = f"not sized ({type(e).__name__}: {' '.join(str(e).split())})"
+                continue
             if n > max_params:
                 notes[i] = f"{n:,} params > budget {max_params:,}: recorded as over_budget, not trained"
             else:

@@ -211,3 +211,11 @@ def test_format_plan_names_counts_and_skips():
     assert "model.C" in text and "runs 32, 64" in text and "skips 68" in text
     assert "skips adam" in text and "seeds: 0..1" in text
     assert "model.C=32: 5,123,456 params > budget" in text
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sweeper._ablation_plan as module
+
+    assert doctest.testmod(module).failed == 0
