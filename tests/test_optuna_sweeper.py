@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -145,12 +144,15 @@ def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
         (["model.nope=choice(1,2)"], "cannot compose the config"),
         (["budget.max_params=100", "seed=range(0,99)", "hydra.sweeper.max_suggestions=3"],
          "stopped after 3 suggestions (hydra.sweeper.max_suggestions=3): 3 were over budget.max_params"),
+        (["seed=range(0,9)", "hydra.sweeper.storage=postgresql://u:pw-not-shown@127.0.0.1:1/db"],
+         "hydra.sweeper.storage: cannot open study 'quick-"),  # no server there: the error masks it
     ],
-    ids=["n_trials", "unknown-key", "all-over-budget"],
+    ids=["n_trials", "unknown-key", "all-over-budget", "storage-unreachable"],
 )
 def test_bad_sweeper_input_ends_with_one_line(tmp_path, args, message):
     r = run_sweep(tmp_path, *args)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     assert message in r.stderr, r.stderr[-3000:]
+    assert "pw-not-shown" not in r.stdout + r.stderr
     assert not any(run_folders(d) for d in study_dirs(tmp_path))  # nothing was trained

@@ -29,9 +29,11 @@ def test_two_workers_share_one_study_with_no_duplicate_or_lost_trial(tmp_path, p
     n_trials = 6
     args = sweep_args("optimizer.lr=tag(log,interval(1e-3,1e-1))", "seed=range(0,1000)",
                       f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.study_name=shared",
-                      f"hydra.sweeper.storage={pg_url}", "hydra.sweeper.heartbeat.interval=1")
-    workers = [subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+                      "hydra.sweeper.heartbeat.interval=1")
+    # the URL with its password: on one worker's command line, in the other's $BUDGETSWEEP_STORAGE
+    ways = [(args + [f"hydra.sweeper.storage={pg_url}"], env()), (args, env(BUDGETSWEEP_STORAGE=pg_url))]
+    workers = [subprocess.Popen(a, cwd=tmp_path, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for a, e in ways]
     outputs = [w.communicate(timeout=300) for w in workers]
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-3000:]
