@@ -68,3 +68,11 @@ def test_bad_input_gets_a_clear_error_and_no_traceback(tmp_path, corrupt_npz, ar
     assert says in r.stderr
     if "error:" in r.stderr:  # our own checks: exactly one line
         assert len([line for line in r.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_narrow_models_do_not_crash_in_channels_last(tmp_path):
+    # torch 2.14.1's CPU backward of a strided conv with 2-7 input channels in channels_last
+    # corrupts memory (seed 1, C=4 hung or segfaulted); a subprocess so a crash fails one test.
+    r = run_app([*FAST, "model.C=4", "seed=1", "channels_last=auto", "hydra.run.dir=run"], tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["status"] == "completed"
