@@ -194,7 +194,7 @@ def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame) -> dict
 
     return {
         "factor": factor, "value": value, "baseline": is_baseline,
-        "status": _status(runs["status"]) if len(runs) else "missing",
+        "status": _status(runs["status"]) if len(runs) else "not run",
         "runs": len(runs), "n": len(done),
         "params": int(params.iloc[0]) if len(params) else None,
         "val_acc_mean": mean("val_acc"), "val_acc_std": std("val_acc"),
@@ -203,13 +203,16 @@ def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame) -> dict
     }
 
 
-def _table(df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.DataFrame) -> pd.DataFrame:
+def _table(df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.DataFrame,
+           planned: list[str]) -> pd.DataFrame:
     base_idx = assignment.index[assignment["is_baseline"]]
     mine = assignment[assignment["factor"] == factor]
     groups: dict[str, list] = {baseline_value: list(base_idx)}
     for idx, value in mine["value"].items():
         # A variant set to the baseline's own value is the baseline config: same row.
         groups.setdefault(value, []).append(idx)
+    for value in planned:  # planned by the sweeper but no folder: a "not run" row
+        groups.setdefault(value, [])
     rows = [_row(factor, v, v == baseline_value, df.loc[idx]) for v, idx in groups.items()]
     table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c != "delta_val_acc"])
     base_mean = table.loc[table["baseline"], "val_acc_mean"].iloc[0]
@@ -219,7 +222,8 @@ def _table(df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.Da
     return table.iloc[order].reset_index(drop=True)
 
 
-def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | None = None) -> Ablation | None:
+def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | None = None,
+                    planned: list[tuple[str, str]] | None = None) -> Ablation | None:
     """Build the one-at-a-time tables of the runs in `df` (from `collect`).
 
     Args:
@@ -227,6 +231,8 @@ def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | Non
         baseline: for inferred factors, the baseline values, as {"model.C": "32"} or as
             overrides ["model.C=32", "optimizer=adam"]; other factors take their most common
             value. Ignored when the ablation sweeper recorded its baseline.
+        planned: (factor, value) pairs the sweeper planned (`collect.read_ablation_plans`);
+            those without a run get a "not run" row.
 
     Returns:
         The Ablation, or None when the runs are Optuna trials (no baseline to vary from) or
@@ -247,9 +253,16 @@ def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | Non
             return None
         base, assignment, notes = _assign_inferred(df, _parse_baseline(baseline))
         mode = "inferred"
+    if mode == "recorded":  # a planned factor none of whose variants has a folder yet
+        base_rows = df.loc[assignment.index[assignment["is_baseline"]]]
+        for factor, _ in planned or []:
+            if factor not in base:
+                found = [config_value(row, factor) for _, row in base_rows.iterrows()]
+                base[factor] = next((v for v in found if v is not None), "baseline")
     if not base:
         return None
-    tables = {f: _table(df, f, v, assignment) for f, v in base.items()}
+    plans = {f: [canon(v) for g, v in planned or [] if g == f] for f in base}
+    tables = {f: _table(df, f, v, assignment, plans[f]) for f, v in base.items()}
     return Ablation(mode, base, assignment, tables, notes)
 
 

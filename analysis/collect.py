@@ -268,6 +268,28 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     return df
 
 
+def read_ablation_plans(paths: Iterable[str | Path]) -> tuple[list[tuple[str, str]], int]:
+    """What the ablation sweeper planned (`ablation_plan.yaml` in each folder): the (factor,
+    value) of every variant, and the number of jobs (variants x repeats).
+
+    A variant whose job never wrote a folder (a sweep stopped early) still gets its table
+    row, with status "not run", instead of vanishing; missing repeats are counted.
+    """
+    planned, n_jobs = [], 0
+    for root in map(Path, paths):
+        plan = root / "ablation_plan.yaml"
+        if not plan.is_file():
+            continue
+        try:
+            record = yaml.safe_load(plan.read_text()) or {}
+            planned += [(str(v["factor"]), str(v["value"])) for v in record.get("variants") or []
+                        if v.get("factor")]
+            n_jobs += int(record.get("n_jobs") or 0)
+        except (yaml.YAMLError, OSError, AttributeError, KeyError, TypeError) as e:
+            log.warning(f"{plan}: unreadable ({type(e).__name__}); planned variants not checked")
+    return planned, n_jobs
+
+
 def recorded_budget(df: pd.DataFrame) -> int | None:
     """The parameter budget the runs were held to (metrics' max_params, else the config's)."""
     for column in ("max_params", "cfg.budget.max_params"):

@@ -50,7 +50,7 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
     done = _completed(df)
     if done.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
     params, acc = done["params"].astype(float), 100 * done["val_acc"].astype(float)
     ax.scatter(params, acc, s=28, alpha=0.7, color="tab:blue", label="completed run", zorder=3)
     front = pareto_front(params, acc)
@@ -70,8 +70,9 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
     best = done.loc[done["val_acc"].astype(float).idxmax()]
     ax.annotate(f"best: {_short(best['label'], 30)}", (float(best["params"]), 100 * float(best["val_acc"])),
                 textcoords="offset points", xytext=(-6, 4), ha="right", fontsize=8)
-    ax.margins(y=0.12)
-    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.08, y=0.12)
+    # Below the axes: inside, it would cover points or the front wherever it goes.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
     ax.set_title(f"Accuracy vs size ({len(done)} of {len(df)} runs completed)")
     return _save(fig, path)
 
@@ -94,15 +95,19 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
         color = "tab:orange" if row["baseline"] else "tab:blue"
         ax.errorbar(x[i], mean[i], yerr=None if pd.isna(std[i]) else std[i], fmt="o", ms=7,
                     color=color, capsize=5, lw=1.5)
-        ax.annotate(f"{mean[i]:.1f} (n={row['n']})", (x[i], mean[i]), textcoords="offset points",
-                    xytext=(9, 0), va="center", fontsize=8,
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+        # Above the error bar, centred: labels beside the points run out of the axes.
+        label = f"{mean[i]:.1f}\nn={row['n']}"
+        if row["runs"] > row["n"]:
+            label += f" (+{row['runs'] - row['n']} not completed)"
+        top = mean[i] + (0 if pd.isna(std[i]) else std[i])
+        ax.annotate(label, (x[i], top), textcoords="offset points", xytext=(0, 5), ha="center",
+                    va="bottom", fontsize=8)
     base = table.loc[table["baseline"], "val_acc_mean"]
     if len(base) and pd.notna(base.iloc[0]):
         ax.axhline(100 * base.iloc[0], color="tab:orange", ls="--", lw=1, label="baseline mean")
         ax.legend(fontsize=8, loc="best")
-    ax.margins(y=0.25)
-    ax.set_xlim(-0.6, len(table) - 0.3)  # room for the labels right of the last point
+    ax.margins(y=0.3)
+    ax.set_xlim(-0.6, len(table) - 0.4)
     low = ax.get_ylim()[0]
     for i, row in table.iterrows():
         if row["n"] == 0:  # over budget, invalid, failed...: shown, not dropped

@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis import plots, tables
 from analysis.ablation import Ablation, ablation_tables, slug
-from analysis.collect import AnalysisError, collect, find_run_dirs, recorded_budget
+from analysis.collect import AnalysisError, collect, find_run_dirs, read_ablation_plans, recorded_budget
 from analysis.combine import CombineResult, combine_best
 from analysis.combine import describe as describe_combine
 from analysis.study import StudySummary, find_studies, summarize
@@ -101,8 +101,12 @@ def _runs_part(result: Analysis, paths: list[Path], baseline, budget, top_k, mak
     result.files.append(out / "runs.csv")
     text.append(f"{len(df)} runs: {_status_counts(df)}")
 
-    result.ablation = abl = ablation_tables(df, baseline)
+    planned, n_jobs = read_ablation_plans(paths)
+    result.ablation = abl = ablation_tables(df, baseline, planned=planned)
     if abl is not None:
+        if n_jobs > len(df):
+            abl.notes.append(f"the ablation sweeper planned {n_jobs} jobs; {len(df)} have a run folder "
+                             "(the sweep stopped early or is still running)")
         for factor, table in abl.tables.items():
             display = tables.ablation_display(table)
             result.files += tables.write_table(table, display, out / f"ablation_{slug(factor)}",

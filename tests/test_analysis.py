@@ -304,3 +304,19 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_planned_variants_without_a_folder_are_shown_not_dropped(ablation_sweep):
+    from analysis import analyze
+
+    # The sweeper's plan lists model.C=128 (x2 repeats) and model.K=3, but the sweep stopped first.
+    plan = {"repeats": 2, "n_jobs": 17, "variants": [
+        {"factor": None, "value": None}, {"factor": "model.C", "value": "128"},
+        {"factor": "model.K", "value": "3"}]}
+    (ablation_sweep / "ablation_plan.yaml").write_text(yaml.safe_dump(plan))
+    result = analyze([ablation_sweep], make_plots=False)
+    c, k = result.ablation.tables["model.C"], result.ablation.tables["model.K"]
+    assert rows(c)[-1] == ("128", False, "not run", 0, 0)
+    assert rows(k) == [("1", True, "completed", 3, 3), ("3", False, "not run", 0, 0)]
+    assert any("planned 17 jobs; 13 have a run folder" in n for n in result.ablation.notes)
+    assert "| 128 " in (ablation_sweep / "analysis" / "report.md").read_text()
