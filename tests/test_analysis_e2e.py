@@ -1,8 +1,6 @@
 """End to end: a tiny real ablation sweep (synthetic data, one epoch), then `python -m analysis`.
 
 ~20 s on one free core: two 160-image runs and one config that is sized but never trained.
-(C=8, not C=4: at the time of writing a C=4 model with channels_last could hang in backward on
-this CPU, see the note in README "## Analysis".)
 """
 from __future__ import annotations
 
