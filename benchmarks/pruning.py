@@ -6,7 +6,8 @@ Runs `experiment=search_small` (8 trials of small ResNets, 3,000 training images
 twice with the TPE sampler's seed fixed: n_startup_trials=10 > 8 trials, so both sweeps train
 the very same 8 suggested configs, and the only difference is the pruner
 (MedianPruner(n_startup_trials=3, n_warmup_steps=1): from the 4th trial on, a trial whose
-val acc at an epoch >= 2 is below the median of the earlier trials at that epoch stops).
+val acc at an epoch is below the median of the earlier trials at that epoch stops; the step is
+the 1-based epoch, so n_warmup_steps=1 protects no epoch). Results: benchmarks/pruning.md.
 Reads the run folders (metrics.json), prints a markdown table. Each sweep is a separate
 study in its own folder under --out; rerunning continues (and ends) the same studies, so
 remove --out to measure again. Measure on a quiet machine.

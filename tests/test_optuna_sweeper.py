@@ -74,7 +74,10 @@ def test_pruner_stops_trials(tmp_path, launcher):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_one(tmp_path):
-    args = sweep_args("epochs=2", "optimizer.lr=tag(log,interval(1e-3,1e-1))", "hydra.sweeper.n_trials=3",
+    # 3 epochs of 480 images: a trial spends a few seconds between its first checkpoint and its
+    # end, the window in which it is killed
+    args = sweep_args("epochs=3", "data.n_train=480", "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+                      "hydra.sweeper.n_trials=4",
                       "hydra.sweeper.study_name=resume", "hydra.sweeper.heartbeat.interval=1",
                       "hydra.sweeper.heartbeat.grace_period=2")
     study_dir = tmp_path / "outputs" / "optuna" / "resume"
@@ -98,19 +101,19 @@ def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_
     interrupted = [p for p in run_folders(study_dir) if not (p / "metrics.json").exists()]
     finished = {p: {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in p.rglob("*") if f.is_file()}
                 for p in run_folders(study_dir) if p not in interrupted}
-    assert len(finished) == 2 and len(interrupted) == 1
+    assert len(finished) >= 2 and len(interrupted) == 1
 
     r = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     study = load_study(study_dir)
     done = trained(study)
-    assert sorted(t.number for t in done) == [0, 1, 2] and len(study.trials) == 3
+    assert sorted(t.number for t in done) == [0, 1, 2, 3] and len(study.trials) == 4
     assert all(t.state == TrialState.COMPLETE for t in done)
-    assert [p.name for p in run_folders(study_dir)] == ["0", "1", "2"]
+    assert [p.name for p in run_folders(study_dir)] == ["0", "1", "2", "3"]
     for run, files in finished.items():  # untouched: same files, same bytes, same mtimes
         assert {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in run.rglob("*") if f.is_file()} == files
     (resumed,) = interrupted
-    assert metrics(resumed)["status"] == "completed" and metrics(resumed)["epochs"] == 2
+    assert metrics(resumed)["status"] == "completed" and metrics(resumed)["epochs"] == 3
     assert "resumed from" in (resumed / "run.log").read_text()  # the trainer's checkpoint, same folder
     assert f"trial {resumed.name}: its process stopped" in r.stdout
 
@@ -137,6 +140,7 @@ def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
     assert len(run_folders(tmp_path / "outputs" / "optuna" / "stop")) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
