@@ -68,6 +68,9 @@ def _first_line(e: BaseException | str) -> str:
 
 
 class BudgetOptunaSweeperImpl(OptunaSweeperImpl):
+    """The plugin's implementation with our settings checked (one-line errors), the secret taken
+    out of the storage URL, the study's folder and name decided, and our loop (`_Loop`)."""
+
     @classmethod
     def from_settings(
         cls,
@@ -105,7 +108,8 @@ class BudgetOptunaSweeperImpl(OptunaSweeperImpl):
         directions = direction if OmegaConf.is_list(direction) or isinstance(direction, list) else [direction]
         names = [getattr(d, "name", d) for d in directions]
         if len(names) != 1 or names[0] not in ("minimize", "maximize"):
-            raise SweeperError(f"hydra.sweeper.direction: expected minimize or maximize (one objective), got {direction!r}")
+            raise SweeperError(
+                f"hydra.sweeper.direction: expected minimize or maximize (one objective), got {direction!r}")
         try:
             sampler = instantiate(sampler, _execution_whitelist_=SAMPLER_WHITELIST)
         except Exception as e:
@@ -310,7 +314,7 @@ class _Loop:
             trial = self.study.ask()
             self.suggested += 1
             self._beat_for(trial)
-        if self.storage.get_trial_system_attrs(trial._trial_id).get(SLOT) is True:  # queued after an interruption: owns its slot
+        if self.storage.get_trial_system_attrs(trial._trial_id).get(SLOT) is True:  # requeued: owns its slot
             return self._launch(trial, self.sw.job_overrides(trial))
         overrides = self.sw.job_overrides(trial)
         feasible = self._size(trial, overrides)
@@ -350,7 +354,8 @@ class _Loop:
         except Exception as e:  # a key or a type the config does not accept: the space is wrong
             self._tell_fail_quietly(trial, "invalid")
             shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "sweep.")))
-            raise SweeperError(f"trial {trial.number}: cannot compose the config for {shown}: {_first_line(e)}") from None
+            raise SweeperError(
+                f"trial {trial.number}: cannot compose the config for {shown}: {_first_line(e)}") from None
         import models  # torch: loaded once, here, not at Hydra's start
 
         max_params = int(OmegaConf.select(cfg, "budget.max_params"))
@@ -445,7 +450,8 @@ class _Loop:
         metrics = self._read_metrics(run_dir)
         status, value = self._outcome(ret, metrics, error)
         if status == "completed" and value is None:
-            status, error = "failed", f"no objective value: {metrics.get('objective') if metrics else getattr(ret, '_return_value', None)!r}"
+            got = metrics.get("objective") if metrics else getattr(ret, "_return_value", None)
+            status, error = "failed", f"no objective value: {got!r}"
         if metrics:
             error = metrics.get("error") or error
         if status != "completed" and error is None and ret is not None and ret.status == JobStatus.FAILED:

@@ -93,5 +93,6 @@ class TrialReporter:
             log.warning("trial %d: cannot report to the study (%s); training on without pruning", self.number, msg)
             return False
         if prune:
-            log.info("trial %d: the pruner stops it after epoch %d (%s %.4f)", self.number, epoch, self.key, row[self.key])
+            log.info("trial %d: the pruner stops it after epoch %d (%s %.4f)", self.number, epoch, self.key,
+                     row[self.key])
         return prune

@@ -65,4 +65,5 @@ def test_two_workers_share_one_study_with_no_duplicate_or_lost_trial(tmp_path, p
     leaked = [str(f) for f in files if PASSWORD.encode() in f.read_bytes()]
     assert leaked == []
     assert "postgresql://budgetsweep:***@127.0.0.1" in (study_dir / "study.json").read_text()
-    assert "hydra.sweeper.storage='postgresql://budgetsweep:***@" in (study_dir / "0" / ".hydra" / "hydra.yaml").read_text()
+    hydra_yaml = (study_dir / str(numbers[0]) / ".hydra" / "hydra.yaml").read_text()
+    assert "hydra.sweeper.storage='postgresql://budgetsweep:***@" in hydra_yaml
