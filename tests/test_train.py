@@ -102,3 +102,14 @@ def test_shipped_cifar10_sample_beats_chance(tiny_cfg, tmp_path):
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "completed"
     assert metrics["test_acc"] > 0.25 and metrics["val_acc"] > 0.2
+
+
+@pytest.mark.slow
+def test_compiled_model_learns_like_the_eager_one(tiny_cfg, tmp_path):
+    # torch.compile on the CPU (inductor + the system C++ compiler): ~40 s of compiling
+    eager = train(tiny_cfg(), tmp_path / "eager")
+    compiled = train(tiny_cfg(["compile=true"]), tmp_path / "compiled")
+    assert compiled["status"] == "completed"
+    assert compiled["val_acc"] == pytest.approx(eager["val_acc"], abs=0.05)
+    eager_loss = float(read(tmp_path / "eager")[1][0]["train_loss"])
+    assert float(read(tmp_path / "compiled")[1][0]["train_loss"]) == pytest.approx(eager_loss, rel=1e-2)
