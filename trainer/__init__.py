@@ -6,7 +6,6 @@ Order of checks, cheapest first: the model config (invalid), its size against th
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -55,8 +54,9 @@ def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None =
         check_training_config(cfg)
         if cfg.objective not in metrics:
             raise models.ConfigError(f"objective: {cfg.objective!r} is not a key of metrics.json")
-        metrics["params"] = models.count_params(cfg.model)
-        metrics["flops"] = models.count_flops(cfg.model)
+        spec = models.resolve_model_config(cfg.model)  # checked once, then sized
+        metrics["params"] = models.count_params(spec)
+        metrics["flops"] = models.count_flops(spec)
         device = pick_device(cfg.device)
     except models.ConfigError as e:  # reported by the caller: one line, or a row of the sweep
         return _finish(run_dir, metrics, "invalid", str(e))
@@ -67,7 +67,6 @@ def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None =
 
     try:
         ds = load_dataset(cfg.data, device)
-        spec = models.resolve_model_config(cfg.model)
         if ds.num_classes > spec.num_classes or ds.image_shape != (spec.in_channels, spec.image_size, spec.image_size):
             raise models.ConfigError(
                 f"model: expects {spec.num_classes} classes of {spec.in_channels}x{spec.image_size}x{spec.image_size} "
