@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 import models
 from data import DataError, load_dataset
 
-from .contract import SCHEMA_VERSION, read_metrics, write_history, write_metrics
+from contract import SCHEMA_VERSION, read_metrics, write_history, write_metrics
 from .loop import EpochCallback, check_training_config, describe_device, fit, pick_device
 from .schema import TrainConfig, register_configs
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 import models
 from data import DeviceDataset, eval_batches, n_train_batches, train_batches
 
-from .contract import CHECKPOINT_FILE, write_atomic, write_history
+from contract import CHECKPOINT_FILE, write_atomic, write_history
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict], bool]  # (epoch, history row) -> stop now (pruned)?

@@ -1,0 +1,41 @@
+"""The run contract: what a run folder holds, and the few facts every part agrees on.
+
+This package is the one place the trainer, both sweepers and `analysis/` meet. It is a leaf:
+it imports no torch, no Optuna and nothing else of ours, so any of them (and a user's own
+app) can import it cheaply. Modules:
+
+- `contract.run`: the run folder: file names, statuses, the `metrics.json` keys and schema
+  version, `history.csv` columns, the sweep coordinates, atomic writers and readers.
+- `contract.values`: one canonical text for override values (what the ablation sweeper
+  records is what analysis reads, by construction) and the override-grammar helpers.
+- `contract.layouts`: the sweep-level files: `study.json` (Optuna) and `ablation_plan.yaml`.
+- `contract.storage`: the storage password variable, masking, and the one connect URL.
+- `contract.errors`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a
+  table cell is shown.
+"""
+from .errors import first_line, is_missing
+from .run import (
+    CHECKPOINT_FILE,
+    FAILED_STATUSES,
+    HISTORY_COLUMNS,
+    HISTORY_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    METRICS_KEYS,
+    SCHEMA_VERSION,
+    STATUSES,
+    SWEEP_FIELDS,
+    ContractError,
+    load_metrics,
+    new_metrics,
+    read_metrics,
+    write_atomic,
+    write_history,
+    write_metrics,
+)
+
+__all__ = [
+    "CHECKPOINT_FILE", "FAILED_STATUSES", "HISTORY_COLUMNS", "HISTORY_FILE", "LOG_FILE", "METRICS_FILE",
+    "METRICS_KEYS", "SCHEMA_VERSION", "STATUSES", "SWEEP_FIELDS", "ContractError", "first_line", "is_missing",
+    "load_metrics", "new_metrics", "read_metrics", "write_atomic", "write_history", "write_metrics",
+]
