@@ -5,7 +5,7 @@ import pytest
 
 import models
 from trainer import train
-from trainer.contract import HISTORY_COLUMNS, STATUSES
+from contract import HISTORY_COLUMNS, STATUSES
 
 
 def read(run_dir):
