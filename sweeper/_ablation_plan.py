@@ -16,13 +16,13 @@ Hydra's override grammar is used throughout: values are compared as parsed value
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from hydra.core.override_parser.types import Quote, QuotedString, Transformer
+from hydra.core.override_parser.types import QuotedString, Transformer
 from hydra.errors import CompactHydraException
+
+from contract.values import canon, quote, values_equal
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -143,43 +143,6 @@ def parse_factors(
     return factors, fixed
 
 
-def values_equal(a: Any, b: Any) -> bool:
-    """Config-value equality for skipping: 64 == 64.0, True != 1, "64" == 64, lists elementwise."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, str) and isinstance(b, (int, float)):  # a str field holds 64 as "64"
-        return a == Transformer.str(b)
-    if isinstance(b, str) and isinstance(a, (int, float)):
-        return b == Transformer.str(a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
-
-
-def record_text(value: Any) -> str:
-    """How a value is recorded in `sweep.value`: strings as they are, the rest as overrides."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return Transformer.str(value)
-
-
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*\Z")
-_GRAMMAR_WORDS = {"true", "false", "null", "nan", "inf"}
-
-
-def quote(text: str) -> str:
-    """Override text that parses back to exactly the string `text` (never a number, list, ...)."""
-    if _PLAIN.match(text) and text.lower() not in _GRAMMAR_WORDS:
-        return text
-    return QuotedString(text.replace("${", "\\${"), Quote.single).with_quotes()
-
-
 def _record(prefix: str, factor: str | None, value: str | None, repeat: int) -> list[str]:
     return [
         f"{prefix}factor={'null' if factor is None else quote(factor)}",
@@ -218,59 +181,72 @@ def plan_ablation(
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise AblationError(f"ablation: hydra.sweeper.repeats must be an int >= 1, got {repeats!r}")
-    fixed = dict(fixed or {})
-    seeded = repeats > 1 or any(f.name == seed_key for f in factors)
     if repeats > 1 and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise AblationError(
             f"ablation: hydra.sweeper.repeats={repeats} needs an int `{seed_key}` in the config, got {seed!r}"
         )
-
-    variants: list[tuple[str | None, str | None, str | None, Any]] = [(None, None, None, seed)]
+    variants: list[_Variant] = [_Variant(None, None, None, seed)]
     runs: dict[str, tuple[str, ...]] = {}
     skipped: dict[str, tuple[str, ...]] = {}
     for f in factors:
-        if f.name not in baseline and not f.adds:
-            raise AblationError(
-                f"ablation: factor {f.name!r} is not a key or config group of the composed config "
-                f"(use +{f.name}=... to add a key)"
-            )
-        kept: list[Any] = []
-        ran, skip = [], []
-        for value, text in zip(f.values, f.texts):
-            if (f.name in baseline and values_equal(baseline[f.name], value)) or any(
-                values_equal(k, value) for k in kept
-            ):
-                skip.append(text)
-                continue
-            if f.name == seed_key and (isinstance(value, bool) or not isinstance(value, int)):
-                raise AblationError(f"ablation: {seed_key} values must be ints, got {text!r}")
-            kept.append(value)
-            ran.append(text)
-            variant_seed = value if f.name == seed_key else seed
-            variants.append((f.name, f"{f.key}={text}", record_text(value), variant_seed))
-        runs[f.name], skipped[f.name] = tuple(ran), tuple(skip)
+        kept, runs[f.name], skipped[f.name] = _factor_variants(f, baseline, seed, seed_key)
+        variants += kept
+    seeded = repeats > 1 or any(f.name == seed_key for f in factors)
+    jobs = _expand(variants, dict(fixed or {}), repeats, seed_key if seeded else None, record_prefix)
+    return Plan(jobs=jobs, factors=tuple(factors), baseline=dict(baseline), runs=runs, skipped=skipped,
+                repeats=repeats)
 
+
+@dataclass(frozen=True)
+class _Variant:
+    factor: str | None  # None: the baseline
+    line: str | None  # the override that makes it, as typed (`model.C=32`)
+    value: str | None  # canonical text, recorded in `sweep.value`
+    seed: Any  # the seed its repeat 0 runs with
+
+
+def _factor_variants(f: Factor, baseline: Mapping[str, Any], seed: Any, seed_key: str):
+    """One factor's variants: each value that differs from the baseline and from the values
+    before it. Returns (variants, texts run, texts skipped)."""
+    if f.name not in baseline and not f.adds:
+        raise AblationError(
+            f"ablation: factor {f.name!r} is not a key or config group of the composed config "
+            f"(use +{f.name}=... to add a key)"
+        )
+    kept: list[_Variant] = []
+    values: list[Any] = []
+    ran, skip = [], []
+    for value, text in zip(f.values, f.texts):
+        same_as_base = f.name in baseline and values_equal(baseline[f.name], value)
+        if same_as_base or any(values_equal(v, value) for v in values):
+            skip.append(text)
+            continue
+        if f.name == seed_key and (isinstance(value, bool) or not isinstance(value, int)):
+            raise AblationError(f"ablation: {seed_key} values must be ints, got {text!r}")
+        values.append(value)
+        ran.append(text)
+        kept.append(_Variant(f.name, f"{f.key}={text}", canon(value), value if f.name == seed_key else seed))
+    return kept, tuple(ran), tuple(skip)
+
+
+def _expand(variants: Sequence[_Variant], fixed: Mapping[str, str], repeats: int, seed_key: str | None,
+            record_prefix: str | None) -> tuple[Job, ...]:
+    """Every variant x every repeat, repeat-major. With `seed_key`, repeat r of a variant runs
+    with its seed + r (the command line's own seed override is replaced)."""
     jobs = []
     for r in range(repeats):
-        for factor, line, value, vseed in variants:
-            overrides = [v for n, v in fixed.items() if not (seeded and n == seed_key)]
-            if line is not None and factor != seed_key:
-                overrides.append(line)
+        for v in variants:
+            overrides = [line for name, line in fixed.items() if name != seed_key]
+            if v.line is not None and v.factor != seed_key:
+                overrides.append(v.line)
             if record_prefix is not None:
-                overrides += _record(record_prefix, factor, value, r)
+                overrides += _record(record_prefix, v.factor, v.value, r)
             job_seed = None
-            if seeded and vseed is not None:
-                job_seed = vseed + r
+            if seed_key is not None and v.seed is not None:
+                job_seed = v.seed + r
                 overrides.append(f"{seed_key}={job_seed}")
-            jobs.append(Job(tuple(overrides), factor, value, r, job_seed))
-    return Plan(
-        jobs=tuple(jobs),
-        factors=tuple(factors),
-        baseline=dict(baseline),
-        runs=runs,
-        skipped=skipped,
-        repeats=repeats,
-    )
+            jobs.append(Job(tuple(overrides), v.factor, v.value, r, job_seed))
+    return tuple(jobs)
 
 
 def format_plan(plan: Plan, notes: Mapping[int, str] | None = None) -> list[str]:
@@ -282,7 +258,7 @@ def format_plan(plan: Plan, notes: Mapping[int, str] | None = None) -> list[str]
     ]
     width = max([len(f.name) for f in plan.factors] + [8])
     for f in plan.factors:
-        base = record_text(plan.baseline[f.name]) if f.name in plan.baseline else "(absent)"
+        base = canon(plan.baseline[f.name]) if f.name in plan.baseline else "(absent)"
         line = f"  {f.name:<{width}}  baseline {base}; runs {', '.join(plan.runs[f.name]) or 'nothing'}"
         if plan.skipped[f.name]:
             line += f"; skips {', '.join(plan.skipped[f.name])} (= baseline or repeated)"

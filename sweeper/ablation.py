@@ -24,6 +24,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from contract import first_line
+from contract.layouts import AblationPlanRecord, PlannedVariant, write_ablation_plan
+
 from ._ablation_plan import AblationError, Plan, format_plan, parse_factors, plan_ablation
 
 log = logging.getLogger(__name__)
@@ -142,22 +145,8 @@ class AblationSweeper(Sweeper):
                 what = "the baseline" if job.factor is None else f"variant {job.factor}={job.value}"
                 raise AblationError(f"ablation: {what} does not compose: {' '.join(str(e).split())}") from e
             max_params = OmegaConf.select(cfg, "budget.max_params", default=None)
-            if not self.size or "model" not in cfg or max_params is None:
-                continue
-            from models import ConfigError, count_params  # torch: only when sizing
-
-            try:
-                n = count_params(cfg.model)
-            except ConfigError as e:
-                notes[i] = f"invalid ({e}): recorded, not trained"
-                continue
-            except Exception as e:  # sizing only informs the plan: the job reports for itself
-                notes[i] = f"not sized ({type(e).__name__}: {' '.join(str(e).split())})"
-                continue
-            if n > max_params:
-                notes[i] = f"{n:,} params > budget {max_params:,}: recorded as over_budget, not trained"
-            else:
-                notes[i] = f"{n:,} params"
+            if self.size and "model" in cfg and max_params is not None:
+                notes[i] = _size_note(cfg.model, max_params)
         return notes
 
     # -- sweeping ---------------------------------------------------------------------------
@@ -172,7 +161,7 @@ class AblationSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        OmegaConf.save(OmegaConf.create(_plan_record(plan, notes)), sweep_dir / "ablation_plan.yaml")
+        write_ablation_plan(sweep_dir, _plan_record(plan, notes))
 
         jobs = [list(j.overrides) for j in plan.jobs]
         size = self.max_batch_size or len(jobs)
@@ -186,7 +175,7 @@ class AblationSweeper(Sweeper):
                         r.return_value
                         reason = "failed"
                     except Exception as e:  # the job's own exception, re-raised by JobReturn
-                        reason = f"{type(e).__name__}: {e}"
+                        reason = f"{type(e).__name__}: {first_line(e)}"
                     failed.append((start + k, r, reason))
             returns.append(results)
 
@@ -199,21 +188,21 @@ class AblationSweeper(Sweeper):
         return returns
 
 
-def _plan_record(plan: Plan, notes: dict[int, str]) -> dict[str, Any]:
+def _size_note(model_cfg: Any, max_params: int) -> str:
+    """What the plan log says of one variant's size (the job records the verdict itself)."""
+    from models import check_budget  # torch: only when sizing
+
+    sizing = check_budget(model_cfg, max_params)
+    if sizing.status == "invalid":
+        return f"invalid ({sizing.error}): recorded, not trained"
+    if sizing.status == "over_budget":
+        return f"{sizing.params:,} params > budget {max_params:,}: recorded as over_budget, not trained"
+    return f"{sizing.params:,} params"
+
+
+def _plan_record(plan: Plan, notes: dict[int, str]) -> AblationPlanRecord:
     """ablation_plan.yaml: what was run and what was skipped as equal to the baseline."""
-    return {
-        "repeats": plan.repeats,
-        "factors": {
-            f.name: {
-                "baseline": plan.baseline.get(f.name),
-                "runs": list(plan.runs[f.name]),
-                "skipped": list(plan.skipped[f.name]),
-            }
-            for f in plan.factors
-        },
-        "variants": [
-            {"factor": j.factor, "value": j.value, "overrides": list(j.overrides), "note": notes.get(i)}
-            for i, j in enumerate(plan.variants)
-        ],
-        "n_jobs": len(plan.jobs),
-    }
+    factors = {f.name: {"baseline": plan.baseline.get(f.name), "runs": list(plan.runs[f.name]),
+                        "skipped": list(plan.skipped[f.name])} for f in plan.factors}
+    variants = [PlannedVariant(j.factor, j.value, list(j.overrides), notes.get(i)) for i, j in enumerate(plan.variants)]
+    return AblationPlanRecord(repeats=plan.repeats, factors=factors, variants=variants, n_jobs=len(plan.jobs))

@@ -64,7 +64,7 @@ def test_one_factor_at_a_time_with_repeats(tmp_path):
                        "optimizer=adam,sgd", "model.B=[1,1,1],1", "hydra.sweeper.repeats=2", "seed=3")
     assert proc.returncode == 0, proc.stderr
     per_repeat = [(None, None, True), ("model.C", "4", False), ("optimizer", "sgd", False),
-                  ("model.B", "[1,1,1]", False)]
+                  ("model.B", "[1, 1, 1]", False)]
     assert coords(jobs) == [(*c, r, 3 + r) for r in range(2) for c in per_repeat]
     by_factor = {j["sweep"]["factor"]: j for j in jobs[:4]}
     assert by_factor[None]["model"]["C"] == 8 and by_factor[None]["optimizer"] == "adam"
