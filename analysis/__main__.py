@@ -10,7 +10,8 @@ import logging
 import sys
 
 from analysis.collect import AnalysisError, newest_sweep
-from analysis.report import analyze
+from analysis.output import output_dir, write
+from analysis.pipeline import analyze
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         paths = args.sweep_dirs
         if not paths and args.storage is None:
             paths = [newest_sweep()]
+        out = output_dir(paths, args.out)
         studies = [(args.storage, args.study)] if args.storage else []
-        result = analyze(paths, out=args.out, baseline=args.baseline, budget=args.budget,
-                         top_k=args.top_k, studies=studies, make_plots=not args.no_plots)
+        result = analyze(paths, baseline=args.baseline, budget=args.budget, top_k=args.top_k, studies=studies)
+        files = write(result, out, make_plots=not args.no_plots)
     except (AnalysisError, OSError) as e:
         print(f"analysis: error: {e}", file=sys.stderr)
         return 2
     print(result.text)
-    print(f"\nWrote {len(result.files)} files to {result.out}/, report: {result.out / 'report.md'}")
+    print(f"\nWrote {len(files)} files to {out}/, report: {out / 'report.md'}")
     return 0
 
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis.collect import AnalysisError
-from analysis.values import canon, parse_override, sort_key
+from analysis.collect import AnalysisError, config_value, leaves
+from contract import is_missing
+from contract.values import canon, parse_override, sort_key
 
 log = logging.getLogger("analysis")
 
@@ -67,56 +68,46 @@ def _is_factor_key(key: str) -> bool:
     return key not in NOT_FACTOR_KEYS and not key.startswith(NOT_FACTOR_PREFIXES)
 
 
-def config_value(row: pd.Series, key: str) -> str | None:
-    """A run's canonical value of `key`: its config, else its group choice, else its override."""
-    for column in (f"cfg.{key}", f"choice.{key}"):
-        if column in row.index and not _missing(row[column]):
-            return canon(row[column])
-    for text in row.get("overrides") or []:
-        parsed = parse_override(text)
-        if parsed and parsed[0] == key:
-            return canon(parsed[1])
-    return None
+def _is_true(value) -> bool:
+    return value is True or value == "true"
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+def _present(column: pd.Series) -> pd.Series:
+    return ~column.map(is_missing)
 
 
-def _has_config(row: pd.Series) -> bool:
-    return any(k.startswith("cfg.") and not _missing(v) for k, v in row.items())
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """The assignment: (index of the run, factor or None, canonical value or None, is_baseline)."""
+    return pd.DataFrame(rows, columns=["index", "factor", "value", "is_baseline"]).set_index("index")
 
 
 def _recorded(df: pd.DataFrame) -> bool:
-    has_factor = df["factor"].map(lambda v: not _missing(v)).any()
-    has_baseline = df["baseline"].map(lambda v: v is True or v == "true").any()
-    return bool(has_factor or has_baseline)
+    return bool(_present(df["factor"]).any() or df["baseline"].map(_is_true).any())
 
 
-def _assign_recorded(df: pd.DataFrame) -> tuple[dict[str, str], pd.DataFrame, list[str]]:
+def _assign_recorded(df: pd.DataFrame, planned_factors: list[str]) -> tuple[dict[str, str], pd.DataFrame, list[str]]:
     notes = []
-    is_base = df["baseline"].map(lambda v: v is True or v == "true") & df["factor"].map(_missing)
-    factors = list(dict.fromkeys(f for f in df["factor"] if not _missing(f)))
+    is_base = df["baseline"].map(_is_true) & ~_present(df["factor"])
+    # Planned factors none of whose variants has a folder yet still get a table.
+    factors = list(dict.fromkeys([*df.loc[_present(df["factor"]), "factor"], *planned_factors]))
     base_rows = df[is_base]
     baseline = {}
     for f in factors:
-        values = [config_value(row, f) for _, row in base_rows.iterrows()]
-        values = [v for v in values if v is not None]
+        values = [v for v in (config_value(row, f) for _, row in base_rows.iterrows()) if v is not None]
         baseline[f] = Counter(values).most_common(1)[0][0] if values else "baseline"
 
     rows = []
     for idx, row in df.iterrows():
         if is_base[idx]:
             rows.append((idx, None, None, True))
-        elif not _missing(row["factor"]):
-            value = canon(row["value"]) if not _missing(row["value"]) else config_value(row, row["factor"])
+        elif not is_missing(row["factor"]):
+            value = config_value(row, row["factor"]) if is_missing(row["value"]) else canon(row["value"])
             rows.append((idx, row["factor"], value or "?", False))
     left_out = len(df) - len(rows)
     if left_out:
         notes.append(f"{left_out} run(s) carry no ablation coordinates (no factor, not the "
                      "baseline) and are left out of the ablation tables")
-    assignment = pd.DataFrame(rows, columns=["index", "factor", "value", "is_baseline"]).set_index("index")
-    return baseline, assignment, notes
+    return baseline, _frame(rows), notes
 
 
 def _candidate_keys(df: pd.DataFrame) -> list[str]:
@@ -126,16 +117,14 @@ def _candidate_keys(df: pd.DataFrame) -> list[str]:
             parsed = parse_override(text)
             if parsed and _is_factor_key(parsed[0]):
                 keys.append(parsed[0])
-    keys = list(dict.fromkeys(keys))
-    if keys:
-        return keys
-    # No overrides recorded anywhere: fall back to every config key.
-    return [c[4:] for c in df.columns if c.startswith("cfg.") and _is_factor_key(c[4:])]
+    if not keys:  # no overrides recorded anywhere: every config key is a candidate
+        keys = [k for config in df["config"] for k, _ in leaves(config) if _is_factor_key(k)]
+    return list(dict.fromkeys(keys))
 
 
 def _assign_inferred(df: pd.DataFrame, given: dict[str, str]) -> tuple[dict[str, str], pd.DataFrame, list[str]]:
     notes = []
-    usable = df[df.apply(_has_config, axis=1) | df["overrides"].map(bool)]
+    usable = df[df["config"].map(bool) | df["overrides"].map(bool)]
     if len(usable) < len(df):
         notes.append(f"{len(df) - len(usable)} run(s) have neither config nor overrides and "
                      "are left out of the ablation tables")
@@ -170,8 +159,7 @@ def _assign_inferred(df: pd.DataFrame, given: dict[str, str]) -> tuple[dict[str,
                      "left out of the one-at-a-time tables")
     if factors and not any(r[3] for r in rows):
         notes.append("no run has the baseline config; differences to the baseline are empty")
-    assignment = pd.DataFrame(rows, columns=["index", "factor", "value", "is_baseline"]).set_index("index")
-    return baseline, assignment, notes
+    return baseline, _frame(rows), notes
 
 
 def _status(statuses: pd.Series) -> str:
@@ -217,7 +205,8 @@ def _table(df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.Da
     table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c != "delta_val_acc"])
     base_mean = table.loc[table["baseline"], "val_acc_mean"].iloc[0]
     table.insert(TABLE_COLUMNS.index("delta_val_acc"), "delta_val_acc", table["val_acc_mean"] - base_mean)
-    table["params"] = table["params"].astype("Int64")  # nullable: over-budget rows keep ints
+    # ints and None ("not sized"), not floats with NaN: 78042 in the CSV, never 78042.0
+    table["params"] = pd.Series([r["params"] for r in rows], index=table.index, dtype=object)
     order = sorted(range(len(table)), key=lambda i: sort_key(table.at[i, "value"]))
     return table.iloc[order].reset_index(drop=True)
 
@@ -244,25 +233,20 @@ def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | Non
     """
     if df.empty:
         return None
+    planned = [(f, canon(v)) for f, v in planned or []]
     if _recorded(df):
-        base, assignment, notes = _assign_recorded(df)
         mode = "recorded"
+        base, assignment, notes = _assign_recorded(df, [f for f, _ in planned])
+    elif _present(df["trial"]).any():
+        log.info("runs are Optuna trials: no one-at-a-time tables")
+        return None
     else:
-        if df["trial"].map(lambda v: not _missing(v)).any():
-            log.info("runs are Optuna trials: no one-at-a-time tables")
-            return None
-        base, assignment, notes = _assign_inferred(df, _parse_baseline(baseline))
         mode = "inferred"
-    if mode == "recorded":  # a planned factor none of whose variants has a folder yet
-        base_rows = df.loc[assignment.index[assignment["is_baseline"]]]
-        for factor, _ in planned or []:
-            if factor not in base:
-                found = [config_value(row, factor) for _, row in base_rows.iterrows()]
-                base[factor] = next((v for v in found if v is not None), "baseline")
+        base, assignment, notes = _assign_inferred(df, _parse_baseline(baseline))
     if not base:
         return None
-    plans = {f: [canon(v) for g, v in planned or [] if g == f] for f in base}
-    tables = {f: _table(df, f, v, assignment, plans[f]) for f, v in base.items()}
+    tables = {f: _table(df, f, v, assignment, [value for g, value in planned if g == f])
+              for f, v in base.items()}
     return Ablation(mode, base, assignment, tables, notes)
 
 

@@ -1,7 +1,7 @@
 """Run folders -> one pandas DataFrame, one row per run.
 
 A run folder is any directory holding `metrics.json` or `.hydra/config.yaml` (the run
-contract in README.md). `collect` walks the given folders recursively, so a sweep folder,
+contract, `contract.run`). `collect` walks the given folders recursively, so a sweep folder,
 a folder of single runs (`outputs/runs/`) and one run folder all work, and several folders
 may be merged.
 
@@ -10,12 +10,14 @@ Columns:
   status                      metrics.json's status, or `corrupt` (unreadable metrics.json)
                               or `incomplete` (no metrics.json: running, killed or crashed)
   <metrics keys>              every key of metrics.json as written (val_acc, params, ...)
-  factor, value, baseline,    the ablation coordinates (metrics.json, else the config's
-  repeat                      `sweep.*` so a run with a corrupt metrics.json keeps its place)
-  cfg.<dotted.key>            the composed config, flattened (lists as "[1, 2, 2]")
+  config                      the composed config (`.hydra/config.yaml`) as a nested dict,
+                              {} when there is none; `config_value` reads a dotted key of it
+  overrides                   the job's overrides (list of str)
   choice.<group>              Hydra's config-group choices (`.hydra/hydra.yaml`), e.g.
                               choice.optimizer = "adam": how group factors are told apart
-  overrides                   the job's overrides (list of str)
+  trial, study, factor,       the sweep coordinates (contract.SWEEP_FIELDS): metrics.json's,
+  value, baseline, repeat     else the config's `sweep.*`, so a run with a corrupt
+                              metrics.json keeps its place
   has_history                 history.csv exists and was readable
   label                       a short name: the overrides not shared by every run
 
@@ -24,24 +26,35 @@ and `df.attrs["warnings"]`); they never stop the collection.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import yaml
 
-from analysis.values import canon
+from contract import (
+    HISTORY_COLUMNS,
+    HISTORY_FILE,
+    METRICS_FILE,
+    STATUSES,
+    SWEEP_FIELDS,
+    ContractError,
+    first_line,
+    is_missing,
+    load_metrics,
+)
+from contract.layouts import read_ablation_plan
+from contract.values import canon, parse_override
 
 log = logging.getLogger("analysis")
 
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
-# Ablation coordinates, and their config twins set by the ablation sweeper.
-SWEEP_FIELDS = ["factor", "value", "baseline", "repeat", "trial", "study"]
+# Statuses analysis adds for runs without a readable metrics.json, shown after the contract's.
+CORRUPT, INCOMPLETE = "corrupt", "incomplete"
+STATUS_ORDER = (*STATUSES, CORRUPT, INCOMPLETE)
 
 
 class AnalysisError(Exception):
@@ -58,7 +71,7 @@ def find_run_dirs(root: Path) -> list[Path]:
         # Prune in place so os.walk does not descend into them.
         dirnames[:] = [d for d in dirnames if d not in {"analysis", ".hydra", "__pycache__"}]
         here = Path(dirpath)
-        if METRICS in filenames or (here / ".hydra" / "config.yaml").is_file():
+        if METRICS_FILE in filenames or (here / ".hydra" / "config.yaml").is_file():
             found.append(here)
     return sorted(found, key=_natural_key)
 
@@ -81,27 +94,56 @@ def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optun
     return max(subdirs, key=lambda p: p.stat().st_mtime)
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": value}; lists become canonical strings so cells stay hashable."""
-    out: dict[str, Any] = {}
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    out[prefix[:-1]] = canon(node) if isinstance(node, (list, tuple)) else node
-    return out
+def check_folders(paths: Iterable[str | Path]) -> list[Path]:
+    """The paths as Paths; AnalysisError for one that is not an existing folder."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
+            raise AnalysisError(f"{p}: no such folder")
+        if not p.is_dir():
+            raise AnalysisError(f"{p}: not a folder (pass a sweep or run folder)")
+    return paths
 
 
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"a.b": 1} -> {"a": {"b": 1}}: the inverse of `flatten` for dict nodes."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+# --- one run's config, as nested data ----------------------------------------------------
+
+
+def lookup(config: Any, key: str) -> Any:
+    """The leaf at dotted `key` of a nested config ("model.C"), None when absent or a group."""
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return None if isinstance(node, Mapping) else node
+
+
+def leaves(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a nested config, in order (lists are leaves)."""
+    if not isinstance(config, Mapping):
+        return
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def config_value(row: pd.Series, key: str) -> str | None:
+    """A run's canonical value of `key`: its config, else its group choice, else its override."""
+    value = lookup(row.get("config"), key)
+    if is_missing(value):
+        value = row.get(f"choice.{key}")
+    if not is_missing(value):
+        return canon(value)
+    for text in row.get("overrides") or []:
+        parsed = parse_override(text)
+        if parsed and parsed[0] == key:
+            return canon(parsed[1])
+    return None
+
+
+# --- reading one run ---------------------------------------------------------------------
 
 
 class _Warnings:
@@ -110,8 +152,7 @@ class _Warnings:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def __call__(self, where: Path, message: str) -> None:
-        line = f"{where}: {message}"
+    def __call__(self, line: str) -> None:
         self.lines.append(line)
         log.warning(line)
 
@@ -122,32 +163,26 @@ def _read_yaml(path: Path, warn: _Warnings) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as e:
-        warn(path, f"unreadable YAML ({type(e).__name__}); ignored")
+        warn(f"{path}: unreadable YAML ({type(e).__name__}); ignored")
         return None
 
 
 def _read_metrics(run: Path, warn: _Warnings) -> dict[str, Any]:
-    path = run / METRICS
-    if not path.is_file():
-        warn(path, "missing (run unfinished or crashed); shown with status 'incomplete'")
-        return {"status": "incomplete", "error": "no metrics.json (unfinished or crashed)"}
+    """metrics.json, or a stand-in whose status says why there is none (the contract's reason)."""
     try:
-        metrics = json.loads(path.read_text())
-        if not isinstance(metrics, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        warn(path, f"corrupt ({reason}); shown with status 'corrupt'")
-        return {"status": "corrupt", "error": f"metrics.json unreadable ({reason})"}
-    if "status" not in metrics:
-        warn(path, "has no 'status'; shown with status 'corrupt'")
-        metrics["status"] = "corrupt"
-    return metrics
+        return load_metrics(run)
+    except ContractError as e:
+        if not (run / METRICS_FILE).exists():
+            warn(f"{e} (run unfinished or crashed); shown with status '{INCOMPLETE}'")
+            return {"status": INCOMPLETE, "error": f"no {METRICS_FILE} (unfinished or crashed)"}
+        reason = first_line(e).removeprefix(f"{run / METRICS_FILE}: ")
+        warn(f"{e}; shown with status '{CORRUPT}'")
+        return {"status": CORRUPT, "error": f"{METRICS_FILE} {reason}"}
 
 
 def read_history(run_dir: str | Path, warn: _Warnings | None = None) -> pd.DataFrame | None:
     """history.csv of one run as a DataFrame, or None when missing or unreadable."""
-    path = Path(run_dir) / HISTORY
+    path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
         return None
     try:
@@ -155,14 +190,29 @@ def read_history(run_dir: str | Path, warn: _Warnings | None = None) -> pd.DataF
         hist = pd.read_csv(path, on_bad_lines="skip")
     except (ValueError, OSError, pd.errors.ParserError) as e:
         if warn:
-            warn(path, f"unreadable ({type(e).__name__}); learning curve skipped")
+            warn(f"{path}: unreadable ({type(e).__name__}); learning curve skipped")
         return None
-    if "epoch" not in hist.columns or "val_acc" not in hist.columns:
+    needed = {HISTORY_COLUMNS[0], "val_acc"}
+    if not needed <= set(hist.columns):
         if warn:
-            warn(path, "lacks the epoch/val_acc columns; learning curve skipped")
+            warn(f"{path}: lacks the epoch/val_acc columns; learning curve skipped")
         return None
     hist = hist.apply(pd.to_numeric, errors="coerce").dropna(subset=["epoch"])
     return hist.sort_values("epoch").reset_index(drop=True)
+
+
+def _read_config(hydra_dir: Path, warn: _Warnings) -> dict[str, Any]:
+    if not (hydra_dir / "config.yaml").is_file():
+        warn(f"{hydra_dir / 'config.yaml'}: missing; config columns left empty")
+    config = _read_yaml(hydra_dir / "config.yaml", warn)
+    return config if isinstance(config, dict) else {}
+
+
+def _read_choices(hydra_dir: Path, warn: _Warnings) -> dict[str, Any]:
+    hydra_cfg = _read_yaml(hydra_dir / "hydra.yaml", warn)
+    choices = (((hydra_cfg or {}).get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    # Hydra's own plugins are not our factors.
+    return {f"choice.{g}": c for g, c in choices.items() if not str(g).startswith("hydra/")}
 
 
 def _read_run(run: Path, sweep_dir: Path, warn: _Warnings) -> dict[str, Any]:
@@ -173,35 +223,23 @@ def _read_run(run: Path, sweep_dir: Path, warn: _Warnings) -> dict[str, Any]:
     }
     metrics = _read_metrics(run, warn)
     row.update(metrics)
-
     hydra_dir = run / ".hydra"
-    config = _read_yaml(hydra_dir / "config.yaml", warn)
-    if config is None and not (hydra_dir / "config.yaml").is_file():
-        warn(hydra_dir / "config.yaml", "missing; config columns left empty")
-    if isinstance(config, dict):
-        row.update({f"cfg.{k}": v for k, v in flatten(config).items()})
-
+    row["config"] = config = _read_config(hydra_dir, warn)
     overrides = _read_yaml(hydra_dir / "overrides.yaml", warn)
     if not isinstance(overrides, list):
         overrides = metrics.get("overrides") if isinstance(metrics.get("overrides"), list) else []
     row["overrides"] = [str(o) for o in overrides]
+    row.update(_read_choices(hydra_dir, warn))
 
-    hydra_cfg = _read_yaml(hydra_dir / "hydra.yaml", warn)
-    choices = (((hydra_cfg or {}).get("hydra") or {}).get("runtime") or {}).get("choices") or {}
-    for group, choice in choices.items():
-        if not str(group).startswith("hydra/"):  # Hydra's own plugins are not our factors
-            row[f"choice.{group}"] = choice
-
-    # A run whose metrics.json is lost still knows its ablation coordinates from the config.
+    # A run whose metrics.json is lost still knows its sweep coordinates from the config.
     for name in SWEEP_FIELDS:
-        if row.get(name) is None and row.get(f"cfg.sweep.{name}") is not None:
-            row[name] = row[f"cfg.sweep.{name}"]
+        if is_missing(row.get(name)):
+            row[name] = lookup(config, f"sweep.{name}")
 
-    history_ok = read_history(run, warn) is not None
+    row["has_history"] = read_history(run, warn) is not None
     # Only a completed run promises a learning curve; others may stop before epoch 1.
-    if not (run / HISTORY).is_file() and row["status"] == "completed":
-        warn(run / HISTORY, "missing; no learning curve for this run")
-    row["has_history"] = history_ok
+    if not (run / HISTORY_FILE).is_file() and row["status"] == "completed":
+        warn(f"{run / HISTORY_FILE}: missing; no learning curve for this run")
     return row
 
 
@@ -218,7 +256,7 @@ def _labels(df: pd.DataFrame) -> pd.Series:
     lists = df["overrides"].map(own)
     shared = set.intersection(*(set(o) for o in lists)) if len(lists) else set()
     labels = []
-    for (_, row), ovs in zip(df.iterrows(), lists):
+    for (_, row), ovs in zip(df.iterrows(), lists, strict=False):
         if row.get("baseline") is True:
             label = "baseline"
         elif isinstance(row.get("factor"), str):
@@ -226,9 +264,11 @@ def _labels(df: pd.DataFrame) -> pd.Series:
         else:
             label = " ".join(o for o in ovs if o not in shared) or row["job"]
         labels.append(label)
-    seeds = df["cfg.seed"] if "cfg.seed" in df else df.get("seed")
-    if seeds is not None and seeds.dropna().nunique() > 1:
-        labels = [lab if pd.isna(s) else f"{lab} seed={int(s)}" for lab, s in zip(labels, seeds)]
+    seeds = df["config"].map(lambda c: lookup(c, "seed"))
+    if seeds.isna().all() and "seed" in df:
+        seeds = df["seed"]
+    if seeds.dropna().nunique() > 1:
+        labels = [lab if is_missing(s) else f"{lab} seed={int(s)}" for lab, s in zip(labels, seeds, strict=False)]
     return pd.Series(labels, index=df.index)
 
 
@@ -245,18 +285,12 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         >>> df = collect("outputs/sweeps/2025-01-01_12-00-00")  # doctest: +SKIP
         >>> df[df.status == "completed"].sort_values("val_acc")[["label", "params", "val_acc"]]
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
     warn = _Warnings()
     rows = []
-    for root in map(Path, paths):
-        if not root.exists():
-            raise AnalysisError(f"{root}: no such folder")
-        if not root.is_dir():
-            raise AnalysisError(f"{root}: not a folder (pass a sweep or run folder)")
+    for root in check_folders([paths] if isinstance(paths, (str, Path)) else paths):
         runs = find_run_dirs(root)
         if not runs:
-            raise AnalysisError(f"{root}: no runs found (no metrics.json or .hydra/config.yaml)")
+            raise AnalysisError(f"{root}: no runs found (no {METRICS_FILE} or .hydra/config.yaml)")
         rows += [_read_run(run, root, warn) for run in runs]
 
     df = pd.DataFrame(rows)
@@ -268,31 +302,35 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     return df
 
 
-def read_ablation_plans(paths: Iterable[str | Path]) -> tuple[list[tuple[str, str]], int]:
-    """What the ablation sweeper planned (`ablation_plan.yaml` in each folder): the (factor,
-    value) of every variant, and the number of jobs (variants x repeats).
+@dataclass
+class Plan:
+    """What the ablation sweepers planned (`ablation_plan.yaml` of each folder): the (factor,
+    canonical value) of every variant, and the number of jobs (variants x repeats)."""
 
-    A variant whose job never wrote a folder (a sweep stopped early) still gets its table
-    row, with status "not run", instead of vanishing; missing repeats are counted.
-    """
-    planned, n_jobs = [], 0
+    variants: list[tuple[str, str]]
+    n_jobs: int
+
+
+def read_ablation_plans(paths: Iterable[str | Path]) -> Plan:
+    """The plans in `paths`, merged. A variant whose job never wrote a folder (a sweep stopped
+    early) still gets its table row, with status "not run", instead of vanishing."""
+    plan = Plan([], 0)
     for root in map(Path, paths):
-        plan = root / "ablation_plan.yaml"
-        if not plan.is_file():
-            continue
         try:
-            record = yaml.safe_load(plan.read_text()) or {}
-            planned += [(str(v["factor"]), str(v["value"])) for v in record.get("variants") or []
-                        if v.get("factor")]
-            n_jobs += int(record.get("n_jobs") or 0)
-        except (yaml.YAMLError, OSError, AttributeError, KeyError, TypeError) as e:
-            log.warning(f"{plan}: unreadable ({type(e).__name__}); planned variants not checked")
-    return planned, n_jobs
+            record = read_ablation_plan(root)
+        except ContractError as e:
+            log.warning(f"{e}; planned variants not checked")
+            continue
+        if record is not None:
+            plan.variants += [(v.factor, canon(v.value)) for v in record.variants if v.factor]
+            plan.n_jobs += record.n_jobs
+    return plan
 
 
 def recorded_budget(df: pd.DataFrame) -> int | None:
     """The parameter budget the runs were held to (metrics' max_params, else the config's)."""
-    for column in ("max_params", "cfg.budget.max_params"):
-        if column in df and df[column].notna().any():
-            return int(df[column].dropna().max())
-    return None
+    recorded = df["max_params"] if "max_params" in df else pd.Series(dtype=float)
+    if recorded.isna().all():
+        recorded = df["config"].map(lambda c: lookup(c, "budget.max_params"))
+    recorded = pd.to_numeric(recorded, errors="coerce").dropna()
+    return int(recorded.max()) if len(recorded) else None

@@ -1,7 +1,10 @@
-"""The pictures: matplotlib on the headless Agg backend, one PNG per function.
+"""The pictures, one PNG per function.
 
 Each function takes the collected DataFrame (or a table / study), writes `path`, and
-returns it, or None when there is nothing to draw (e.g. no completed run).
+returns it, or None when there is nothing to draw (e.g. no completed run). Our own charts are
+`matplotlib.figure.Figure`s saved directly (no pyplot, no backend chosen, no display needed),
+so importing or using analysis leaves a notebook's or an app's matplotlib settings alone;
+only Optuna's history plot goes through pyplot, inside `optuna_history`.
 """
 from __future__ import annotations
 
@@ -9,23 +12,24 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # before pyplot: no display on servers, CI, or this CPU box
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.collect import read_history  # noqa: E402
+from analysis.collect import read_history
 
 DPI = 110  # ~700 px wide at the sizes below: sharp on GitHub, a few tens of kB each
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)  # a bare Figure saves through the Agg canvas for .png
     return path
+
+
+def _axes(width: float, height: float):
+    return Figure(figsize=(width, height)).subplots()
 
 
 def _completed(df: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +54,7 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
     done = _completed(df)
     if done.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    ax = _axes(7.0, 4.6)
     params, acc = done["params"].astype(float), 100 * done["val_acc"].astype(float)
     ax.scatter(params, acc, s=28, alpha=0.7, color="tab:blue", label="completed run", zorder=3)
     front = pareto_front(params, acc)
@@ -74,7 +78,7 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
     # Below the axes: inside, it would cover points or the front wherever it goes.
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
     ax.set_title(f"Accuracy vs size ({len(done)} of {len(df)} runs completed)")
-    return _save(fig, path)
+    return _save(ax.figure, path)
 
 
 def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
@@ -85,7 +89,7 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
     """
     if not (table["n"] > 0).any():
         return None
-    fig, ax = plt.subplots(figsize=(max(4.4, 0.8 * len(table) + 2.4), 3.6))
+    ax = _axes(max(4.4, 0.8 * len(table) + 2.4), 3.6)
     x = np.arange(len(table))
     mean = 100 * table["val_acc_mean"].astype(float)
     std = 100 * table["val_acc_std"].astype(float)  # NaN for n < 2: no bar drawn
@@ -118,7 +122,7 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
     ax.set_ylabel("best val accuracy (%)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(f"{factor}: mean ± std over repeats")
-    return _save(fig, path)
+    return _save(ax.figure, path)
 
 
 def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
@@ -128,8 +132,8 @@ def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
     if done.empty:
         return None
     top = done.sort_values("val_acc", ascending=False).head(k)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for color, (_, run) in zip(plt.cm.tab10.colors, top.iterrows()):
+    ax = _axes(6.4, 4.2)
+    for color, (_, run) in zip(matplotlib.colormaps["tab10"].colors, top.iterrows(), strict=False):
         hist = read_history(run["run_dir"])
         if hist is None:
             continue
@@ -144,11 +148,12 @@ def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
     ax.legend(fontsize=8, title=f"best {len(top)} runs: val (solid), train (dashed)",
               title_fontsize=8)
     ax.set_title("Learning curves")
-    return _save(fig, path)
+    return _save(ax.figure, path)
 
 
 def optuna_history(study, path: Path) -> Path | None:
     """Optuna's own optimisation-history plot (it draws infeasible trials in grey)."""
+    import matplotlib.pyplot as plt  # optuna draws with pyplot: imported only here
     import optuna
 
     trials = study.get_trials(deepcopy=False)
@@ -164,7 +169,10 @@ def optuna_history(study, path: Path) -> Path | None:
         grey = any(t.value is not None and any(v > 0 for v in t.constraints.values())
                    for t in trials if len(t.values or []) == 1)
         ax.set_title(f"Optimisation history of {study.study_name!r}" + (" (grey: infeasible)" if grey else ""))
-        return _save(ax.figure, path)
+        try:
+            return _save(ax.figure, path)
+        finally:
+            plt.close(ax.figure)
 
 
 def importances_chart(importances: dict[str, float], path: Path) -> Path | None:
@@ -176,14 +184,14 @@ def importances_chart(importances: dict[str, float], path: Path) -> Path | None:
     if not importances:
         return None
     names = list(importances)[::-1]  # most important on top
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.4))
+    ax = _axes(6.4, 0.45 * len(names) + 1.4)
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
     for i, n in enumerate(names):
         ax.text(importances[n], i, f" {importances[n]:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, max(importances.values()) * 1.15 or 1)
     ax.set_xlabel("importance (Optuna default evaluator, normalised)")
     ax.set_title("Hyperparameter importances")
-    return _save(fig, path)
+    return _save(ax.figure, path)
 
 
 def _short(text, n: int = 40) -> str:

@@ -1,7 +1,7 @@
 """Optuna study summaries: trials table, best feasible trial, counts, importances.
 
-Where the study is: `SWEEP_DIR/study.json` ({"storage": URL, "study_name": NAME}), written by
-our Optuna sweeper; if absent, every study in the `*.db` SQLite files of SWEEP_DIR.
+Where the study is: `SWEEP_DIR/study.json` (`contract.layouts.read_study`), written by our
+Optuna sweeper; if absent, every study in the `*.db` SQLite files of SWEEP_DIR.
 
 Feasibility: our sweeper marks a config over the parameter budget with Optuna 5's
 `trial.set_constraint(...)` (a positive value = violated), and tells Optuna PRUNED without
@@ -14,13 +14,15 @@ training it. Each trial is counted once:
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from contract import ContractError, first_line
+from contract.layouts import read_study
+from contract.storage import connect_url, mask, scrub, split_password, sqlite_url
 
 log = logging.getLogger("analysis")
 
@@ -43,21 +45,26 @@ class StudySummary:
 
 
 def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
-    """(storage URL, study name) pairs recorded in or stored under `sweep_dir`."""
+    """(storage URL, study name) pairs recorded in or stored under `sweep_dir`.
+
+    The URL is the one to connect with (a relative SQLite path found in `sweep_dir`, the
+    PostgreSQL driver chosen: `contract.storage.connect_url`) with its password masked:
+    `summarize` puts the password back, and nothing shown or written ever holds it.
+    """
     sweep_dir = Path(sweep_dir)
-    record = sweep_dir / "study.json"
-    if record.is_file():
-        try:
-            info = json.loads(record.read_text())
-            return [(_storage_url(info["storage"], sweep_dir), str(info["study_name"]))]
-        except (ValueError, KeyError, TypeError) as e:
-            log.warning(f"{record}: unreadable ({type(e).__name__}: {e}); looking for *.db instead")
+    try:
+        record = read_study(sweep_dir)
+    except ContractError as e:
+        record = None
+        log.warning(f"{scrub(str(e))}; looking for *.db instead")
+    if record is not None:
+        return [(mask(connect_url(record.storage, sweep_dir)), record.study_name)]
     found = []
     dbs = sorted(sweep_dir.glob("*.db"))
     if dbs:
         import optuna  # ~1 s to import: only when the sweep holds a storage
     for db in dbs:
-        url = f"sqlite:///{db.resolve()}"
+        url = sqlite_url(db)
         try:
             found += [(url, name) for name in optuna.study.get_all_study_names(storage=url)]
         except Exception as e:  # a non-Optuna or corrupt file: SQLAlchemy/sqlite3 errors vary
@@ -65,26 +72,9 @@ def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
     return found
 
 
-PASSWORD_ENV = "BUDGETSWEEP_STORAGE_PASSWORD"  # where our sweeper keeps a masked password
-
-
-def _storage_url(url: str, sweep_dir: Path) -> str:
-    """The URL to connect with.
-
-    A relative sqlite path was relative to where the sweep ran: try the sweep folder too. Our
-    sweeper writes `postgresql://user:***@host/db` (password masked); the password comes back
-    from $BUDGETSWEEP_STORAGE_PASSWORD, else libpq's PGPASSWORD / ~/.pgpass apply.
-    """
-    if ":***@" in url:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).set(password=os.environ.get(PASSWORD_ENV)).render_as_string(hide_password=False)
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        path = Path(url[len(prefix):])
-        if not path.exists() and (sweep_dir / path.name).exists():
-            return prefix + str((sweep_dir / path.name).resolve())
-    return url
+def hide_password(text: str, storage: str) -> str:
+    """`text` with the password of `storage` (given in it, or $BUDGETSWEEP_STORAGE_PASSWORD) masked."""
+    return scrub(scrub(text), split_password(storage)[1])
 
 
 def _kind(trial) -> str:
@@ -116,10 +106,15 @@ def trials_table(study) -> pd.DataFrame:
 
 
 def summarize(storage: str, study_name: str) -> StudySummary:
-    """Load one study and summarize it (counts, best feasible trial, importances)."""
+    """Load one study and summarize it (counts, best feasible trial, importances).
+
+    `storage` may hold its password or the mask (then $BUDGETSWEEP_STORAGE_PASSWORD has it);
+    the summary keeps the masked URL only.
+    """
     import optuna
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=connect_url(storage))
+    storage = mask(storage)
     table = trials_table(study)
     counts = {k: int((table["kind"] == k).sum()) if len(table) else 0 for k in COUNT_KEYS}
     notes = []
@@ -140,25 +135,6 @@ def summarize(storage: str, study_name: str) -> StudySummary:
         # Optuna's default evaluator (PED-ANOVA in Optuna 5) over the completed trials.
         importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as e:
-        notes.append(f"no parameter importances: {str(e).splitlines()[0]}")
+        notes.append(f"no parameter importances: {first_line(e)}")
     direction = "maximize" if maximize else "minimize"
     return StudySummary(study_name, storage, direction, table, counts, best, importances, study, notes)
-
-
-def describe(summary: StudySummary) -> str:
-    """The study in a few lines for the terminal and the report."""
-    counts = ", ".join(f"{summary.counts[k]} {k}" for k in COUNT_KEYS if summary.counts[k] or k != "other")
-    out = [f"Study {summary.name!r} ({summary.direction}): {len(summary.trials)} trials: {counts}."]
-    if summary.best:
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.best["params"].items())
-        out.append(f"Best feasible trial #{summary.best['number']}: value {summary.best['value']:.4f} ({params}).")
-    else:
-        out.append("No feasible completed trial.")
-    if summary.importances:
-        imp = ", ".join(f"{k} {v:.2f}" for k, v in summary.importances.items())
-        out.append(f"Importances (Optuna default evaluator): {imp}.")
-    return "\n".join(out + summary.notes)
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -6,33 +6,30 @@ separators. Empty cells mean "no completed run", never zero.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
-
-def _num(x) -> bool:
-    return x is not None and x is not pd.NA and not (isinstance(x, float) and math.isnan(x))
+from contract import is_missing
 
 
 def pct(mean, std=None) -> str:
     """0.7123, 0.0045 -> "71.23 ± 0.45"; no std (n < 2) -> "71.23"; no mean -> ""."""
-    if not _num(mean):
+    if is_missing(mean):
         return ""
-    return f"{100 * mean:.2f} ± {100 * std:.2f}" if _num(std) else f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if not is_missing(std) else f"{100 * mean:.2f}"
 
 
 def signed_pp(x) -> str:
-    return f"{100 * x:+.2f}" if _num(x) else ""
+    return f"{100 * x:+.2f}" if not is_missing(x) else ""
 
 
 def thousands(x) -> str:
-    return f"{int(x):,}" if _num(x) else ""
+    return f"{int(x):,}" if not is_missing(x) else ""
 
 
 def short(x, digits: int = 1) -> str:
-    if not _num(x):
+    if is_missing(x):
         return ""
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.{digits}f}"
 
@@ -40,14 +37,14 @@ def short(x, digits: int = 1) -> str:
 def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
     """An ablation table (ablation.TABLE_COLUMNS) formatted for reading."""
     return pd.DataFrame({
-        "value": [f"{v} (baseline)" if b else v for v, b in zip(table["value"], table["baseline"])],
+        "value": [f"{v} (baseline)" if b else v for v, b in zip(table["value"], table["baseline"], strict=False)],
         "status": table["status"],
         "params": table["params"].map(thousands),
-        "val acc (%)": [pct(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"])],
+        "val acc (%)": [pct(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"], strict=False)],
         "n": table["n"],
-        "Δ val (pp)": [("0 (ref)" if b and _num(d) else signed_pp(d))
-                       for d, b in zip(table["delta_val_acc"], table["baseline"])],
-        "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])],
+        "Δ val (pp)": [("0 (ref)" if b and not is_missing(d) else signed_pp(d))
+                       for d, b in zip(table["delta_val_acc"], table["baseline"], strict=False)],
+        "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"], strict=False)],
         "epochs": table["epochs"].map(short),
         "train (s)": table["train_seconds"].map(short),
     })
@@ -71,11 +68,13 @@ def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     first, best first; then the rest by trial number."""
     if trials.empty:
         return trials
-    ranked = trials.assign(_done=trials["kind"] != "complete",
-                           _key=trials["value"] if direction == "minimize" else -trials["value"])
+    # pd.to_numeric: with no completed trial the column holds only None (object dtype), and
+    # negating that would raise.
+    value = pd.to_numeric(trials["value"], errors="coerce")
+    ranked = trials.assign(_done=trials["kind"] != "complete", _key=value if direction == "minimize" else -value)
     ranked = ranked.sort_values(["_done", "_key", "number"], na_position="last")
-    out = pd.DataFrame({"trial": ranked["number"], "state": ranked["state"],
-                        "counted as": ranked["kind"], "value": ranked["value"].map(lambda v: f"{v:.4f}" if _num(v) else "")})
+    out = pd.DataFrame({"trial": ranked["number"], "state": ranked["state"], "counted as": ranked["kind"],
+                        "value": ranked["value"].map(lambda v: f"{v:.4f}" if not is_missing(v) else "")})
     for column in ranked.columns:
         if column.startswith(("params_", "user_")):
             name = column.split("_", 1)[1] if column.startswith("params_") else column
@@ -85,7 +84,7 @@ def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
 
 
 def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if is_missing(v):
         return ""
     if isinstance(v, float):
         return f"{v:.4g}"

@@ -1,11 +1,10 @@
 """analysis/ on hand-made run folders: collect, ablation tables, combine-the-best, the CLI.
 
-No training: each run folder is written by `make_run` as the run contract says (README.md).
-Sizes come from the real `models.count_params`.
+No training: each run folder is written by `make_run` through the run contract's writers
+(`contract`). Sizes come from the real `models.check_budget`.
 """
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -15,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import ablation_tables, collect, combine_best
-from analysis.collect import AnalysisError
-from analysis.values import canon
+from analysis import AnalysisError, ablation_tables, analyze, collect, combine_best, write
+from contract import METRICS_FILE, new_metrics, write_history, write_metrics
+from contract.layouts import AblationPlanRecord, PlannedVariant, write_ablation_plan
+from contract.values import canon
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_MODEL = {"name": "resnet", "N": 3, "B": 1, "C": 16, "F": 3, "K": 1, "P": 8, "stem_kernel": 3}
@@ -48,20 +48,17 @@ def make_run(root: Path, job: str, *, model=None, lr=1e-3, seed=0, overrides=(),
                "experiment": "quick", "hydra/sweeper": "ablation"}
     (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     if isinstance(metrics, str):
-        (run / "metrics.json").write_text(metrics)
+        (run / METRICS_FILE).write_text(metrics)
     elif metrics is not False:
         done = status == "completed"
-        m = {"schema_version": 1, "status": status, "objective": val, "val_acc": val,
-             "test_acc": None if val is None else round(val - 0.01, 6),
-             "params": params, "max_params": BUDGET, "epochs": 3 if done else 0, "epochs_planned": 3,
-             "train_seconds": 10.0 if done else 0.0, "seed": seed, "overrides": list(overrides),
-             "error": None if done else f"{status} (test)", **{k: sweep[k] for k in
-                                                               ("factor", "value", "baseline", "repeat", "trial", "study")}}
-        (run / "metrics.json").write_text(json.dumps(m | (metrics or {})))
+        known = dict(status=status, objective=val, val_acc=val, test_acc=None if val is None else round(val - 0.01, 6),
+                     params=params, max_params=BUDGET, epochs=3 if done else 0, epochs_planned=3,
+                     train_seconds=10.0 if done else 0.0, seed=seed, overrides=list(overrides),
+                     error=None if done else f"{status} (test)")
+        write_metrics(run, new_metrics(**known | sweep | (metrics or {})))
     if history and status == "completed" and val is not None:
-        rows = [f"{e},1.0,{val * e / 3:.4f},1.0,{val * e / 3:.4f},0.001,3.3" for e in (1, 2, 3)]
-        (run / "history.csv").write_text(
-            "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n" + "\n".join(rows) + "\n")
+        write_history(run, [dict(epoch=e, train_loss=1.0, train_acc=round(val * e / 3, 4), val_loss=1.0,
+                                 val_acc=round(val * e / 3, 4), lr=0.001, seconds=3.3) for e in (1, 2, 3)])
     return run
 
 
@@ -125,13 +122,16 @@ def test_collect_reads_every_run_and_warns_once_per_problem(ablation_sweep, capl
         "completed": 9, "over_budget": 1, "corrupt": 1, "diverged": 1, "invalid": 1}
     warnings = df.attrs["warnings"]
     assert len(warnings) == 2, warnings  # the corrupt metrics.json, the missing history.csv
-    assert any("9/metrics.json: corrupt" in w for w in warnings)
+    assert any("9/metrics.json: unreadable" in w and w.endswith("shown with status 'corrupt'") for w in warnings)
     assert any("10/history.csv: missing" in w for w in warnings)
     assert len([r for r in caplog.records if r.name == "analysis"]) == 2
     # The corrupt run keeps its ablation coordinates from the config's sweep.* fields.
     corrupt = df[df["status"] == "corrupt"].iloc[0]
-    assert (corrupt["factor"], corrupt["value"], corrupt["cfg.model.B"]) == ("model.B", "2", 2)
-    assert df.loc[0, "choice.optimizer"] == "adam" and df.loc[0, "cfg.optimizer.lr"] == 0.001
+    assert (corrupt["factor"], corrupt["value"], corrupt["config"]["model"]["B"]) == ("model.B", "2", 2)
+    assert corrupt["error"].startswith("metrics.json unreadable (Unterminated string")
+    # Each config stays nested data: lists are lists, not text to parse back.
+    assert df.loc[0, "choice.optimizer"] == "adam" and df.loc[0, "config"]["optimizer"]["lr"] == 0.001
+    assert df.loc[0, "config"]["model"] == BASE_MODEL
     assert list(df["has_history"]) == [True] * 6 + [False, True, True] + [False] * 4
     assert list(df.loc[[0, 4, 5], "label"]) == ["baseline seed=0", "model.C=32 seed=0", "model.C=32 seed=1"]
 
@@ -307,16 +307,15 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
 
 
 def test_planned_variants_without_a_folder_are_shown_not_dropped(ablation_sweep):
-    from analysis import analyze
-
     # The sweeper's plan lists model.C=128 (x2 repeats) and model.K=3, but the sweep stopped first.
-    plan = {"repeats": 2, "n_jobs": 17, "variants": [
-        {"factor": None, "value": None}, {"factor": "model.C", "value": "128"},
-        {"factor": "model.K", "value": "3"}]}
-    (ablation_sweep / "ablation_plan.yaml").write_text(yaml.safe_dump(plan))
-    result = analyze([ablation_sweep], make_plots=False)
+    variants = [PlannedVariant(None, None), PlannedVariant("model.C", "128"), PlannedVariant("model.K", "3")]
+    write_ablation_plan(ablation_sweep, AblationPlanRecord(repeats=2, factors={}, variants=variants, n_jobs=17))
+    result = analyze([ablation_sweep])
+    assert not (ablation_sweep / "analysis").exists()  # analyze computes, write writes
     c, k = result.ablation.tables["model.C"], result.ablation.tables["model.K"]
     assert rows(c)[-1] == ("128", False, "not run", 0, 0)
     assert rows(k) == [("1", True, "completed", 3, 3), ("3", False, "not run", 0, 0)]
     assert any("planned 17 jobs; 13 have a run folder" in n for n in result.ablation.notes)
+    files = write(result, make_plots=False)
+    assert [f.name for f in files][-1] == "report.md" and not [f for f in files if f.suffix == ".png"]
     assert "| 128 " in (ablation_sweep / "analysis" / "report.md").read_text()

@@ -1,0 +1,87 @@
+"""An Analysis as files, under OUT (default SWEEP_DIR/analysis/):
+
+  runs.csv                       every collected run, one row each (the config flattened)
+  ablation_<factor>.{md,csv,tex} one-at-a-time table per factor
+  ablation_<factor>.png          its chart
+  accuracy_vs_params.png         with the budget line and the Pareto front
+  learning_curves.png            the best runs
+  combined.txt                   the combine-the-best step and its `python run.py` line
+  optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,importances}.png
+  report.md                      all of the above, with relative links (readable on GitHub)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import plots, report, tables
+from analysis.ablation import slug
+from analysis.collect import AnalysisError, leaves
+from analysis.pipeline import Analysis
+from contract.values import canon
+
+
+def output_dir(paths: list[Path], out: str | Path | None = None) -> Path:
+    """`out`, else the first sweep folder's `analysis/`."""
+    if out is not None:
+        return Path(out)
+    if not paths:
+        raise AnalysisError("no SWEEP_DIR given: pass one, or --out for a study alone")
+    return Path(paths[0]) / "analysis"
+
+
+def runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The collected runs as flat columns: the config as cfg.<dotted.key> (lists as their
+    canonical text) where the `config` column was, the overrides as one string, last."""
+    config = pd.DataFrame([{f"cfg.{k}": canon(v) if isinstance(v, (list, tuple)) else v for k, v in leaves(c)}
+                           for c in df["config"]], index=df.index)
+    at = df.columns.get_loc("config")
+    flat = pd.concat([df.iloc[:, :at], config, df.iloc[:, at + 1:]], axis=1)
+    return flat.drop(columns=["overrides"]).assign(overrides=df["overrides"].map(" ".join))
+
+
+def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = True) -> list[Path]:
+    """Write the tables, plots, combined.txt and report.md of `analysis`; return the paths.
+
+    Args:
+        out: the folder; default `<first sweep folder>/analysis`.
+        make_plots: False skips the PNGs (faster, e.g. in a terminal-only look).
+    """
+    out = output_dir(analysis.paths, out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    if analysis.runs is not None:
+        files += _write_runs(analysis, out, make_plots)
+    for summary in analysis.studies:
+        name = slug(summary.name)
+        files += tables.write_table(summary.trials, tables.trials_display(summary.trials, summary.direction),
+                                    out / f"optuna_{name}_trials", f"Optuna study {summary.name}: trials")
+        if make_plots:
+            files += _drawn(plots.optuna_history(summary.study, out / f"optuna_{name}_history.png"),
+                            plots.importances_chart(summary.importances, out / f"optuna_{name}_importances.png"))
+    path = out / "report.md"
+    path.write_text(report.markdown(analysis, {f.name for f in files}))
+    return files + [path]
+
+
+def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
+    df, files = analysis.runs, [out / "runs.csv"]
+    runs_table(df).to_csv(files[0], index=False)
+    for factor, table in (analysis.ablation.tables if analysis.ablation else {}).items():
+        stem = out / f"ablation_{slug(factor)}"
+        files += tables.write_table(table, tables.ablation_display(table), stem, f"One-at-a-time ablation of {factor}")
+        if make_plots:
+            files += _drawn(plots.ablation_chart(table, factor, stem.with_suffix(".png")))
+    if analysis.combined is not None:
+        files.append(out / "combined.txt")
+        files[-1].write_text(report.describe_combine(analysis.combined) + "\n")
+    if make_plots:
+        files += _drawn(plots.accuracy_vs_params(df, analysis.budget, out / "accuracy_vs_params.png"),
+                        plots.learning_curves(df, out / "learning_curves.png"))
+    return files
+
+
+def _drawn(*paths: Path | None) -> list[Path]:
+    """The pictures that were drawn (a plot with nothing to show returns None)."""
+    return [p for p in paths if p is not None]
