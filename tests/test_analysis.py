@@ -214,6 +214,35 @@ def test_combine_best_top_k_1_keeps_the_baseline_option(ablation_sweep):
     assert result.chosen.params == 175_258
 
 
+def test_combine_best_takes_its_verdicts_from_check_budget(ablation_sweep):
+    """The one sizing path, injected: what it calls invalid is never chosen, and a bug in it
+    (any other exception) propagates instead of passing for an infeasible config."""
+    models = pytest.importorskip("models")
+    df = collect(ablation_sweep)
+    abl = ablation_tables(df)
+    seen = []
+
+    def check(model_cfg, max_params):
+        seen.append((model_cfg["C"], model_cfg["B"], max_params))
+        if model_cfg["C"] == 32:
+            return models.Sizing("invalid", None, None, "C=32 refused by this test")
+        return models.check_budget(model_cfg, max_params)
+
+    result = combine_best(df, abl, check_budget=check)
+    assert (result.best_each.status, result.best_each.error) == ("invalid", "C=32 refused by this test")
+    assert result.chosen.changes == {"model.B": "2", "optimizer.lr": "0.01"}
+    assert result.chosen.params == 175_258 and result.chosen.status == "fits"
+    # One call per distinct model config, every one held to the recorded budget.
+    assert sorted(seen) == [(8, 1, BUDGET), (8, 2, BUDGET), (16, 1, BUDGET), (16, 2, BUDGET),
+                            (32, 1, BUDGET), (32, 2, BUDGET)]
+
+    def broken(model_cfg, max_params):
+        raise RuntimeError("a bug in a model family")
+
+    with pytest.raises(RuntimeError, match="a bug in a model family"):
+        combine_best(df, abl, check_budget=broken)
+
+
 def grid_sweep(root: Path) -> Path:
     """`python run.py -m model.C=8,16,32 optimizer.lr=0.001,0.01 seed=0,1` style, partly."""
     vals = {(8, 0.001): [0.40], (16, 0.001): [0.50, 0.52], (32, 0.001): [0.60],

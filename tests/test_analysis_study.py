@@ -1,7 +1,6 @@
 """analysis.study on a real tiny Optuna study in a SQLite file (no training: ask/tell only)."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from analysis.study import find_studies, summarize
+from analysis import find_studies, summarize
+from contract.layouts import StudyRecord, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def make_study(folder: Path, name: str = "tiny", record: bool = True) -> str:
         trial.set_constraint("params", constraint)
         study.tell(trial, value, state=state)
     if record:
-        (folder / "study.json").write_text(json.dumps({"storage": url, "study_name": name}))
+        write_study(folder, StudyRecord(url, name, "maximize", len(TRIALS)))
     return url
 
 
