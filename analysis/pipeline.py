@@ -17,7 +17,7 @@ from analysis.ablation import Ablation, ablation_tables
 from analysis.collect import AnalysisError, check_folders, collect, find_run_dirs, read_ablation_plans, recorded_budget
 from analysis.combine import CombineResult, combine_best
 from analysis.study import StudySummary, find_studies, hide_password, summarize
-from contract import first_line
+from contract import METRICS_FILE, first_line
 
 log = logging.getLogger("analysis")
 
@@ -61,7 +61,7 @@ def analyze(paths: list[str | Path], baseline: list[str] | None = None, budget: 
     run_paths = [p for p in paths if find_run_dirs(p)]
     for p in paths:
         if p not in run_paths and not found[p]:
-            raise AnalysisError(f"{p}: no runs found (no metrics.json or .hydra/config.yaml) and no Optuna study")
+            raise AnalysisError(f"{p}: no runs found (no {METRICS_FILE} or .hydra/config.yaml) and no Optuna study")
     analysis = Analysis(paths)
     if run_paths:
         _analyze_runs(analysis, run_paths, baseline, budget, top_k)

@@ -110,7 +110,7 @@ def rows(table: pd.DataFrame) -> list[tuple]:
 def test_sizes_match_models():
     models = pytest.importorskip("models")
     for change, expected in SIZES.items():
-        cfg = dict(BASE_MODEL, **dict(zip(change[::2], change[1::2])))
+        cfg = dict(BASE_MODEL, **dict(zip(change[::2], change[1::2], strict=True)))
         assert models.count_params(cfg) == expected, change
 
 
@@ -318,7 +318,7 @@ def test_cli_writes_tables_plots_and_report(ablation_sweep):
     assert "| 64 " in report and "over_budget" in report  # shown, not dropped
     assert "python run.py experiment=quick model.C=32 optimizer.lr=0.01" in proc.stdout
     # One warning line per problem on stderr, no traceback.
-    warning_lines = [l for l in proc.stderr.splitlines() if l.startswith("analysis: warning:")]
+    warning_lines = [line for line in proc.stderr.splitlines() if line.startswith("analysis: warning:")]
     assert len(warning_lines) == 2 and "Traceback" not in proc.stderr, proc.stderr
 
 
