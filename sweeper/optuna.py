@@ -4,10 +4,10 @@
     python run.py -m hydra/sweeper=optuna model.C='int(interval(8,32))' hydra.sweeper.n_trials=40
 
 What it adds to the plugin (whose config schema, search-space grammar, samplers and
-override handling it reuses):
+override grammar it reuses):
 
 - the parameter budget is a constraint: every suggestion is sized in this process before
-  launch (`models.count_params`, no weights); one over `budget.max_params` (or one that
+  launch (`models.check_budget`, no weights); one over `budget.max_params` (or one that
   cannot build a model) is told to Optuna at once as infeasible, never trained, and does not
   use up `n_trials`, which counts trained trials;
 - `pruner`: any `optuna.pruners.*` via `_target_`; each job reports its validation accuracy
@@ -18,11 +18,17 @@ override handling it reuses):
 - several sweep processes can share one study through `storage=postgresql://...`;
 - jobs run `n_jobs` at a time without waiting for a whole batch (any launcher but the basic one).
 
+The study loop lives in modules of one job each: `settings` (checked when Hydra creates the
+sweeper), `space` (overrides <-> Optuna distributions), `study` (name, folder, storage),
+`slots` (n_trials across workers), `feasibility` (compose + `models.check_budget`),
+`launch` (jobs and their outcome), `heartbeat` (re-queuing trials of dead processes), `loop`
+(the orchestration), `summary`; `_compat` holds every private Optuna/Hydra name still used.
+
 Hydra imports this module at every start (pyproject entry point), so it imports Hydra only:
-Optuna, torch and the implementation (`sweeper._impl`) are loaded in `setup`, once a sweep
-actually uses this sweeper. Mistakes in the sweeper's settings end the sweep with one line
-(`sweeper.errors.SweeperError`), raised from `setup`/`sweep` rather than `__init__` because
-Hydra wraps errors of `__init__` in a traceback.
+Optuna, torch and the loop are loaded once Hydra creates this sweeper for a multirun. Mistakes
+in the sweeper's settings end the sweep with one line (`sweeper.errors.SweeperError`, raised
+from `__init__`: hydra-core 1.4 re-raises a plugin's own exception there, and a
+CompactHydraException prints as its message alone).
 """
 from __future__ import annotations
 
@@ -55,8 +61,8 @@ class BudgetOptunaSweeperConf(OptunaSweeperConf):
     n_jobs: int = 1
     max_failure_rate: float = 0.25
     pruner: Any = None  # an optuna.pruners.* node with _target_; null = never prune
-    dir: Optional[str] = None  # the study's folder; null = outputs/optuna/<study_name>
-    max_suggestions: Optional[int] = None  # per run, trained + infeasible; null = 20 x n_trials
+    dir: str | None = None  # the study's folder; null = outputs/optuna/<study_name>
+    max_suggestions: int | None = None  # per run, trained + infeasible; null = 20 x n_trials
     heartbeat: HeartbeatConf = field(default_factory=HeartbeatConf)
 
 
@@ -66,18 +72,33 @@ ConfigStore.instance().store(
 
 
 class BudgetOptunaSweeper(Sweeper):
-    """Thin plugin class: keeps the settings, hands everything to `sweeper._impl`."""
+    """Thin plugin class: settings checked here, the study run by `sweeper.loop`."""
 
     def __init__(self, **settings: Any) -> None:
+        from .settings import parse_settings
+
         super().__init__()
-        self.settings = settings
-        self.impl: Any = None
+        self.settings = parse_settings(**settings)
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self.parallel = 1
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from ._impl import BudgetOptunaSweeperImpl
+        from hydra.core.plugins import Plugins
 
-        self.impl = BudgetOptunaSweeperImpl.from_settings(**self.settings)
-        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        from .study import hide_password, parallelism
+
+        self.hydra_context, self.config = hydra_context, config
+        hide_password(self.settings, config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+        self.parallel = parallelism(self.launcher, config, self.settings.n_jobs)
 
     def sweep(self, arguments: list[str]) -> None:
-        return self.impl.sweep(arguments)
+        from .loop import StudyLoop
+        from .study import open_sweep
+
+        assert self.config is not None, "setup() first"
+        sweep = open_sweep(self.settings, self.config, arguments)
+        StudyLoop(self.settings, sweep, self.hydra_context, self.config, self.launcher, self.parallel).run()

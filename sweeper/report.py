@@ -3,7 +3,7 @@
 `run.py` asks `epoch_reporter(cfg)` for the trainer's `on_epoch` callback. In a trial of the
 Optuna sweeper (`cfg.sweep.trial` set, `hydra.sweeper` ours) it returns a callable that loads
 the study from the sweeper's storage (the URL each job gets, password masked, see
-`sweeper.storage`), rebuilds the configured pruner (Optuna does not keep the pruner in the
+`contract.storage`), rebuilds the configured pruner (Optuna does not keep the pruner in the
 storage: a study loaded without one would silently use MedianPruner's defaults), reports
 the epoch's validation accuracy as the trial's intermediate value and returns
 `trial.should_prune()`. Works in any process that can reach the storage (basic launcher,
@@ -13,8 +13,10 @@ epoch.
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from contract import first_line
 
 log = logging.getLogger("sweeper.report")
 
@@ -34,7 +36,7 @@ def build_pruner(pruner_cfg: Any):
     try:
         pruner = instantiate(pruner_cfg, _execution_whitelist_=PRUNER_WHITELIST)
     except Exception as e:
-        raise SweeperError(f"hydra.sweeper.pruner: {(str(e).strip() or type(e).__name__).splitlines()[0]}") from None
+        raise SweeperError(f"hydra.sweeper.pruner: {first_line(e)}") from None
     if not isinstance(pruner, optuna.pruners.BasePruner):
         raise SweeperError(f"hydra.sweeper.pruner: {type(pruner).__name__} is not an optuna pruner")
     return pruner
@@ -74,8 +76,8 @@ class TrialReporter:
         storage = make_storage(self.storage_url)
         study = optuna.load_study(study_name=self.study_name, storage=storage,
                                   sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(self.pruner_cfg))
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, self.number)
-        return optuna.trial.Trial(study, trial_id)
+        study_id = storage.get_study_id_from_name(self.study_name)
+        return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, self.number))
 
     def __call__(self, epoch: int, row: dict) -> bool:
         if self.broken:
@@ -86,10 +88,10 @@ class TrialReporter:
             self.trial.report(float(row[self.key]), epoch)
             prune = bool(self.trial.should_prune())
         except Exception as e:
-            from .storage import PASSWORD_ENV, scrub
+            from contract.storage import scrub
 
             self.broken = True
-            msg = scrub((str(e).strip() or type(e).__name__).splitlines()[0], os.environ.get(PASSWORD_ENV))
+            msg = scrub(first_line(e))
             log.warning("trial %d: cannot report to the study (%s); training on without pruning", self.number, msg)
             return False
         if prune:

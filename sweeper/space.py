@@ -1,15 +1,21 @@
 """The search space: `hydra.sweeper.params` + command-line overrides -> Optuna distributions.
 
 The grammar is the plugin's (`choice(...)`, `range(...)`, `interval(...)`, `tag(log, ...)`, a
-plain value fixes a key), parsed by its own `create_params_from_overrides`; this module adds
-one-line errors for a bad entry and the default study name. Pure functions: no Hydra state.
+plain value fixes a key), parsed by its own helper (`sweeper._compat`); this module adds
+one-line errors for a bad entry, the default study name, the grid sampler's choices, and the
+way back: a trial's parameters as the overrides of its job. Pure functions: no Hydra state.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from contract import first_line
+from contract.values import canon, quote
 
 from .errors import SweeperError
 
@@ -45,8 +51,9 @@ def params_to_overrides(params: Any) -> list[str]:
 def parse_space(overrides: list[str]) -> SearchSpace:
     """Later overrides of a key replace earlier ones (the command line wins over the YAML)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
     from optuna.distributions import BaseDistribution
+
+    from ._compat import distribution_from_override
 
     distributions: dict[str, Any] = {}
     fixed: dict[str, Any] = {}
@@ -56,13 +63,13 @@ def parse_space(overrides: list[str]) -> SearchSpace:
         try:
             (override,) = parser.parse_overrides([line])
         except Exception as e:
-            raise SweeperError(f"search space: cannot parse {line!r}: {str(e).splitlines()[0]}") from None
+            raise SweeperError(f"search space: cannot parse {line!r}: {first_line(e)}") from None
         if override.is_delete():
             deletions.append(line)
             continue
         key = override.get_key_element()
         try:
-            value = create_optuna_distribution_from_override(override)
+            value = distribution_from_override(override)
         except (AssertionError, ValueError, TypeError, NotImplementedError) as e:
             raise SweeperError(f"search space: {line!r}: {e or 'not supported by the Optuna sweeper'}") from None
         distributions.pop(key, None)
@@ -77,3 +84,68 @@ def parse_space(overrides: list[str]) -> SearchSpace:
 def default_study_name(space: SearchSpace, prefix: str | None) -> str:
     """`<experiment or "optuna">-<fingerprint>`: the same command gives the same study."""
     return f"{prefix or 'optuna'}-{space.fingerprint()}"
+
+
+def grid_choices(space: SearchSpace) -> dict[str, list]:
+    """The GridSampler's search space: each key's values (choice(...), or a range(...) of ints or floats)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    grid = {}
+    for key, dist in space.distributions.items():
+        if isinstance(dist, CategoricalDistribution):
+            grid[key] = list(dist.choices)
+        elif isinstance(dist, IntDistribution) and not dist.log:
+            grid[key] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:
+            low, step = Decimal(str(dist.low)), Decimal(str(dist.step))
+            grid[key] = [float(low + i * step) for i in range(int((Decimal(str(dist.high)) - low) / step) + 1)]
+        else:
+            raise SweeperError(f"hydra.sweeper.sampler=grid: {key} is continuous ({dist}); give it choice(...) or "
+                               f"range(...), or fix it (hydra.sweeper.params=null drops the default space)")
+    return grid
+
+
+def override_value(value: Any) -> str:
+    """A suggested value as override text that Hydra reads back as that value.
+
+    Strings come from choice(...) raw ("c,d", "1", "a b"): quoted unless they read back as
+    themselves. The plugin's parser turns a non-primitive choice (null, a list) into its override
+    text ("null", "[1, 2]"): that text goes out as it is."""
+    if isinstance(value, str):
+        return value if _reads_back(value) else quote(value)
+    if isinstance(value, float):
+        return repr(value)  # 3.0 stays a float; canon() would write 3
+    return canon(value)
+
+
+def _reads_back(text: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        value = OverridesParser.create().parse_override(f"x={text}").value()
+    except Exception:  # Hydra's grammar errors share no base class
+        return False
+    return value == text if isinstance(value, str) else value is None or isinstance(value, (list, dict))
+
+
+def trial_overrides(trial: Any, space: SearchSpace, custom: Callable[[Any, Any], None] | None = None,
+                    config: Any = None) -> list[str]:
+    """A trial's job overrides: its parameters (the space's, suggested at `Study.ask`, plus any
+    that `custom(config, trial)` suggests), the fixed values, then the deletions. Fixed values
+    are also recorded as the trial's user attributes, as the plugin does."""
+    for key, value in space.fixed.items():
+        trial.set_user_attr(key, value)
+    if custom is not None:
+        try:
+            custom(config, trial)
+        except Exception as e:
+            raise SweeperError(f"hydra.sweeper.custom_search_space: {type(e).__name__}: {first_line(e)}") from None
+    overlap = sorted(trial.params.keys() & space.fixed.keys())
+    if overlap:
+        raise SweeperError(f"hydra.sweeper: {', '.join(overlap)} both fixed and searched (custom_search_space)")
+    params = [f"{key}={override_value(value)}" for key, value in trial.params.items()]
+    return [*params, *(f"{key}={value}" for key, value in space.fixed.items()), *space.deletions]

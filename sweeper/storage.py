@@ -1,104 +1,96 @@
-"""Storage URLs: the default SQLite file, keeping the password out of every config and log.
+"""The Optuna side of the study's storage: an RDBStorage with our heartbeat settings, and opening the study.
 
-A password written in `hydra.sweeper.storage` (`postgresql://user:secret@host/db`) is taken
-out of the URL as soon as the sweep starts: the sweeper keeps it in the environment variable
-`BUDGETSWEEP_STORAGE_PASSWORD` (which its jobs, local or on SLURM, inherit) and everything
-else (logs, `study.json`, each job's `.hydra/hydra.yaml` and overrides) sees the masked URL
-`postgresql://user:***@host/db`. Whoever connects calls `connect_url`, which puts the
-password back from that variable; without it the URL goes out with no password, so libpq's
-own `PGPASSWORD` or `~/.pgpass` apply. Imports SQLAlchemy only, lazily.
+URLs, the password variable, masking and the connect URL are the run contract's
+(`contract.storage`): the sweeper, its jobs and analysis connect the same way. Imported only
+once a sweep (or a job reporting to its trial) needs the storage, never at Hydra's start.
 """
 from __future__ import annotations
 
-import os
+import contextlib
+import fcntl
+import time
 from pathlib import Path
+from typing import Any
 
-PASSWORD_ENV = "BUDGETSWEEP_STORAGE_PASSWORD"
-MASK = "***"
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 
+from contract import first_line
+from contract.storage import connect_url, mask, scrub
 
-def _url(url: str):
-    from sqlalchemy.engine import make_url
-
-    return make_url(url)
-
-
-def split_password(url: str) -> tuple[str, str | None]:
-    """(the URL with its password masked, the password or None). Not a URL: returned as is."""
-    try:
-        parsed = _url(url)
-    except Exception:  # not a database URL: nothing to hide, the caller reports it
-        return url, None
-    if parsed.password is None or parsed.password == MASK:
-        return url, None
-    return parsed.render_as_string(hide_password=True), str(parsed.password)
+from .errors import SweeperError
 
 
-def mask(url: str | None) -> str | None:
-    return None if url is None else split_password(url)[0]
+class SweepStorage(RDBStorage):
+    """RDBStorage with two changes.
+
+    Heartbeats are recorded by the sweeper for the jobs it runs, not by `Study.optimize`:
+    `heartbeat_interval`/`grace_period` drive the stale-trial query (`sweeper.heartbeat`), while
+    `get_heartbeat_interval()` stays None so that `Study.ask` does not warn that heartbeats belong
+    to `optimize`, and Optuna never fails a stale trial on its own.
+
+    Taking a queued trial (WAITING -> RUNNING, by `Slots.claim_queued` or `Study.ask`) must succeed
+    for one worker only. RDBStorage reads the state with `SELECT ... FOR UPDATE`, a row lock on
+    PostgreSQL; SQLite ignores it, and two processes both read WAITING and both "win" (seen in
+    tests/test_slots.py). On SQLite that transition is therefore serialized by a lock file beside
+    the database (every process using a SQLite file runs on the machine that holds it).
+    """
+
+    claim_lock: Path | None = None
+
+    def get_heartbeat_interval(self) -> int | None:
+        return None
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        if state != TrialState.RUNNING or self.claim_lock is None:
+            return super().set_trial_state_values(trial_id, state, values)
+        with _locked(self.claim_lock):  # committed before the next process reads the state
+            return super().set_trial_state_values(trial_id, state, values)
 
 
-def connect_url(url: str) -> str:
-    """The URL to connect with: a masked password is replaced by $BUDGETSWEEP_STORAGE_PASSWORD,
-    or dropped when that is unset (libpq then reads PGPASSWORD / ~/.pgpass)."""
-    from sqlalchemy.engine import URL
-
-    parsed = _url(url)
-    if parsed.password != MASK:
-        return url
-    return URL.create(parsed.drivername, parsed.username, os.environ.get(PASSWORD_ENV), parsed.host, parsed.port,
-                      parsed.database, parsed.query).render_as_string(hide_password=False)
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a") as f:  # a new open file per use: threads of one process exclude each other too
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` (also URL-encoded) replaced by the mask."""
-    if not secret:
-        return text
-    from urllib.parse import quote, quote_plus
-
-    for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-        text = text.replace(form, MASK)
-    return text
-
-
-def _with_driver(url: str) -> str:
-    """`postgresql://` means psycopg (3) to SQLAlchemy 2.1; use psycopg2 (our `postgres` extra)
-    when only that one is installed."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{Path(path).resolve()}"
-
-
-def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None):
-    """An Optuna RDBStorage for `url` (masked or not), with a long SQLite lock timeout so parallel
-    jobs reporting their epochs wait for each other instead of failing."""
+def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> SweepStorage:
+    """The storage for `url` (password masked or not), with a long SQLite lock timeout so that
+    parallel jobs reporting their epochs wait for each other instead of failing."""
     kwargs: dict = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    storage = _storage_class()(_with_driver(connect_url(url)), engine_kwargs=kwargs)
-    # Heartbeats are recorded by the sweeper for the jobs it runs, not by Study.optimize:
-    # the values drive `_get_stale_trial_ids`, while `get_heartbeat_interval` stays None so that
-    # `Study.ask` does not warn that heartbeats belong to `optimize`.
+    url = connect_url(url)
+    storage = SweepStorage(url, engine_kwargs=kwargs)
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        storage.claim_lock = Path(url[len("sqlite:///"):] + ".lock")
+    # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
     storage.heartbeat_interval, storage.grace_period = heartbeat_interval, grace_period
     return storage
 
 
-_STORAGE_CLASS: list = []
+# Workers starting together on an empty database race to create Optuna's tables.
+_RACES = ("duplicate key", "already exists", "database is locked")
 
 
-def _storage_class():
-    """RDBStorage whose heartbeat settings are ours (see make_storage); defined on first use."""
-    if not _STORAGE_CLASS:
-        from optuna.storages import RDBStorage
-
-        class SweepStorage(RDBStorage):
-            def get_heartbeat_interval(self) -> int | None:
-                return None
-
-        _STORAGE_CLASS.append(SweepStorage)
-    return _STORAGE_CLASS[0]
+def open_study(url: str, study_name: str, *, sampler: Any, pruner: Any, direction: str,
+               heartbeat_interval: int, grace_period: int, attempts: int = 5) -> tuple[optuna.Study, SweepStorage]:
+    """Create the study, or load it when it exists, and its storage; SweeperError (password
+    masked) when the storage cannot be reached."""
+    for attempt in range(attempts):
+        try:
+            storage = make_storage(url, heartbeat_interval, grace_period)
+            study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                        direction=direction, load_if_exists=True)
+            return study, storage
+        except Exception as e:
+            msg = scrub(first_line(e))
+            if attempt < attempts - 1 and any(race in msg for race in _RACES):
+                time.sleep(0.5 + attempt)
+                continue
+            raise SweeperError(
+                f"hydra.sweeper.storage: cannot open study {study_name!r} in {mask(url)}: {msg}") from None
+    raise AssertionError("unreachable")

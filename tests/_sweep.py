@@ -2,7 +2,6 @@
 find the study it made, read it back. Imported by tests/test_optuna*.py and test_postgres*.py."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -42,19 +41,24 @@ def run_folders(study_dir: Path) -> list[Path]:
 
 
 def metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+    from contract import load_metrics
+
+    return load_metrics(run_dir)
 
 
 def load_study(study_dir: Path):
     """The study named in study.json (the masked password comes back from the environment)."""
     import optuna
 
+    from contract.layouts import read_study
     from sweeper.storage import make_storage
 
-    info = json.loads((study_dir / "study.json").read_text())
-    return optuna.load_study(study_name=info["study_name"], storage=make_storage(info["storage"]))
+    record = read_study(study_dir)
+    return optuna.load_study(study_name=record.study_name, storage=make_storage(record.storage))
 
 
 def trained(study) -> list:
     """Trials that count in n_trials (feasible, launched), whatever their end."""
-    return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("budgetsweep:slot") is True]
+    from sweeper.slots import SLOT
+
+    return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get(SLOT) is True]

@@ -1,0 +1,52 @@
+"""Every private name of Optuna, Hydra and hydra-optuna-sweeper that the Optuna sweeper uses, in one place.
+
+Checked against optuna 5.0.0, hydra-core 1.4.0rc3 and hydra-optuna-sweeper 1.4.0rc3. When one
+of them changes, this file is the one to read; everything else in `sweeper/` uses public names
+(`Study.ask(fixed_distributions=...)`, `Trial.set_constraint`, `RDBStorage.record_heartbeat`,
+`get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`, `set_trial_state_values`,
+`Plugins.instantiate_launcher`, `ConfigLoader.load_sweep_config`, ...).
+
+What is here, and why there is no public way:
+
+- `distribution_from_override`: the plugin's parser of its override grammar (`choice`, `range`,
+  `interval`, `tag(log, ...)`) into Optuna distributions. Public in spirit (the issue allows its
+  reuse) but it lives in the plugin's private module `_impl`.
+- `stale_trial_ids`: RUNNING trials whose heartbeat is older than the grace period, by the
+  database's own clock. Optuna's only public route, `optuna.storages.fail_stale_trials`, marks
+  them FAIL at once, and a finished trial cannot go back to the queue (see `sweeper.heartbeat`).
+- `job_error`: the exception a failed Hydra job raised. The public `JobReturn.return_value`
+  re-raises it and first writes "Error executing job ..." to stderr; we want it as a value.
+- `is_basic_launcher`: Hydra's default launcher runs jobs one at a time in this process; its
+  class lives in `hydra._internal`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def distribution_from_override(override: Any) -> Any:
+    """An Optuna distribution for a sweep override, the value text for a plain one."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import (
+        create_optuna_distribution_from_override,
+    )
+
+    return create_optuna_distribution_from_override(override)
+
+
+def stale_trial_ids(storage: Any, study_id: int) -> list[int]:
+    """Ids of the study's RUNNING trials whose last heartbeat is older than `storage.grace_period`
+    (an RDBStorage with `heartbeat_interval` set)."""
+    return list(storage._get_stale_trial_ids(study_id))
+
+
+def job_error(ret: Any) -> BaseException | None:
+    """The exception of a FAILED Hydra JobReturn (None otherwise), without printing anything."""
+    value = getattr(ret, "_return_value", None)
+    return value if isinstance(value, BaseException) else None
+
+
+def is_basic_launcher(launcher: Any) -> bool:
+    cls = type(launcher)
+    return f"{cls.__module__}.{cls.__qualname__}" == BASIC_LAUNCHER

@@ -1,0 +1,126 @@
+"""Launching trials' jobs through Hydra's launcher, and reading how each one ended.
+
+A trial's job runs in `<study dir>/<trial number>/` (its `hydra.sweep.subdir`). With the basic
+launcher it runs here, in this thread; with any other (joblib, submitit) one launch per trial
+goes through a thread pool, `n_jobs` at a time, so a finished trial frees its place at once
+instead of waiting for a whole batch. The job's `metrics.json` (the run contract) says how it
+ended; what Hydra returned is the fallback for a job that died before writing it.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus
+from optuna.trial import TrialState
+
+from contract import first_line, read_metrics
+
+from ._compat import job_error
+
+log = logging.getLogger("sweeper.optuna")
+
+LAUNCHED = "budgetsweep:launched"  # trial system attr: a job was started in the trial's folder
+STATES = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}  # every other status: FAIL
+
+
+class Jobs:
+    """Runs one job per trial with the launcher; `parallel` of them at a time."""
+
+    def __init__(self, launcher: Any, parallel: int) -> None:
+        self.launcher = launcher
+        self.pool = cf.ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else None
+
+    def start(self, overrides: list[str], number: int) -> cf.Future:
+        if self.pool is not None:
+            return self.pool.submit(self.launch, overrides, number)
+        future: cf.Future = cf.Future()  # the basic launcher: run it here, now
+        try:
+            future.set_result(self.launch(overrides, number))
+        except Exception as e:
+            future.set_exception(e)
+        return future
+
+    def launch(self, overrides: list[str], number: int) -> JobReturn:
+        return self.launcher.launch([overrides], initial_job_idx=number)[0]
+
+    @staticmethod
+    def already_done() -> cf.Future:
+        """For a trial whose job finished before the interruption: its folder holds the result."""
+        future: cf.Future = cf.Future()
+        future.set_result(None)
+        return future
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Outcome:
+    status: str  # a contract status (contract.STATUSES)
+    value: float | None  # the objective, for a completed trial
+    error: str | None  # one line
+    epochs: Any = None
+
+    @property
+    def state(self) -> TrialState:
+        return STATES.get(self.status, TrialState.FAIL)
+
+
+def outcome(future: cf.Future, run_dir: Path) -> Outcome:
+    """How a trial's job ended: its metrics.json, else what the launcher returned or raised."""
+    try:
+        ret, error = future.result(), None
+    except Exception as e:  # the launcher itself failed (a killed worker process, ...)
+        ret, error = None, f"{type(e).__name__}: {first_line(e)}"
+    metrics = read_metrics(run_dir)
+    status, value = _status_and_value(ret, metrics)
+    if status == "completed" and value is None:
+        got = metrics.get("objective") if metrics else ret.return_value if _completed(ret) else None
+        status, error = "failed", f"no objective value: {got!r}"
+    if metrics:
+        error = metrics.get("error") or error
+    failed = job_error(ret) if ret is not None and ret.status == JobStatus.FAILED else None
+    if status != "completed" and error is None and failed is not None:
+        error = f"{type(failed).__name__}: {first_line(failed)}"
+    return Outcome(status, value if status == "completed" else None, error, metrics.get("epochs") if metrics else None)
+
+
+def _completed(ret: JobReturn | None) -> bool:
+    return ret is not None and ret.status == JobStatus.COMPLETED
+
+
+def _status_and_value(ret: JobReturn | None, metrics: dict | None) -> tuple[str, float | None]:
+    if metrics is not None:
+        status, value = metrics["status"], metrics.get("objective")
+        if value is None and _completed(ret):
+            value = ret.return_value
+    elif _completed(ret):
+        status, value = "completed", ret.return_value
+    else:
+        return "failed", None
+    if status != "completed":
+        return status, None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return status, None
+    return status, (value if math.isfinite(value) else None)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState) -> None:
+    """`study.tell`, tolerant of a trial another process finished, and of the grid sampler's
+    `study.stop()` once the grid is used up (legal only inside `optimize`)."""
+    try:
+        study.tell(trial, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was already finished by another process", trial.number)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise

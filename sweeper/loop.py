@@ -1,0 +1,250 @@
+"""The study loop of one sweeper process: ask, size, take a slot, launch, tell.
+
+    ask (Study.ask with the search space's distributions) -> the job's overrides
+        -> compose its config and size it (sweeper.feasibility)
+            over budget / invalid -> told PRUNED with constraints > 0, never launched,
+                                     not counted in n_trials
+            feasible -> take a slot (sweeper.slots) -> launch in <study dir>/<trial number>/
+    a job ends -> its metrics.json -> tell COMPLETE / PRUNED / FAIL (sweeper.launch)
+
+Queued trials (interrupted earlier, by this or another worker: sweeper.heartbeat) are run
+again first, with their number and folder, before anything new is asked. The loop ends when
+the study holds n_trials slots and none of them is still running anywhere.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from contract import FAILED_STATUSES, METRICS_FILE, first_line, read_metrics
+from contract.storage import scrub
+from contract.values import quote
+
+from .errors import SweeperError
+from .feasibility import compose, size_trial
+from .heartbeat import Heartbeats
+from .launch import LAUNCHED, Jobs, outcome, tell
+from .settings import OptunaSettings
+from .slots import Slots
+from .space import trial_overrides
+from .study import Sweep
+from .summary import failure_hint, write_results
+
+log = logging.getLogger("sweeper.optuna")
+
+
+@dataclass
+class Running:
+    trial: optuna.Trial
+    trial_id: int
+    started: float  # time.monotonic()
+
+
+class StudyLoop:
+    """One run of the study loop (the state of this process)."""
+
+    def __init__(self, settings: OptunaSettings, sweep: Sweep, hydra_context: Any, config: DictConfig,
+                 launcher: Any, parallel: int) -> None:
+        self.settings, self.sweep = settings, sweep
+        self.hydra_context, self.config = hydra_context, config
+        self.study = sweep.study
+        self.storage = sweep.storage
+        self.n_trials = sweep.n_trials
+        self.parallel = parallel
+        self.slots = Slots(self.storage, self.study.study_name, self.n_trials, wait=settings.grace_period)
+        self.heartbeats = Heartbeats(self.storage, self.slots, settings.heartbeat_interval, settings.grace_period,
+                                     sweep.study_dir)
+        self.jobs = Jobs(launcher, parallel)
+        self.in_flight: dict[cf.Future, Running] = {}
+        self.suggested = 0
+        self.infeasible: Counter = Counter()
+        self.trained: Counter = Counter()
+        self.failures: list[tuple[int, str, str]] = []
+        self.stopping: str | None = None
+
+    @property
+    def objective(self) -> str:
+        return str(OmegaConf.select(self.config, "objective", default="objective"))
+
+    # --------------------------------------------------------------------------------- main
+    def run(self) -> None:
+        holders = self.slots.holders()
+        done = sum(t.state.is_finished() for t in holders)
+        log.info("Study %r in %s, folder %s", self.study.study_name, self.sweep.storage_url, self.sweep.study_dir)
+        log.info("%d of n_trials=%d trained trials done%s; sampler %s, pruner %s, %d job(s) at a time",
+                 done, self.n_trials, f", {len(holders) - done} unfinished" if len(holders) > done else "",
+                 type(self.study.sampler).__name__, type(self.settings.pruner).__name__, self.parallel)
+        self.heartbeats.start()
+        try:
+            self.loop()
+        except BaseException:
+            self.heartbeats.requeue_own()  # Ctrl-C, SystemExit, an error: our trials go back to the queue now
+            raise
+        finally:
+            self.heartbeats.stop()
+            self.jobs.close()
+        self.end()
+
+    def loop(self) -> None:
+        while True:
+            self.heartbeats.reclaim_stale()
+            while len(self.in_flight) < self.parallel and self.stopping is None:
+                if not self.start_one():
+                    break
+            if self.in_flight:
+                done, _ = cf.wait(list(self.in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    self.finish(future)
+                continue
+            if self.stopping is not None:
+                return
+            if all(t.state.is_finished() for t in self.slots.holders()):
+                return
+            # others' trials still running (another worker), or a dead process's not yet stale
+            time.sleep(min(1.0, self.settings.heartbeat_interval))
+
+    # ------------------------------------------------------------------------- start a trial
+    def start_one(self) -> bool:
+        """Start the next trial: a queued one of the study (interrupted earlier), else a new
+        suggestion while the study has fewer than n_trials slots. False: nothing to start."""
+        nxt = self.next_trial()
+        if nxt is None:
+            return False
+        trial, trial_id, holds_slot = nxt
+        overrides = self.job_overrides(trial)
+        if holds_slot:  # queued again: sized when it was first asked
+            return self.launch(trial, trial_id, overrides)
+        try:
+            cfg = compose(self.hydra_context, self.config, overrides)
+        except Exception as e:  # a key or a type the config does not accept: the space is wrong
+            self.drop(trial, trial_id, TrialState.FAIL, "invalid")
+            shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "sweep.")))
+            raise SweeperError(
+                f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}") from None
+        sizing = size_trial(trial, cfg)
+        if not sizing.fits:
+            self.drop(trial, trial_id, TrialState.PRUNED)
+            self.infeasible[sizing.status] += 1
+            log.info("trial %d: %s, not trained: %s", trial.number, sizing.status, sizing.error)
+            return True
+        if not self.slots.take(trial_id, trial.number):  # another worker took the last slot first
+            self.heartbeats.forget(trial_id)
+            log.info("trial %d: n_trials=%d already reached by other workers; left queued, untrained",
+                     trial.number, self.n_trials)
+            return False
+        return self.launch(trial, trial_id, overrides)
+
+    def next_trial(self) -> tuple[optuna.Trial, int, bool] | None:
+        """(trial, its id, whether it already holds a slot), now RUNNING for this process."""
+        trial_id = self.slots.claim_queued()
+        if trial_id is not None:
+            self.heartbeats.watch(trial_id)
+            return optuna.Trial(self.study, trial_id), trial_id, True
+        if self.slots.full():
+            return None
+        if self.suggested >= self.settings.max_suggestions:
+            self.stop_suggesting()
+            return None
+        trial = self.study.ask(fixed_distributions=self.sweep.space.distributions)
+        self.suggested += 1
+        trial_id = self.slots.trial_id(trial.number)
+        self.heartbeats.watch(trial_id)
+        return trial, trial_id, self.slots.begin(trial_id)
+
+    def job_overrides(self, trial: optuna.Trial) -> list[str]:
+        """The overrides of one trial's job: its parameters, then where it runs and what it is."""
+        return [
+            *trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config),
+            f"sweep.trial={trial.number}",
+            f"sweep.study={quote(self.study.study_name)}",
+            f"hydra.sweep.subdir={trial.number}",
+        ]
+
+    def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str]) -> bool:
+        run_dir = self.sweep.study_dir / str(trial.number)
+        resumed = bool(self.storage.get_trial_system_attrs(trial_id).get(LAUNCHED))
+        if (run_dir / METRICS_FILE).exists():
+            if not resumed:
+                self.drop(trial, trial_id, TrialState.FAIL, "folder taken")
+                raise SweeperError(
+                    f"{run_dir} already holds a finished run that is not trial {trial.number} of study "
+                    f"{self.study.study_name!r} (was the study's storage deleted?): move that folder away or set "
+                    f"hydra.sweeper.study_name / hydra.sweeper.dir")
+            metrics = read_metrics(run_dir)
+            if metrics is not None and metrics["status"] not in FAILED_STATUSES:
+                # it finished, but its sweeper died before telling Optuna
+                log.info("trial %d: finished before the interruption; reading %s", trial.number, run_dir)
+                self.in_flight[self.jobs.already_done()] = Running(trial, trial_id, time.monotonic())
+                return True
+            # a failure recorded before the interruption may be stale (data fixed since): run it again
+        self.storage.set_trial_system_attr(trial_id, LAUNCHED, True)
+        trial.set_user_attr("run_dir", str(trial.number))
+        n_params = trial.user_attrs.get("params")
+        log.info("trial %d: %s%s: %s", trial.number, "resuming in its folder" if resumed else "launching",
+                 f" ({n_params:,} params)" if n_params else "",
+                 " ".join(f"{k}={v}" for k, v in trial.params.items()))
+        started = time.monotonic()
+        self.in_flight[self.jobs.start(overrides, trial.number)] = Running(trial, trial_id, started)
+        return True
+
+    def drop(self, trial: optuna.Trial, trial_id: int, state: TrialState, status: str | None = None) -> None:
+        """End a trial that will not be trained (infeasible, or refused before launch)."""
+        if status is not None:
+            trial.set_user_attr("status", status)
+        self.slots.refuse(trial_id)
+        tell(self.study, trial, None, state)
+        self.heartbeats.forget(trial_id)
+
+    # ------------------------------------------------------------------------- finish a trial
+    def finish(self, future: cf.Future) -> None:
+        running = self.in_flight.pop(future)
+        trial = running.trial
+        run_dir = self.sweep.study_dir / str(trial.number)
+        result = outcome(future, run_dir)
+        trial.set_user_attr("status", result.status)
+        if result.error:
+            trial.set_user_attr("error", scrub(result.error))
+        tell(self.study, trial, result.value, result.state)
+        self.heartbeats.forget(running.trial_id)
+        self.trained[result.status] += 1
+        took = time.monotonic() - running.started
+        if result.status == "completed":
+            log.info("trial %d: completed, %s=%.4f (%.0f s)", trial.number, self.objective, result.value, took)
+        elif result.status == "pruned":
+            log.info("trial %d: pruned after %s epoch(s) (%.0f s)", trial.number, result.epochs or "?", took)
+        else:
+            self.failed(trial.number, result.status, result.error or "-", run_dir)
+
+    def failed(self, number: int, status: str, error: str, run_dir: Any) -> None:
+        self.failures.append((number, status, error))
+        log.warning("trial %d: %s: %s (see %s)", number, status, error, run_dir)
+        allowed = self.settings.max_failure_rate * self.n_trials
+        if len(self.failures) > allowed and self.stopping is None:
+            self.stopping = (f"{len(self.failures)} trials failed in this run, more than max_failure_rate="
+                             f"{self.settings.max_failure_rate} x n_trials={self.n_trials} allows")
+
+    # ------------------------------------------------------------------------------- the end
+    def stop_suggesting(self) -> None:
+        trained = sum(self.trained.values()) + len(self.in_flight)
+        infeasible = ", ".join(f"{k}: {v}" for k, v in sorted(self.infeasible.items())) or "-"
+        self.stopping = (
+            f"stopped after {self.suggested} suggestions (hydra.sweeper.max_suggestions="
+            f"{self.settings.max_suggestions}): {sum(self.infeasible.values())} were over budget.max_params or "
+            f"invalid ({infeasible}), {trained} trained; the search space is mostly infeasible: narrow "
+            f"hydra.sweeper.params or raise budget.max_params")
+
+    def end(self) -> None:
+        completed = write_results(self.study, self.sweep.study_dir, self.objective)
+        hint = failure_hint(self.failures, self.sweep.study_dir)
+        if self.stopping is not None:
+            raise SweeperError(f"Optuna sweep {self.study.study_name!r}: {self.stopping}. {hint}")
+        if not completed:
+            raise SweeperError(f"Optuna sweep {self.study.study_name!r}: no trial completed. {hint}")

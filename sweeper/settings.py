@@ -1,0 +1,121 @@
+"""The Optuna sweeper's settings (`hydra.sweeper.*`), checked once, when Hydra creates the sweeper.
+
+Each mistake is a `SweeperError` naming the key, which Hydra prints as one line. The sampler
+and the pruner are built here too, so that a bad `_target_` is reported before anything runs.
+Imports Optuna (through the sampler and pruner) only when called.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from contract import first_line
+
+from .errors import SweeperError
+from .report import build_pruner
+
+SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
+
+
+@dataclass
+class OptunaSettings:
+    sampler: Any  # an optuna sampler; for the grid, a partial that takes the grid (sweeper.space.grid_choices)
+    direction: str  # "minimize" | "maximize"
+    storage: str | None  # a database URL as given (password not yet taken out); None: SQLite in the study folder
+    study_name: str | None  # None: derived from the search space (sweeper.space.default_study_name)
+    n_trials: int  # trained trials the study should have
+    n_jobs: int
+    max_failure_rate: float
+    custom_search_space: Callable[[Any, Any], None] | None  # fn(config, trial), may suggest more params
+    params: Any  # hydra.sweeper.params: key -> override value
+    pruner_cfg: Any  # the node each job rebuilds its pruner from (sweeper.report)
+    pruner: Any
+    dir: str | None
+    max_suggestions: int  # per run, trained + infeasible
+    heartbeat_interval: int
+    grace_period: int
+
+    @property
+    def is_grid(self) -> bool:
+        import functools
+
+        import optuna
+
+        return isinstance(self.sampler, functools.partial) and self.sampler.func is optuna.samplers.GridSampler
+
+
+def _positive_int(key: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SweeperError(f"hydra.sweeper.{key}: expected a positive int, got {value!r}")
+
+
+def _direction(direction: Any) -> str:
+    directions = list(direction) if OmegaConf.is_list(direction) or isinstance(direction, list) else [direction]
+    names = [getattr(d, "name", d) for d in directions]
+    if len(names) != 1 or names[0] not in ("minimize", "maximize"):
+        raise SweeperError(f"hydra.sweeper.direction: expected minimize or maximize (one objective), got {direction!r}")
+    return names[0]
+
+
+def _sampler(sampler: Any) -> Any:
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(sampler, _execution_whitelist_=SAMPLER_WHITELIST)
+    except Exception as e:
+        raise SweeperError(f"hydra.sweeper.sampler: {first_line(e)}") from None
+
+
+def _custom_search_space(path: str | None) -> Callable[[Any, Any], None] | None:
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        return get_method(path)
+    except Exception as e:
+        raise SweeperError(f"hydra.sweeper.custom_search_space: {first_line(e)}") from None
+
+
+def parse_settings(
+    sampler: Any,
+    direction: Any,
+    storage: Any | None,
+    study_name: str | None,
+    n_trials: int,
+    n_jobs: int,
+    max_failure_rate: float,
+    custom_search_space: str | None,
+    params: Any,
+    pruner: Any = None,
+    dir: str | None = None,
+    max_suggestions: int | None = None,
+    heartbeat: Any = None,
+) -> OptunaSettings:
+    """The schema's keys (sweeper.optuna.BudgetOptunaSweeperConf), checked; SweeperError names the bad one."""
+    from .space import params_to_overrides
+
+    _positive_int("n_trials", n_trials)
+    _positive_int("n_jobs", n_jobs)
+    _positive_int("max_suggestions", max_suggestions, allow_none=True)
+    heartbeat = heartbeat or {"interval": 10, "grace_period": 30}
+    _positive_int("heartbeat.interval", heartbeat["interval"])
+    _positive_int("heartbeat.grace_period", heartbeat["grace_period"])
+    if isinstance(max_failure_rate, bool) or not isinstance(max_failure_rate, (int, float)) \
+            or not 0.0 <= max_failure_rate <= 1.0:
+        raise SweeperError(f"hydra.sweeper.max_failure_rate: expected a number in [0, 1], got {max_failure_rate!r}")
+    if storage is not None and not isinstance(storage, str):
+        raise SweeperError("hydra.sweeper.storage: expected a database URL (sqlite:///... or postgresql://...)")
+    params_to_overrides(params)  # a mapping, or a one-line error now
+    return OptunaSettings(
+        sampler=_sampler(sampler), direction=_direction(direction), storage=storage, study_name=study_name,
+        n_trials=n_trials, n_jobs=n_jobs, max_failure_rate=float(max_failure_rate),
+        custom_search_space=_custom_search_space(custom_search_space), params=params, pruner_cfg=pruner,
+        pruner=build_pruner(pruner), dir=dir, max_suggestions=max_suggestions or 20 * n_trials,
+        heartbeat_interval=int(heartbeat["interval"]), grace_period=int(heartbeat["grace_period"]),
+    )

@@ -1,0 +1,115 @@
+"""`n_trials` across workers: which trials count, kept in the study's storage so every worker agrees.
+
+`n_trials` is the number of trained trials the *study* should have (feasible ones, whatever
+their end), so that rerunning a command continues it and several workers sharing one storage
+stop together at exactly n_trials. Each trial carries a system attribute SLOT:
+
+    True   it counts in n_trials (feasible, launched or queued to run again)
+    False  it does not (infeasible, failed before launch, or surplus put back in the queue)
+    absent (or None) it is being sized by some worker: not decided yet
+
+A feasible trial takes a slot when fewer than n_trials trials numbered before it hold one.
+Trial numbers are given out by the storage, so every worker ranks the same way; a worker waits
+(up to `wait` seconds) for older trials another worker is still sizing. A feasible trial past
+the quota (two workers asked for the last slot at once) goes back to the queue (WAITING)
+untrained, where a longer run may pick it up. A slot-holding trial whose process stopped is
+queued again (WAITING) and claimed by exactly one worker: `set_trial_state_values(RUNNING)`
+succeeds only from WAITING, under the database's row lock.
+
+Public Optuna storage calls only; no Hydra. Unit-tested against SQLite (tests/test_slots.py).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+SLOT = "budgetsweep:slot"
+
+
+class Slots:
+    def __init__(self, storage: Any, study_name: str, n_trials: int, wait: float = 30.0) -> None:
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study_name)
+        self.n_trials = n_trials
+        self.wait = wait
+
+    # ------------------------------------------------------------------------------ reading
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def holders(self) -> list[FrozenTrial]:
+        """The trials that count in n_trials, finished or not."""
+        return [t for t in self.trials() if t.system_attrs.get(SLOT) is True]
+
+    def taken(self) -> int:
+        return len(self.holders())
+
+    def full(self) -> bool:
+        return self.taken() >= self.n_trials
+
+    def holds(self, trial_id: int) -> bool:
+        return self.storage.get_trial_system_attrs(trial_id).get(SLOT) is True
+
+    def rank(self, number: int) -> int:
+        """Slot holders numbered before `number`; waits (briefly) for older trials whose
+        feasibility another worker is still deciding."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            older = [t for t in self.trials() if t.number < number]
+            pending = [t for t in older if t.state == TrialState.RUNNING and t.system_attrs.get(SLOT) is None]
+            if not pending or time.monotonic() > deadline:
+                return sum(1 for t in older if t.system_attrs.get(SLOT) is True)
+            time.sleep(0.1)
+
+    # ------------------------------------------------------------------------------ writing
+    def begin(self, trial_id: int) -> bool:
+        """A trial this worker just got from `Study.ask`. True: it already holds a slot (a queued
+        trial that `ask` handed out again); otherwise it is marked undecided while it is sized."""
+        slot = self.storage.get_trial_system_attrs(trial_id).get(SLOT)
+        if slot is False:  # surplus put back earlier: decided anew
+            self.storage.set_trial_system_attr(trial_id, SLOT, None)
+        return slot is True
+
+    def take(self, trial_id: int, number: int) -> bool:
+        """A feasible trial asks for a slot. False: n_trials is reached; the trial went back to the
+        queue (WAITING), untrained, holding none."""
+        if self.rank(number) >= self.n_trials:
+            self.storage.set_trial_system_attr(trial_id, SLOT, False)
+            self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
+            return False
+        self.storage.set_trial_system_attr(trial_id, SLOT, True)
+        return True
+
+    def refuse(self, trial_id: int) -> None:
+        """The trial does not count: infeasible, or failed before it was launched."""
+        self.storage.set_trial_system_attr(trial_id, SLOT, False)
+
+    def claim_queued(self) -> int | None:
+        """The id of a queued slot-holding trial, now RUNNING for this worker alone; None if none."""
+        for t in self.trials(states=(TrialState.WAITING,)):
+            if t.system_attrs.get(SLOT) is not True:
+                continue
+            trial_id = self.trial_id(t.number)
+            try:  # atomic WAITING -> RUNNING: False when another worker got it first
+                if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                    return trial_id
+            except UpdateFinishedTrialError:
+                continue
+        return None
+
+    def requeue(self, trial_id: int) -> bool:
+        """A trial whose process stopped. Holding a slot: back to the queue, to run again with its
+        number and folder (True). Otherwise it never trained: FAIL, holding none (False)."""
+        if self.holds(trial_id):
+            self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
+            return True
+        self.refuse(trial_id)
+        self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return False

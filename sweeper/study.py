@@ -1,0 +1,122 @@
+"""One sweep's study: its search space, name, folder and storage, decided before any trial runs.
+
+    outputs/optuna/<study name>/     the study's folder (`hydra.sweeper.dir`)
+        study.json                   where the study is (contract.layouts.StudyRecord)
+        study.db                     the SQLite storage, unless `hydra.sweeper.storage` names one
+        <trial number>/              each trial's run folder
+
+The storage password (if the URL has one) is taken out as the sweep starts
+(`contract.storage`): kept in the environment for whoever connects, masked everywhere else.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from contract import ContractError
+from contract.layouts import StudyRecord, read_study, write_study
+from contract.storage import PASSWORD_ENV, mask, scrub, split_password, sqlite_url
+from contract.values import quote
+
+from ._compat import is_basic_launcher
+from .errors import SweeperError
+from .settings import OptunaSettings
+from .space import (
+    SearchSpace,
+    default_study_name,
+    grid_choices,
+    params_to_overrides,
+    parse_space,
+)
+from .storage import SweepStorage, open_study
+
+log = logging.getLogger("sweeper.optuna")
+
+
+@dataclass
+class Sweep:
+    """What the study loop works on."""
+
+    study: optuna.Study
+    storage: SweepStorage
+    space: SearchSpace
+    n_trials: int  # the setting, or the grid's size when smaller
+    study_dir: Path
+    storage_url: str  # password masked
+
+
+def hide_password(settings: OptunaSettings, config: DictConfig) -> None:
+    """Move the storage password into $BUDGETSWEEP_STORAGE_PASSWORD (jobs inherit it) and out of
+    the settings and the overrides each job records in its .hydra/ folder."""
+    secret = None
+    if settings.storage:
+        settings.storage, secret = split_password(settings.storage)
+        if secret:
+            os.environ[PASSWORD_ENV] = secret
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.overrides.hydra = [scrub(o, secret) for o in config.hydra.overrides.hydra]
+
+
+def parallelism(launcher: Any, config: DictConfig, n_jobs: int) -> int:
+    """Trials at a time: n_jobs, or 1 with a launcher that runs one job at a time."""
+    sequential = is_basic_launcher(launcher) or config.hydra.launcher.get("n_jobs", None) == 1
+    if sequential and n_jobs > 1:
+        log.warning("hydra.sweeper.n_jobs=%d: this launcher runs one job at a time in this process; "
+                    "use hydra/launcher=joblib to run trials in parallel", n_jobs)
+    return 1 if sequential else n_jobs
+
+
+def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str]) -> Sweep:
+    space = parse_space(params_to_overrides(settings.params) + list(arguments))
+    if not space.distributions and settings.custom_search_space is None:
+        raise SweeperError("hydra.sweeper.params: the search space is empty (every key has one value)")
+    sampler, n_trials = settings.sampler, settings.n_trials
+    if settings.is_grid:
+        grid = grid_choices(space)
+        sampler = sampler(grid)
+        size = math.prod(len(v) for v in grid.values())
+        if size < n_trials:
+            log.info("grid sampler: n_trials %d -> %d, the size of the grid", n_trials, size)
+            n_trials = size
+    name = settings.study_name or default_study_name(space, config.hydra.runtime.choices.get("experiment"))
+    study_dir = (Path(config.hydra.runtime.cwd) / (settings.dir or Path("outputs") / "optuna" / name)).resolve()
+    study_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.storage or sqlite_url(study_dir / "study.db")
+    masked = mask(url)
+    _refuse_another_study(study_dir, name, masked)
+    # Jobs are composed from the primary config's hydra overrides (Hydra requires their
+    # `hydra.sweeper` to equal this one's): pin the resolved values there, so each job's
+    # .hydra/hydra.yaml records the study it belongs to, with the password masked.
+    _pin(config, "hydra.sweeper.storage", masked)
+    _pin(config, "hydra.sweeper.study_name", name)
+    _pin(config, "hydra.sweep.dir", str(study_dir))  # also where launchers create their folder
+    study, storage = open_study(url, name, sampler=sampler, pruner=settings.pruner, direction=settings.direction,
+                                heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period)
+    write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials))
+    return Sweep(study, storage, space, n_trials, study_dir, masked)
+
+
+def _refuse_another_study(study_dir: Path, name: str, masked: str) -> None:
+    """A folder holds one study: reusing it for another would mix their trial folders."""
+    try:
+        record = read_study(study_dir)
+    except ContractError as e:
+        raise SweeperError(f"hydra.sweeper.dir: {e}; move it away or choose another folder") from None
+    if record is not None and (record.study_name, record.storage) != (name, masked):
+        raise SweeperError(f"hydra.sweeper.dir: {study_dir} holds study {record.study_name!r} in {record.storage}, "
+                           f"not {name!r} in {masked}: choose another folder, or move that one away")
+
+
+def _pin(config: DictConfig, key: str, value: str) -> None:
+    hydra = config.hydra
+    with read_write(hydra), open_dict(hydra):
+        OmegaConf.update(config, key, value, merge=False, force_add=True)
+        kept = [o for o in hydra.overrides.hydra if o.split("=", 1)[0].lstrip("+~") != key]
+        hydra.overrides.hydra = [*kept, f"{key}={quote(value)}"]

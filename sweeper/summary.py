@@ -1,0 +1,53 @@
+"""The end of a sweep: the study's totals in the log and in `optimization_results.yaml`.
+
+The file has the standard plugin's name; its keys: name, study_name, n_trained, statuses,
+n_infeasible, and, once a trial completed, best_trial, best_value, best_params, best_run_dir.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from contract import LOG_FILE
+from contract.layouts import OPTIMIZATION_RESULTS_FILE
+
+from .slots import SLOT
+
+log = logging.getLogger("sweeper.optuna")
+
+
+def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
+    """Log and write the study's totals (all workers, all runs); True when a trial completed."""
+    trials = study.get_trials(deepcopy=False)
+    holders = [t for t in trials if t.system_attrs.get(SLOT) is True]
+    states = Counter(t.user_attrs.get("status", t.state.name.lower()) for t in holders if t.state.is_finished())
+    n_infeasible = sum(1 for t in trials if t.system_attrs.get(SLOT) is False and t.state == TrialState.PRUNED)
+    log.info("Study %r: %d trained trials (%s), %d infeasible suggestions never trained",
+             study.study_name, len(holders), ", ".join(f"{k} {v}" for k, v in sorted(states.items())), n_infeasible)
+    results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "n_trained": len(holders),
+                               "statuses": dict(states), "n_infeasible": n_infeasible}
+    completed = any(t.state == TrialState.COMPLETE for t in holders)
+    if completed:
+        best = study.best_trial
+        results.update(best_trial=best.number, best_value=best.value, best_params=best.params,
+                       best_run_dir=str(study_dir / str(best.number)))
+        log.info("Best: trial %d, %s=%.4f, %s", best.number, objective, best.value,
+                 " ".join(f"{k}={v}" for k, v in best.params.items()))
+    OmegaConf.save(OmegaConf.create(results), study_dir / OPTIMIZATION_RESULTS_FILE)
+    return completed
+
+
+def failure_hint(failures: list[tuple[int, str, str]], study_dir: Path) -> str:
+    """What to look at after a failed sweep: the first failure of this run and its log."""
+    if not failures:
+        return f"Folder: {study_dir}"
+    kinds = Counter(status for _, status, _ in failures)
+    number, status, error = failures[0]
+    return (f"Failures in this run: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
+            f"first: trial {number} {status}: {error} (see {study_dir / str(number) / LOG_FILE})")

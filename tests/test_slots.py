@@ -1,0 +1,131 @@
+"""n_trials across workers (sweeper.slots) against a real SQLite file, without Hydra.
+
+Two "workers" are two storage objects on one file, as two sweeper processes would be: each
+asks trials from its own study object and takes, refuses, claims and re-queues through its
+own storage, so every decision goes through the database."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from contract.storage import sqlite_url
+from sweeper.slots import SLOT, Slots
+from sweeper.storage import make_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Two (study, slots) pairs sharing one SQLite study with n_trials=3."""
+    url = sqlite_url(tmp_path / "study.db")
+    optuna.create_study(study_name="s", storage=make_storage(url), direction="maximize")
+    pairs = []
+    for _ in range(2):
+        storage = make_storage(url)
+        study = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+        pairs.append((study, Slots(storage, "s", n_trials=3, wait=2.0)))
+    return pairs
+
+
+def ask(study, slots):
+    trial = study.ask()
+    trial_id = slots.trial_id(trial.number)
+    assert slots.begin(trial_id) is False  # a new trial holds no slot yet
+    return trial, trial_id
+
+
+def state(slots, number):
+    (t,) = [t for t in slots.trials() if t.number == number]
+    return t.state, t.system_attrs.get(SLOT)
+
+
+def test_exactly_n_trials_slots_and_the_surplus_goes_back_untrained(workers):
+    (study_a, a), (study_b, b) = workers
+    taken = []
+    for study, slots in [(study_a, a), (study_b, b), (study_a, a), (study_b, b)]:
+        trial, trial_id = ask(study, slots)
+        taken.append(slots.take(trial_id, trial.number))
+    assert taken == [True, True, True, False]
+    assert a.taken() == b.taken() == 3 and a.full() and b.full()
+    assert state(a, 3) == (TrialState.WAITING, False)  # surplus: queued, holding none
+    assert a.claim_queued() is None  # only slot holders are claimed
+
+
+def test_infeasible_trials_do_not_count(workers):
+    (study_a, a), (study_b, b) = workers
+    trial, trial_id = ask(study_a, a)
+    a.refuse(trial_id)
+    study_a.tell(trial, state=TrialState.PRUNED)
+    assert b.taken() == 0 and b.rank(5) == 0
+    for study, slots in [(study_b, b), (study_a, a), (study_b, b)]:
+        trial, trial_id = ask(study, slots)
+        assert slots.take(trial_id, trial.number)
+    assert a.taken() == 3 and [t.number for t in a.holders()] == [1, 2, 3]
+
+
+def test_rank_waits_for_an_older_trial_another_worker_is_still_sizing(workers):
+    (study_a, a), (study_b, b) = workers
+    a.n_trials = b.n_trials = 1
+    older, older_id = ask(study_a, a)  # worker A is sizing trial 0 ...
+    newer, newer_id = ask(study_b, b)  # ... while B asks trial 1 for the last slot
+    threading.Timer(0.3, a.take, (older_id, older.number)).start()
+    t0 = time.monotonic()
+    assert b.take(newer_id, newer.number) is False  # B waited for A's verdict on trial 0
+    assert 0.25 < time.monotonic() - t0 < 2.0
+    assert state(b, 0) == (TrialState.RUNNING, True) and state(b, 1) == (TrialState.WAITING, False)
+    assert a.taken() == 1
+
+
+def test_a_requeued_trial_is_claimed_by_exactly_one_worker(workers):
+    (study_a, a), (_, b) = workers
+    trial, trial_id = ask(study_a, a)
+    assert a.take(trial_id, trial.number)
+    for _ in range(20):  # a race: without the claim lock SQLite let both win about every other round
+        assert b.requeue(trial_id) is True  # its process died: back to the queue, slot kept
+        assert state(a, 0) == (TrialState.WAITING, True)
+        results: list = []
+        barrier = threading.Barrier(2)
+
+        def claim(slots):
+            barrier.wait()
+            results.append(slots.claim_queued())
+
+        threads = [threading.Thread(target=claim, args=(s,)) for s in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results, key=str) == [trial_id, None]
+        assert state(a, 0) == (TrialState.RUNNING, True) and a.taken() == 1  # same trial, same slot
+
+
+def test_a_trial_that_died_before_taking_a_slot_is_failed(workers):
+    (study_a, a), (_, b) = workers
+    _, trial_id = ask(study_a, a)
+    assert b.requeue(trial_id) is False
+    assert state(a, 0) == (TrialState.FAIL, False) and a.taken() == 0
+
+
+def test_ask_hands_out_a_queued_surplus_trial_again_to_be_decided_anew(workers):
+    (study_a, a), (study_b, b) = workers
+    a.n_trials = b.n_trials = 1
+    first, first_id = ask(study_a, a)
+    surplus, surplus_id = ask(study_b, b)
+    assert a.take(first_id, first.number) and not b.take(surplus_id, surplus.number)
+    b.n_trials = 2  # a longer run later
+    again = study_b.ask()  # Optuna pops the WAITING trial
+    assert again.number == surplus.number and again.params == surplus.params
+    assert b.begin(surplus_id) is False and state(b, 1) == (TrialState.RUNNING, None)  # undecided again
+    assert b.take(surplus_id, again.number) and b.taken() == 2
+
+
+def test_the_slots_module_needs_no_hydra():
+    code = "import sys, sweeper.slots; assert not [m for m in sys.modules if m.startswith('hydra')], 'hydra'"
+    subprocess.run([sys.executable, "-c", code], check=True)
