@@ -43,7 +43,8 @@ def main(cfg: DictConfig) -> float | None:
             print(f"error: {metrics['error']}", file=sys.stderr)
             sys.exit(2)
     if metrics["status"] == "completed":
-        log.info("completed: val_acc %.4f test_acc %.4f -> %s", metrics["val_acc"], metrics["test_acc"], hc.runtime.output_dir)
+        log.info("completed: val_acc %.4f test_acc %.4f -> %s", metrics["val_acc"], metrics["test_acc"],
+                 hc.runtime.output_dir)
     else:
         log.warning("%s after %d epochs: %s -> %s", metrics["status"], metrics["epochs"], metrics["error"] or "-",
                     hc.runtime.output_dir)

@@ -13,7 +13,6 @@ F=3, K=1, P=7, stem_kernel=2) has 4,883,906 trainable parameters.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +21,6 @@ from torch import nn
 
 from .errors import ConfigError
 from .registry import register_model
-
-# An even stem kernel (the study's F1=2) with "same" padding makes PyTorch pad a copy of the
-# input and say so at every call; that cost is known and small.
-warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
 def _is_int(v: Any) -> bool:
@@ -119,7 +114,22 @@ class ResNetConfig:
         return total + 2 * channels[-1] * self.pooled_size**2 * self.num_classes
 
 
+class EvenSameConv2d(nn.Conv2d):
+    """A stride-1 conv with an even kernel k that keeps the map size: it pads (k - 1) // 2 before
+    and k // 2 after, as padding="same" would. Explicit, because for "same" with an even kernel
+    PyTorch pads a copy of the input anyway and warns at every call (the study's stem_kernel=2)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int):
+        super().__init__(c_in, c_out, k, bias=False)
+        self.same_padding = ((k - 1) // 2, k // 2) * 2  # (left, right, top, bottom), as pad() takes it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, self.same_padding))
+
+
 def _conv(c_in: int, c_out: int, k: int, stride: int) -> nn.Conv2d:
+    if stride == 1 and k % 2 == 0:
+        return EvenSameConv2d(c_in, c_out, k)
     padding: int | str = "same" if stride == 1 else (k - 1) // 2
     return nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=False)
 

@@ -28,7 +28,8 @@ def test_grid_skips_an_over_budget_config_and_goes_on(tmp_path):
     # a budget between the C=6 and C=8 models: C=8 is recorded as over_budget, not trained
     base = dict(name="resnet", N=3, B=1, C=6, F=3, K=1, P=8, stem_kernel=3)
     budget = (models.count_params(base) + models.count_params({**base, "C": 8})) // 2
-    r = run_app(["-m", *FAST, "model.C=8,6", f"budget.max_params={budget}", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    args = ["-m", *FAST, "model.C=8,6", f"budget.max_params={budget}", f"hydra.sweep.dir={tmp_path}/sweep"]
+    r = run_app(args, tmp_path)
     assert r.returncode == 0, r.stderr
     over = json.loads((tmp_path / "sweep/0/metrics.json").read_text())
     ok = json.loads((tmp_path / "sweep/1/metrics.json").read_text())

@@ -3,7 +3,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data import DataError, augment, load_dataset, load_npz, make_synthetic, n_train_batches, stratified_split, train_batches
+from data import (
+    DataError,
+    augment,
+    load_dataset,
+    load_npz,
+    make_synthetic,
+    n_train_batches,
+    stratified_split,
+    train_batches,
+)
 from data.sources import SAMPLE_PATH
 from trainer.schema import AugmentConfig, DataConfig
 

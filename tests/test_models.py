@@ -1,8 +1,14 @@
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
 import pytest
 import torch
 
 import models
 from models.count import flops_by_tracing
+from models.resnet import EvenSameConv2d
 
 SEED_FINAL = dict(name="resnet", N=3, B=3, C=68, F=3, K=1, P=7, stem_kernel=2)
 
@@ -51,7 +57,9 @@ def test_counts_match_an_independent_computation(cfg):
     assert sum(p.numel() for p in built.parameters()) == resnet_params_by_hand(**cfg)
 
 
-@pytest.mark.parametrize("cfg", [SEED_FINAL, dict(name="resnet", N=4, B=[1, 2, 1, 2], C=[8, 16, 20, 40], F=[3, 5, 3, 1], K=3, P=2, stem_kernel=4)])
+@pytest.mark.parametrize("cfg", [
+    SEED_FINAL, dict(name="resnet", N=4, B=[1, 2, 1, 2], C=[8, 16, 20, 40], F=[3, 5, 3, 1], K=3, P=2, stem_kernel=4),
+])
 def test_flops_arithmetic_agrees_with_torch_flop_counter(cfg):
     assert models.count_flops(cfg) == flops_by_tracing(cfg)
 
@@ -93,3 +101,26 @@ def test_registering_a_family_twice_warns():
     cls, build = models.registry._FAMILIES["resnet"]
     with pytest.warns(UserWarning, match="twice"):
         models.register_model("resnet", cls)(build)
+
+
+def test_importing_models_leaves_the_warning_filters_alone():
+    # torch and numpy add filters of their own when imported: take them first, then ours
+    code = "import warnings, torch; before = list(warnings.filters); import models; assert warnings.filters == before"
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_an_even_kernel_keeps_the_size_as_same_padding_does_without_a_warning(k):
+    conv = EvenSameConv2d(3, 5, k)
+    same = torch.nn.Conv2d(3, 5, k, padding="same", bias=False)
+    same.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 9, 9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = conv(x)
+    assert not caught and out.shape == (2, 5, 9, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's own warning for an even "same" kernel
+        assert torch.allclose(out, same(x))

@@ -4,8 +4,8 @@ import json
 import pytest
 
 import models
+from contract import HISTORY_COLUMNS, METRICS_KEYS, STATUSES, SWEEP_FIELDS
 from trainer import train
-from contract import HISTORY_COLUMNS, STATUSES
 
 
 def read(run_dir):
@@ -45,12 +45,31 @@ def test_over_budget_is_not_trained(tiny_cfg, tmp_path):
     assert not (tmp_path / "history.csv").exists()
 
 
-@pytest.mark.parametrize("override,key", [("model.P=9", "model.P"), ("optimizer.name=rmsprop", "optimizer.name"),
-                                          ("scheduler=step", "scheduler"), ("objective=loss", "objective")])
+@pytest.mark.parametrize("override,key", [
+    ("model.P=9", "model.P:"), ("objective=loss", "objective:"), ("optimizer.lr=-1", "optimizer.lr:"),
+    ("label_smoothing=1.0", "label_smoothing:"), ("device=tpu9", "device:"),
+    ("optimizer._target_=torch.optim.Nope", "optimizer:"), ("+optimizer.foo=1", "optimizer:"),
+    ("optimizer._target_=os.system", "optimizer._target_:"),
+])
 def test_invalid_config_is_recorded(tiny_cfg, tmp_path, override, key):
     metrics = train(tiny_cfg([override]), tmp_path)
-    assert metrics["status"] == "invalid" and metrics["error"].startswith(key)
+    assert metrics["status"] == "invalid" and metrics["error"].startswith(key) and "\n" not in metrics["error"]
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "invalid"
+    assert not (tmp_path / "history.csv").exists()  # refused before any data was loaded
+
+
+def test_the_sweep_node_is_copied_into_the_metrics(tiny_cfg, tmp_path):
+    sweep = dict(trial=None, study=None, factor="model.C", value="8", baseline=False, repeat=1)
+    cfg = tiny_cfg([f"sweep.{k}={'null' if v is None else v}" for k, v in sweep.items()] + ["budget.max_params=1000"])
+    metrics = train(cfg, tmp_path)
+    assert {k: metrics[k] for k in SWEEP_FIELDS} == sweep
+    assert list(metrics) == list(METRICS_KEYS)  # the contract's keys, in its order, and no others
+
+
+def test_an_optimizer_is_one_config_node(tiny_cfg, tmp_path):
+    # no code names RMSprop: the _target_ node is the whole optimizer
+    cfg = tiny_cfg(["optimizer._target_=torch.optim.RMSprop", "~optimizer.betas", "+optimizer.alpha=0.9"])
+    assert train(cfg, tmp_path)["status"] == "completed"
 
 
 def test_non_finite_loss_ends_the_run_as_diverged(tiny_cfg, tmp_path):

@@ -1,29 +1,47 @@
 """Typed configs: the schema every composed config is checked against before anything runs.
 
 `conf/config.yaml` lists `base_config` first in its defaults, so Hydra merges every group
-option and every command-line override onto these dataclasses: a wrong type or an unknown
-key fails at composition time with Hydra's own one-paragraph message.
+option and every command-line override onto these dataclasses: a wrong type, an unknown key
+or a choice outside its Enum (`scheduler=foo`) fails at composition time with Hydra's own
+one-paragraph message. Each default is written here once; `conf/config.yaml` only picks the
+group options. What a type cannot say (`epochs >= 1`) is in `RANGES`, checked by `validate`.
 
-`model` is a plain dict here because each family brings its own dataclass
-(`models.resnet.ResNetConfig`); `models.resolve_model_config` checks it against that.
+`model` is a plain dict because each family brings its own dataclass
+(`models.resnet.ResNetConfig`), checked by `models.check_budget`. `optimizer` is a plain dict
+because it is a `_target_` node (`conf/optimizer/*.yaml`): its keys are the optimizer's own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from enum import Enum
+from typing import Any, Callable, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from contract import METRICS_KEYS
 
 
-@dataclass
-class OptimizerConfig:
-    name: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw only
+class TrainConfigError(ValueError):
+    """A training setting that cannot work (device, optimizer, a range). The message names the key."""
+
+
+class Scheduler(str, Enum):  # stepped once per batch
+    none = "none"  # the optimizer's rate throughout
+    cosine = "cosine"  # linear warm-up over warmup_epochs, then cosine decay to zero
+    onecycle = "onecycle"  # torch's OneCycleLR, peaking at optimizer.lr
+
+
+class Amp(str, Enum):
+    auto = "auto"  # bf16 on CUDA only (a CPU without native bf16 is ~15x slower with it)
+    bf16 = "bf16"
+    off = "off"
+
+
+class ChannelsLast(str, Enum):  # in a YAML file write "on"/"off" quoted: bare, YAML reads a boolean
+    auto = "auto"  # on (measured faster on CUDA and on the CPU), unless the model trips a PyTorch CPU bug
+    on = "on"
+    off = "off"
 
 
 @dataclass
@@ -35,7 +53,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "cifar10_sample"  # cifar10 | npz | cifar10_sample | synthetic
+    name: str = MISSING  # cifar10 | npz | cifar10_sample | synthetic: set by the data group option
     root: str = "datasets"  # cifar10: where torchvision's files are (downloaded when missing)
     path: Optional[str] = None  # npz: the arrays file
     val_size: int = 500  # carved from train, stratified, seeded by data.split_seed
@@ -57,7 +75,7 @@ class BudgetConfig:
 
 @dataclass
 class SweepInfo:
-    """Set by our sweepers on each job; recorded in metrics.json. Null in a plain run."""
+    """Set by our sweepers on each job; copied into metrics.json (contract.SWEEP_FIELDS). Null in a plain run."""
 
     trial: Optional[int] = None  # Optuna trial number
     study: Optional[str] = None  # Optuna study name
@@ -69,26 +87,56 @@ class SweepInfo:
 
 @dataclass
 class TrainConfig:
-    model: Dict[str, Any] = MISSING
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    model: Dict[str, Any] = MISSING  # a model group option: the family's name and its keys
+    optimizer: Dict[str, Any] = MISSING  # an optimizer group option: `_target_`, `_partial_: true`, lr, ...
     data: DataConfig = field(default_factory=DataConfig)
     batch_size: int = 128
     epochs: int = 3
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    scheduler: str = "cosine"  # none | cosine | onecycle
+    scheduler: Scheduler = Scheduler.cosine
     warmup_epochs: float = 0.0  # cosine only: linear warm-up
     label_smoothing: float = 0.0
     budget: BudgetConfig = field(default_factory=BudgetConfig)
-    objective: str = "val_acc"  # the metric returned to Hydra (the best epoch's)
-    amp: str = "auto"  # auto (bf16 on CUDA only) | bf16 | off
-    channels_last: str = "auto"  # auto (on CUDA and CPU, measured faster on both) | on | off
+    objective: str = "val_acc"  # the metrics.json key returned to Hydra (val_acc: the best epoch's)
+    amp: Amp = Amp.auto
+    channels_last: ChannelsLast = ChannelsLast.auto
     compile: bool = False  # torch.compile the model
     threads: Optional[int] = None  # CPU threads for torch (null: torch's default); 1 per job when jobs share a CPU
     checkpoint: bool = True  # save the last epoch atomically so a killed run resumes
     progress: bool = True  # a tqdm bar per epoch
     eval_batch_size: int = 1000
     sweep: SweepInfo = field(default_factory=SweepInfo)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _positive(v: Any) -> bool:
+    return _number(v) and v > 0
+
+
+# What the types cannot express: (key, predicate, what was expected).
+RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("batch_size", _positive, "a positive int"),
+    ("eval_batch_size", _positive, "a positive int"),
+    ("epochs", _positive, "a positive int"),
+    ("optimizer.lr", _positive, "a positive number"),
+    ("warmup_epochs", lambda v: v >= 0, "a number >= 0"),
+    ("label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("threads", lambda v: v is None or v >= 1, "a positive int or null"),
+    ("budget.max_params", _positive, "a positive int"),
+    ("objective", lambda v: v in METRICS_KEYS, "a key of metrics.json, e.g. val_acc or test_acc"),
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the ranges of RANGES; TrainConfigError names the first key out of range."""
+    for key, ok, expected in RANGES:
+        value = OmegaConf.select(cfg, key)
+        if not ok(value):
+            raise TrainConfigError(f"{key}: expected {expected}, got {value!r}")
 
 
 def register_configs() -> None:

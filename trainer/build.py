@@ -1,0 +1,123 @@
+"""What one run trains with, built from its config: the device, the model in its memory format
+and precision, the optimizer (from its `_target_` node) and the learning-rate schedule.
+
+A setting that cannot work raises TrainConfigError naming its key, so `train` records the run
+as invalid with one line instead of a traceback.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import hydra
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+import models
+from contract import first_line
+
+from .schema import Amp, ChannelsLast, Scheduler, TrainConfigError
+
+log = logging.getLogger(__name__)
+# The `_target_`s an optimizer config may name (Hydra's execution whitelist: the config cannot
+# make the trainer call anything else). An optimizer from another package: add its prefix here.
+OPTIMIZER_TARGETS = ("torch.optim.*",)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainConfigError(f"device: {name!r} asked for but CUDA is not available here (use device=cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise TrainConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device.type}:{device.index or 0} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def make_optimizer(optimizer_cfg: DictConfig, params) -> torch.optim.Optimizer:
+    """`instantiate(cfg.optimizer)(params)`: the class under OPTIMIZER_TARGETS named by
+    `_target_`, with `_partial_: true`; its other keys are its arguments."""
+    target = optimizer_cfg.get("_target_")
+    if not isinstance(target, str) or not target.startswith(tuple(p.rstrip("*") for p in OPTIMIZER_TARGETS)):
+        raise TrainConfigError(f"optimizer._target_: expected a class under {', '.join(OPTIMIZER_TARGETS)}, "
+                               f"got {target!r}")
+    try:  # _convert_: plain lists (betas), which the checkpoint's weights_only load accepts
+        opt = hydra.utils.instantiate(optimizer_cfg, _convert_="all", _execution_whitelist_=OPTIMIZER_TARGETS)(params)
+    except (InstantiationException, TypeError, ValueError) as e:  # bad target, unknown argument, bad value
+        raise TrainConfigError(f"optimizer: {first_line(e)}") from None
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TrainConfigError(f"optimizer: _target_ {optimizer_cfg.get('_target_')!r} is not a torch.optim.Optimizer")
+    return opt
+
+
+def check_optimizer(optimizer_cfg: DictConfig) -> None:
+    """Build the optimizer over one stand-in tensor: a bad one is invalid before any data loads."""
+    make_optimizer(optimizer_cfg, [torch.zeros(1, requires_grad=True)])
+
+
+def make_scheduler(cfg: DictConfig, opt: torch.optim.Optimizer, total_steps: int):
+    """Stepped once per batch; see `schema.Scheduler`."""
+    if cfg.scheduler == Scheduler.cosine:
+        warm = int(cfg.warmup_epochs * total_steps / cfg.epochs)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    if cfg.scheduler == Scheduler.onecycle:
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optimizer.lr, total_steps=max(total_steps, 1))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+def channels_last_is_safe(model: torch.nn.Module, device: torch.device) -> bool:
+    """False where PyTorch's CPU kernels break on this model in channels_last.
+
+    Seen with torch 2.14.1 (x86_64, oneDNN): the backward pass of a strided convolution with
+    2 to 7 input channels in channels_last corrupts memory (segfault, `free(): invalid next
+    size`, or a hang). Our ResNet's 1x1 stride-2 shortcut hits it when C < 8."""
+    if device.type != "cpu":
+        return True
+    return not any(isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1) and 2 <= m.in_channels < 8
+                   for m in model.modules())
+
+
+@dataclass
+class Setup:
+    """The model and how it runs on `device`; `step_model` is the one training steps call."""
+
+    device: torch.device
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # torch.compile(model) with compile=true, else model itself
+    memory_format: torch.memory_format
+    bf16: bool
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+def build_model(cfg: DictConfig, device: torch.device) -> Setup:
+    """The seeded model on `device`, in channels_last when asked and safe, compiled when asked."""
+    torch.manual_seed(cfg.seed)
+    model = models.create_model(cfg.model)
+    channels_last = cfg.channels_last != ChannelsLast.off  # auto: measured faster on this CPU (+4..33%) and GPUs
+    if channels_last and not channels_last_is_safe(model, device):
+        log.warning("channels_last off: a strided conv with under 8 input channels crashes PyTorch's CPU kernels")
+        channels_last = False
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    bf16 = cfg.amp == Amp.bf16 or (cfg.amp == Amp.auto and device.type == "cuda")
+    if bf16 and device.type == "cpu":
+        log.warning("amp=bf16 on a CPU: without native bf16 this is ~15x slower than float32")
+    model = model.to(device=device, memory_format=memory_format)
+    step_model = torch.compile(model) if cfg.compile else model
+    return Setup(device, model, step_model, memory_format, bf16)
