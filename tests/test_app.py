@@ -60,6 +60,8 @@ def corrupt_npz(tmp_path):
     (["data=npz", "data.path=CORRUPT"], "corrupt.npz"),
     (["batch_size=abc"], "batch_size"),
     (["epochs=0"], "epochs"),
+    (["scheduler=bogus"], "full_key: scheduler"),
+    (["optimizer._target_=torch.optim.Nope"], "error: optimizer: Error locating target 'torch.optim.Nope'"),
 ])
 def test_bad_input_gets_a_clear_error_and_no_traceback(tmp_path, corrupt_npz, args, says):
     args = [a.replace("CORRUPT", str(corrupt_npz)) for a in args]
