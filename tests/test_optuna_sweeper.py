@@ -160,3 +160,61 @@ def test_bad_sweeper_input_ends_with_one_line(tmp_path, args, message):
     assert message in r.stderr, r.stderr[-3000:]
     assert "pw-not-shown" not in r.stdout + r.stderr
     assert not any(run_folders(d) for d in study_dirs(tmp_path))  # nothing was trained
+
+
+@pytest.mark.slow
+def test_a_bad_setting_is_refused_when_hydra_creates_the_sweeper_in_one_line(tmp_path):
+    import sys
+
+    from tests._sweep import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0"],
+                       cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["hydra.sweeper.n_trials: expected a positive int, got 0"]
+    assert not (tmp_path / "outputs").exists()  # refused before any study or folder was made
+
+
+@pytest.mark.slow
+def test_a_folder_that_holds_another_study_is_refused_before_its_study_json_is_touched(tmp_path):
+    # the first sweep stops at once (everything over budget) but leaves its study.json
+    args = ["budget.max_params=100", "seed=range(0,9)", "hydra.sweeper.max_suggestions=1", "hydra.sweeper.dir=shared"]
+    assert run_sweep(tmp_path, *args, "hydra.sweeper.study_name=first").returncode == 1
+    before = (tmp_path / "shared" / "study.json").read_bytes()
+    r = run_sweep(tmp_path, *args, "hydra.sweeper.study_name=second")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "hydra.sweeper.dir: " in r.stderr and "holds study 'first'" in r.stderr
+    assert (tmp_path / "shared" / "study.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_an_interrupted_trial_whose_last_run_failed_runs_again(tmp_path):
+    # A trial launched, failed (say, on data fixed since) and was interrupted before its sweeper
+    # told Optuna: the rerun trains it again in its folder instead of reporting the stale failure.
+    import optuna
+    from optuna.distributions import IntDistribution
+
+    from contract import new_metrics, write_metrics
+    from contract.storage import sqlite_url
+    from sweeper.launch import LAUNCHED
+    from sweeper.slots import SLOT
+    from sweeper.storage import make_storage
+
+    study_dir = tmp_path / "outputs" / "optuna" / "stale"
+    study_dir.mkdir(parents=True)
+    storage = make_storage(sqlite_url(study_dir / "study.db"), heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="stale", storage=storage, direction="maximize")
+    trial = study.ask(fixed_distributions={"seed": IntDistribution(0, 8)})
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("stale"), 0)
+    for key in (SLOT, LAUNCHED):
+        storage.set_trial_system_attr(trial_id, key, True)
+    storage.record_heartbeat(trial_id)
+    write_metrics(study_dir / "0", new_metrics(status="failed", error="DataError: cannot read the data"))
+    time.sleep(2)  # its heartbeat is now stale
+
+    r = run_sweep(tmp_path, "seed=range(0,9)", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=stale",
+                  "hydra.sweeper.heartbeat.interval=1", "hydra.sweeper.heartbeat.grace_period=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trial 0: resuming in its folder" in r.stdout
+    assert metrics(study_dir / "0")["status"] == "completed" and metrics(study_dir / "0")["trial"] == 0
+    assert [t.state for t in trained(load_study(study_dir))] == [TrialState.COMPLETE]
