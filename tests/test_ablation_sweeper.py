@@ -29,7 +29,7 @@ register_configs()
 @hydra.main(config_path={conf!r}, config_name="config")
 def main(cfg):
     job = dict(sweep=OmegaConf.to_container(cfg.sweep), seed=cfg.seed, model=OmegaConf.to_container(cfg.model),
-               optimizer=cfg.optimizer.name, batch_size=cfg.batch_size, overrides=list(HydraConfig.get().overrides.task))
+               optimizer=HydraConfig.get().runtime.choices.optimizer, batch_size=cfg.batch_size, overrides=list(HydraConfig.get().overrides.task))
     Path(HydraConfig.get().runtime.output_dir, "job.json").write_text(json.dumps(job))
     if cfg.model.C == 5:
         raise RuntimeError("C=5 raises")
