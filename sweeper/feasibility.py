@@ -20,6 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import SweeperError
+
 
 def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> DictConfig:
     """The job's config for these overrides; raises what Hydra raises for a key or type it refuses."""
@@ -32,9 +34,14 @@ def size_trial(trial: Any, cfg: DictConfig) -> Any:
     constraints). Returns the `models.Sizing`."""
     import models  # torch: loaded once a sweep sizes its first suggestion, not at Hydra's start
 
+    model = OmegaConf.select(cfg, "model", default=None)
     max_params = OmegaConf.select(cfg, "budget.max_params", default=None)
-    max_params = None if max_params is None else int(max_params)
-    sizing = models.check_budget(cfg.model, max_params)
+    if model is None:
+        raise SweeperError("the Optuna sweeper sizes each suggestion's `model` node (models.check_budget): "
+                           "this config has none")
+    if isinstance(max_params, bool) or not (max_params is None or isinstance(max_params, int)):
+        raise SweeperError(f"budget.max_params: expected an int or null, got {max_params!r}")
+    sizing = models.check_budget(model, max_params)
     if sizing.params is not None:
         trial.set_user_attr("params", sizing.params)
         trial.set_user_attr("max_params", max_params)

@@ -68,7 +68,7 @@ class TrialReporter:
         self.trial = None
         self.broken = False
 
-    def _connect(self):
+    def connect(self):
         import optuna
 
         from .storage import make_storage
@@ -84,7 +84,7 @@ class TrialReporter:
             return False
         try:
             if self.trial is None:
-                self.trial = self._connect()
+                self.trial = self.connect()
             self.trial.report(float(row[self.key]), epoch)
             prune = bool(self.trial.should_prune())
         except Exception as e:

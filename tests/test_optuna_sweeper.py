@@ -204,7 +204,7 @@ def test_an_interrupted_trial_whose_last_run_failed_runs_again(tmp_path):
     study_dir.mkdir(parents=True)
     storage = make_storage(sqlite_url(study_dir / "study.db"), heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(study_name="stale", storage=storage, direction="maximize")
-    trial = study.ask(fixed_distributions={"seed": IntDistribution(0, 8)})
+    study.ask(fixed_distributions={"seed": IntDistribution(0, 8)})
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("stale"), 0)
     for key in (SLOT, LAUNCHED):
         storage.set_trial_system_attr(trial_id, key, True)

@@ -5,6 +5,7 @@ asks trials from its own study object and takes, refuses, claims and re-queues t
 own storage, so every decision goes through the database."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,11 +22,18 @@ from sweeper.storage import make_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@pytest.fixture(scope="module")
+def empty_study(tmp_path_factory):
+    """An SQLite file holding an empty study "s" (Optuna's tables are made once, then copied)."""
+    path = tmp_path_factory.mktemp("template") / "study.db"
+    optuna.create_study(study_name="s", storage=make_storage(sqlite_url(path)), direction="maximize")
+    return path
+
+
 @pytest.fixture
-def workers(tmp_path):
+def workers(tmp_path, empty_study):
     """Two (study, slots) pairs sharing one SQLite study with n_trials=3."""
-    url = sqlite_url(tmp_path / "study.db")
-    optuna.create_study(study_name="s", storage=make_storage(url), direction="maximize")
+    url = sqlite_url(shutil.copy(empty_study, tmp_path / "study.db"))
     pairs = []
     for _ in range(2):
         storage = make_storage(url)
@@ -83,6 +91,11 @@ def test_rank_waits_for_an_older_trial_another_worker_is_still_sizing(workers):
     assert a.taken() == 1
 
 
+def claim_together(slots, barrier, results):
+    barrier.wait()
+    results.append(slots.claim_queued())
+
+
 def test_a_requeued_trial_is_claimed_by_exactly_one_worker(workers):
     (study_a, a), (_, b) = workers
     trial, trial_id = ask(study_a, a)
@@ -92,12 +105,7 @@ def test_a_requeued_trial_is_claimed_by_exactly_one_worker(workers):
         assert state(a, 0) == (TrialState.WAITING, True)
         results: list = []
         barrier = threading.Barrier(2)
-
-        def claim(slots):
-            barrier.wait()
-            results.append(slots.claim_queued())
-
-        threads = [threading.Thread(target=claim, args=(s,)) for s in (a, b)]
+        threads = [threading.Thread(target=claim_together, args=(s, barrier, results)) for s in (a, b)]
         for t in threads:
             t.start()
         for t in threads:
