@@ -98,7 +98,7 @@ def grid_choices(space: SearchSpace) -> dict[str, list]:
     for key, dist in space.distributions.items():
         if isinstance(dist, CategoricalDistribution):
             grid[key] = list(dist.choices)
-        elif isinstance(dist, IntDistribution) and not dist.log:
+        elif isinstance(dist, IntDistribution):
             grid[key] = list(range(dist.low, dist.high + 1, dist.step))
         elif isinstance(dist, FloatDistribution) and dist.step is not None:
             low, step = Decimal(str(dist.low)), Decimal(str(dist.step))
