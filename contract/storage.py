@@ -79,9 +79,12 @@ def connect_url(url: str, base_dir: str | Path | None = None) -> str:
         parsed = _parse(url)
     except Exception:  # not a URL SQLAlchemy reads: Optuna will say so
         return url
+    from sqlalchemy.engine import URL
+
     password = os.environ.get(PASSWORD_ENV) if parsed.password == MASK else parsed.password
-    parsed = parsed.set(drivername=_driver(parsed.drivername), password=password)
-    return parsed.render_as_string(hide_password=False)
+    # URL.create, not URL.set: set(password=None) keeps the old password (the mask)
+    return URL.create(_driver(parsed.drivername), parsed.username, password, parsed.host, parsed.port,
+                      parsed.database, parsed.query).render_as_string(hide_password=False)
 
 
 def sqlite_url(path: str | Path) -> str:

@@ -69,8 +69,6 @@ def test_passwords_are_masked_and_come_back_from_the_environment(monkeypatch):
     assert st.scrub(line, "s3cr@t") == "hydra.sweeper.storage=postgresql://alice:***@db/x"
 
 
-@pytest.mark.xfail(strict=True, reason="contract.storage.connect_url sends the mask '***' as the password when "
-                   "$BUDGETSWEEP_STORAGE_PASSWORD is unset (SQLAlchemy's URL.set ignores password=None)")
 def test_without_the_password_variable_libpq_finds_the_password(monkeypatch):
     monkeypatch.delenv(st.PASSWORD_ENV, raising=False)
     url = st.connect_url("postgresql://alice:***@db.example:5432/sweeps")
