@@ -5,6 +5,7 @@ not complete. A user mistake (a config that cannot build a model, missing data) 
 run with one line on stderr and exit code 2; inside a sweep an invalid config is recorded
 (status invalid) and the sweep goes on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,11 +44,20 @@ def main(cfg: DictConfig) -> float | None:
             print(f"error: {metrics['error']}", file=sys.stderr)
             sys.exit(2)
     if metrics["status"] == "completed":
-        log.info("completed: val_acc %.4f test_acc %.4f -> %s", metrics["val_acc"], metrics["test_acc"],
-                 hc.runtime.output_dir)
+        log.info(
+            "completed: val_acc %.4f test_acc %.4f -> %s",
+            metrics["val_acc"],
+            metrics["test_acc"],
+            hc.runtime.output_dir,
+        )
     else:
-        log.warning("%s after %d epochs: %s -> %s", metrics["status"], metrics["epochs"], metrics["error"] or "-",
-                    hc.runtime.output_dir)
+        log.warning(
+            "%s after %d epochs: %s -> %s",
+            metrics["status"],
+            metrics["epochs"],
+            metrics["error"] or "-",
+            hc.runtime.output_dir,
+        )
     return metrics["objective"]
 
 

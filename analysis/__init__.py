@@ -15,6 +15,7 @@ API for notebooks:
 
 Imports `models` only to size configs; never trains, never imports sweeper/ or data/.
 """
+
 from analysis.ablation import Ablation, ablation_tables
 from analysis.collect import AnalysisError, collect, read_history
 from analysis.combine import Combination, CombineResult, combine_best
@@ -23,7 +24,18 @@ from analysis.pipeline import Analysis, analyze
 from analysis.study import StudySummary, find_studies, summarize
 
 __all__ = [
-    "Ablation", "Analysis", "AnalysisError", "Combination", "CombineResult", "StudySummary",
-    "ablation_tables", "analyze", "collect", "combine_best", "find_studies", "read_history",
-    "summarize", "write",
+    "Ablation",
+    "Analysis",
+    "AnalysisError",
+    "Combination",
+    "CombineResult",
+    "StudySummary",
+    "ablation_tables",
+    "analyze",
+    "collect",
+    "combine_best",
+    "find_studies",
+    "read_history",
+    "summarize",
+    "write",
 ]

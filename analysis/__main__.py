@@ -3,6 +3,7 @@
 Without SWEEP_DIR, the newest folder under outputs/sweeps/ or outputs/optuna/. Bad input (a path that does not
 exist, a folder without runs) ends with one line on stderr and exit status 2, no traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,17 +19,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m analysis",
         description="Ablation tables, the combined-best config, Optuna summaries, plots and "
-                    "report.md for sweep folders (written under SWEEP_DIR/analysis/).")
-    p.add_argument("sweep_dirs", nargs="*", metavar="SWEEP_DIR",
-                   help="sweep or run folders, merged (default: the newest under outputs/sweeps/ "
-                        "or outputs/optuna/)")
-    p.add_argument("--baseline", nargs="+", metavar="KEY=VALUE", default=None,
-                   help="baseline of a grid / plain-runs ablation, e.g. model.C=32 optimizer=adam "
-                        "(other factors: their most common value)")
-    p.add_argument("--budget", type=int, default=None,
-                   help="max trainable parameters (default: the runs' recorded max_params)")
-    p.add_argument("--top-k", type=int, default=3,
-                   help="values per factor searched when the combined config is over budget")
+        "report.md for sweep folders (written under SWEEP_DIR/analysis/).",
+    )
+    p.add_argument(
+        "sweep_dirs",
+        nargs="*",
+        metavar="SWEEP_DIR",
+        help="sweep or run folders, merged (default: the newest under outputs/sweeps/ or outputs/optuna/)",
+    )
+    p.add_argument(
+        "--baseline",
+        nargs="+",
+        metavar="KEY=VALUE",
+        default=None,
+        help="baseline of a grid / plain-runs ablation, e.g. model.C=32 optimizer=adam "
+        "(other factors: their most common value)",
+    )
+    p.add_argument(
+        "--budget", type=int, default=None, help="max trainable parameters (default: the runs' recorded max_params)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=3, help="values per factor searched when the combined config is over budget"
+    )
     p.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR/analysis)")
     p.add_argument("--storage", default=None, help="an Optuna storage URL to summarize too")
     p.add_argument("--study", default=None, help="the study name in --storage")

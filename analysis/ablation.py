@@ -17,6 +17,7 @@ the completed runs only, `n` of them; `delta_val_acc` is against the baseline ro
 Values whose runs did not complete (over_budget, invalid, diverged, failed, pruned, corrupt,
 incomplete) keep their row, with their status and empty accuracies.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,20 @@ NOT_FACTOR_KEYS = {"seed", "device", "progress", "checkpoint"}
 NOT_FACTOR_PREFIXES = ("sweep.", "hydra.", "hydra/")
 
 TABLE_COLUMNS = [
-    "factor", "value", "baseline", "status", "runs", "n", "params",
-    "val_acc_mean", "val_acc_std", "delta_val_acc", "test_acc_mean", "test_acc_std",
-    "epochs", "train_seconds",
+    "factor",
+    "value",
+    "baseline",
+    "status",
+    "runs",
+    "n",
+    "params",
+    "val_acc_mean",
+    "val_acc_std",
+    "delta_val_acc",
+    "test_acc_mean",
+    "test_acc_std",
+    "epochs",
+    "train_seconds",
 ]
 
 
@@ -105,8 +117,10 @@ def _assign_recorded(df: pd.DataFrame, planned_factors: list[str]) -> tuple[dict
             rows.append((idx, row["factor"], value or "?", False))
     left_out = len(df) - len(rows)
     if left_out:
-        notes.append(f"{left_out} run(s) carry no ablation coordinates (no factor, not the "
-                     "baseline) and are left out of the ablation tables")
+        notes.append(
+            f"{left_out} run(s) carry no ablation coordinates (no factor, not the "
+            "baseline) and are left out of the ablation tables"
+        )
     return baseline, _frame(rows), notes
 
 
@@ -126,10 +140,12 @@ def _assign_inferred(df: pd.DataFrame, given: dict[str, str]) -> tuple[dict[str,
     notes = []
     usable = df[df["config"].map(bool) | df["overrides"].map(bool)]
     if len(usable) < len(df):
-        notes.append(f"{len(df) - len(usable)} run(s) have neither config nor overrides and "
-                     "are left out of the ablation tables")
-    values = pd.DataFrame({k: [config_value(r, k) for _, r in usable.iterrows()]
-                           for k in _candidate_keys(usable)}, index=usable.index)
+        notes.append(
+            f"{len(df) - len(usable)} run(s) have neither config nor overrides and are left out of the ablation tables"
+        )
+    values = pd.DataFrame(
+        {k: [config_value(r, k) for _, r in usable.iterrows()] for k in _candidate_keys(usable)}, index=usable.index
+    )
     factors = [k for k in values.columns if values[k].dropna().nunique() > 1]
 
     for key in given:
@@ -155,15 +171,17 @@ def _assign_inferred(df: pd.DataFrame, given: dict[str, str]) -> tuple[dict[str,
         else:
             multi += 1
     if multi:
-        notes.append(f"{multi} run(s) differ from the baseline in more than one factor and are "
-                     "left out of the one-at-a-time tables")
+        notes.append(
+            f"{multi} run(s) differ from the baseline in more than one factor and are "
+            "left out of the one-at-a-time tables"
+        )
     if factors and not any(r[3] for r in rows):
         notes.append("no run has the baseline config; differences to the baseline are empty")
     return baseline, _frame(rows), notes
 
 
 def _status(statuses: pd.Series) -> str:
-    """"completed" when all agree, else the counts, most common first: "completed 2, failed 1"."""
+    """ "completed" when all agree, else the counts, most common first: "completed 2, failed 1"."""
     counts = Counter(statuses.fillna("unknown"))
     if len(counts) == 1:
         return next(iter(counts))
@@ -181,18 +199,25 @@ def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame) -> dict
         return done[col].astype(float).std(ddof=1) if col in done and len(done) > 1 else float("nan")
 
     return {
-        "factor": factor, "value": value, "baseline": is_baseline,
+        "factor": factor,
+        "value": value,
+        "baseline": is_baseline,
         "status": _status(runs["status"]) if len(runs) else "not run",
-        "runs": len(runs), "n": len(done),
+        "runs": len(runs),
+        "n": len(done),
         "params": int(params.iloc[0]) if len(params) else None,
-        "val_acc_mean": mean("val_acc"), "val_acc_std": std("val_acc"),
-        "test_acc_mean": mean("test_acc"), "test_acc_std": std("test_acc"),
-        "epochs": mean("epochs"), "train_seconds": mean("train_seconds"),
+        "val_acc_mean": mean("val_acc"),
+        "val_acc_std": std("val_acc"),
+        "test_acc_mean": mean("test_acc"),
+        "test_acc_std": std("test_acc"),
+        "epochs": mean("epochs"),
+        "train_seconds": mean("train_seconds"),
     }
 
 
-def _table(df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.DataFrame,
-           planned: list[str]) -> pd.DataFrame:
+def _table(
+    df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.DataFrame, planned: list[str]
+) -> pd.DataFrame:
     base_idx = assignment.index[assignment["is_baseline"]]
     mine = assignment[assignment["factor"] == factor]
     groups: dict[str, list] = {baseline_value: list(base_idx)}
@@ -211,8 +236,9 @@ def _table(df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.Da
     return table.iloc[order].reset_index(drop=True)
 
 
-def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | None = None,
-                    planned: list[tuple[str, str]] | None = None) -> Ablation | None:
+def ablation_tables(
+    df: pd.DataFrame, baseline: dict[str, str] | list[str] | None = None, planned: list[tuple[str, str]] | None = None
+) -> Ablation | None:
     """Build the one-at-a-time tables of the runs in `df` (from `collect`).
 
     Args:
@@ -245,8 +271,7 @@ def ablation_tables(df: pd.DataFrame, baseline: dict[str, str] | list[str] | Non
         base, assignment, notes = _assign_inferred(df, _parse_baseline(baseline))
     if not base:
         return None
-    tables = {f: _table(df, f, v, assignment, [value for g, value in planned if g == f])
-              for f, v in base.items()}
+    tables = {f: _table(df, f, v, assignment, [value for g, value in planned if g == f]) for f, v in base.items()}
     return Ablation(mode, base, assignment, tables, notes)
 
 

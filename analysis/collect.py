@@ -24,6 +24,7 @@ Columns:
 Files that are missing, partial or corrupt cost one warning line each (logger "analysis",
 and `df.attrs["warnings"]`); they never stop the collection.
 """
+
 from __future__ import annotations
 
 import logging
@@ -250,6 +251,7 @@ def _labels(df: pd.DataFrame) -> pd.Series:
     run shares and the sweepers' bookkeeping; the job folder when nothing is left. When
     seeds differ, " seed=N" tells repeats apart.
     """
+
     def own(overrides: list[str]) -> list[str]:
         return [o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.", "seed="))]
 

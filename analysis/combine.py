@@ -16,6 +16,7 @@ budget we search instead, by this rule:
 
 The all-best combination has the highest possible score, so when it fits, it is the pick.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -129,14 +130,21 @@ def rank_options(df: pd.DataFrame, ablation: Ablation, base_model: dict, top_k: 
         for _, trow in rows.head(top_k).iterrows():
             mine = assignment[(assignment["factor"] == factor) & (assignment["value"] == trow["value"])]
             run = df.loc[mine.index[0]]
-            ranked[factor].append(Option(factor, trow["value"], float(trow["delta_val_acc"]),
-                                         _changed(base_model, _model(run)),
-                                         _override_text(run, factor, trow["value"], recorded)))
+            ranked[factor].append(
+                Option(
+                    factor,
+                    trow["value"],
+                    float(trow["delta_val_acc"]),
+                    _changed(base_model, _model(run)),
+                    _override_text(run, factor, trow["value"], recorded),
+                )
+            )
     return ranked
 
 
 def search_width(ranked: dict[str, list[Option]], top_k: int) -> int:
     """The largest k <= top_k whose search stays under MAX_COMBINATIONS (at least 1)."""
+
     def size(k: int) -> int:
         n = 1
         for options in ranked.values():
@@ -152,8 +160,10 @@ def search_width(ranked: dict[str, list[Option]], top_k: int) -> int:
 def pools(ablation: Ablation, ranked: dict[str, list[Option]], k: int) -> list[list[Option]]:
     """Per factor: the baseline value (no change) and the top k variants, best first. The
     stable sort keeps the baseline ahead of a variant with the same gain: fewer changes."""
-    return [sorted([Option(f, ablation.baseline[f], 0.0, {}, None)] + options[:k], key=lambda o: -o.gain)
-            for f, options in ranked.items()]
+    return [
+        sorted([Option(f, ablation.baseline[f], 0.0, {}, None)] + options[:k], key=lambda o: -o.gain)
+        for f, options in ranked.items()
+    ]
 
 
 class _Sizer:
@@ -197,8 +207,13 @@ def choose(combos: Iterable[Combination]) -> Combination | None:
     return min(fitting, key=lambda c: (-c.gain, c.params, len(c.changes)), default=None)
 
 
-def combine_best(df: pd.DataFrame, ablation: Ablation, budget: int | None = None, top_k: int = 3,
-                 check_budget: CheckBudget | None = None) -> CombineResult | None:
+def combine_best(
+    df: pd.DataFrame,
+    ablation: Ablation,
+    budget: int | None = None,
+    top_k: int = 3,
+    check_budget: CheckBudget | None = None,
+) -> CombineResult | None:
     """Pick the configuration to train next from one-at-a-time results (rule: module docstring).
 
     Args:
@@ -225,8 +240,11 @@ def combine_best(df: pd.DataFrame, ablation: Ablation, budget: int | None = None
 
     ranked = rank_options(df, ablation, base_model, top_k)
     k = search_width(ranked, top_k)
-    notes = [] if k == top_k else [(f"top_k lowered from {top_k} to {k} to keep the search under "
-                                   f"{MAX_COMBINATIONS} combinations")]
+    notes = (
+        []
+        if k == top_k
+        else [(f"top_k lowered from {top_k} to {k} to keep the search under {MAX_COMBINATIONS} combinations")]
+    )
     option_pools = pools(ablation, ranked, k)
     size = _Sizer(check_budget, budget)
     best_each = build(base_model, base_overrides, [pool[0] for pool in option_pools], size)

@@ -1,14 +1,15 @@
 """An Analysis as files, under OUT (default SWEEP_DIR/analysis/):
 
-  runs.csv                       every collected run, one row each (the config flattened)
-  ablation_<factor>.{md,csv,tex} one-at-a-time table per factor
-  ablation_<factor>.png          its chart
-  accuracy_vs_params.png         with the budget line and the Pareto front
-  learning_curves.png            the best runs
-  combined.txt                   the combine-the-best step and its `python run.py` line
-  optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,importances}.png
-  report.md                      all of the above, with relative links (readable on GitHub)
+runs.csv                       every collected run, one row each (the config flattened)
+ablation_<factor>.{md,csv,tex} one-at-a-time table per factor
+ablation_<factor>.png          its chart
+accuracy_vs_params.png         with the budget line and the Pareto front
+learning_curves.png            the best runs
+combined.txt                   the combine-the-best step and its `python run.py` line
+optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,importances}.png
+report.md                      all of the above, with relative links (readable on GitHub)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,10 +35,12 @@ def output_dir(paths: list[Path], out: str | Path | None = None) -> Path:
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
     """The collected runs as flat columns: the config as cfg.<dotted.key> (lists as their
     canonical text) where the `config` column was, the overrides as one string, last."""
-    config = pd.DataFrame([{f"cfg.{k}": canon(v) if isinstance(v, (list, tuple)) else v for k, v in leaves(c)}
-                           for c in df["config"]], index=df.index)
+    config = pd.DataFrame(
+        [{f"cfg.{k}": canon(v) if isinstance(v, (list, tuple)) else v for k, v in leaves(c)} for c in df["config"]],
+        index=df.index,
+    )
     at = df.columns.get_loc("config")
-    flat = pd.concat([df.iloc[:, :at], config, df.iloc[:, at + 1:]], axis=1)
+    flat = pd.concat([df.iloc[:, :at], config, df.iloc[:, at + 1 :]], axis=1)
     return flat.drop(columns=["overrides"]).assign(overrides=df["overrides"].map(" ".join))
 
 
@@ -55,11 +58,17 @@ def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = 
         files += _write_runs(analysis, out, make_plots)
     for summary in analysis.studies:
         name = slug(summary.name)
-        files += tables.write_table(summary.trials, tables.trials_display(summary.trials, summary.direction),
-                                    out / f"optuna_{name}_trials", f"Optuna study {summary.name}: trials")
+        files += tables.write_table(
+            summary.trials,
+            tables.trials_display(summary.trials, summary.direction),
+            out / f"optuna_{name}_trials",
+            f"Optuna study {summary.name}: trials",
+        )
         if make_plots:
-            files += _drawn(plots.optuna_history(summary.study, out / f"optuna_{name}_history.png"),
-                            plots.importances_chart(summary.importances, out / f"optuna_{name}_importances.png"))
+            files += _drawn(
+                plots.optuna_history(summary.study, out / f"optuna_{name}_history.png"),
+                plots.importances_chart(summary.importances, out / f"optuna_{name}_importances.png"),
+            )
     path = out / "report.md"
     path.write_text(report.markdown(analysis, {f.name for f in files}))
     return files + [path]
@@ -77,8 +86,10 @@ def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
         files.append(out / "combined.txt")
         files[-1].write_text(report.describe_combine(analysis.combined) + "\n")
     if make_plots:
-        files += _drawn(plots.accuracy_vs_params(df, analysis.budget, out / "accuracy_vs_params.png"),
-                        plots.learning_curves(df, out / "learning_curves.png"))
+        files += _drawn(
+            plots.accuracy_vs_params(df, analysis.budget, out / "accuracy_vs_params.png"),
+            plots.learning_curves(df, out / "learning_curves.png"),
+        )
     return files
 
 

@@ -5,6 +5,7 @@
 
 `output.write` turns the result into files, `report` into words.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,13 @@ class Analysis:
         return terminal_text(self)
 
 
-def analyze(paths: list[str | Path], baseline: list[str] | None = None, budget: int | None = None,
-            top_k: int = 3, studies: list[tuple[str, str]] | None = None) -> Analysis:
+def analyze(
+    paths: list[str | Path],
+    baseline: list[str] | None = None,
+    budget: int | None = None,
+    top_k: int = 3,
+    studies: list[tuple[str, str]] | None = None,
+) -> Analysis:
     """Collect the runs under `paths`, tabulate and combine them, summarize their studies.
 
     Args:
@@ -70,8 +76,9 @@ def analyze(paths: list[str | Path], baseline: list[str] | None = None, budget: 
     return analysis
 
 
-def _analyze_runs(analysis: Analysis, paths: list[Path], baseline: list[str] | None, budget: int | None,
-                  top_k: int) -> None:
+def _analyze_runs(
+    analysis: Analysis, paths: list[Path], baseline: list[str] | None, budget: int | None, top_k: int
+) -> None:
     df = analysis.runs = collect(paths)
     analysis.warnings += df.attrs.get("warnings", [])
     analysis.budget = budget if budget is not None else recorded_budget(df)
@@ -80,8 +87,10 @@ def _analyze_runs(analysis: Analysis, paths: list[Path], baseline: list[str] | N
     if abl is None:
         return
     if plan.n_jobs > len(df):
-        abl.notes.append(f"the ablation sweeper planned {plan.n_jobs} jobs; {len(df)} have a run folder "
-                         "(the sweep stopped early or is still running)")
+        abl.notes.append(
+            f"the ablation sweeper planned {plan.n_jobs} jobs; {len(df)} have a run folder "
+            "(the sweep stopped early or is still running)"
+        )
     for note in abl.notes:
         log.warning(note)
     analysis.combined = combine_best(df, abl, budget=budget, top_k=top_k)

@@ -6,6 +6,7 @@ returns it, or None when there is nothing to draw (e.g. no completed run). Our o
 so importing or using analysis leaves a notebook's or an app's matplotlib settings alone;
 only Optuna's history plot goes through pyplot, inside `optuna_history`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -58,13 +59,31 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
     params, acc = done["params"].astype(float), 100 * done["val_acc"].astype(float)
     ax.scatter(params, acc, s=28, alpha=0.7, color="tab:blue", label="completed run", zorder=3)
     front = pareto_front(params, acc)
-    ax.step(params[front], acc[front], where="post", color="tab:orange", lw=1.5, marker="o",
-            mfc="none", ms=9, label="Pareto front", zorder=2)
+    ax.step(
+        params[front],
+        acc[front],
+        where="post",
+        color="tab:orange",
+        lw=1.5,
+        marker="o",
+        mfc="none",
+        ms=9,
+        label="Pareto front",
+        zorder=2,
+    )
     # Sized but never trained: a rug on the x axis, so they are visible, not dropped.
     over = df[(df["status"] == "over_budget") & df["params"].notna()] if "params" in df else df.iloc[0:0]
     if len(over):
-        ax.plot(over["params"].astype(float), np.zeros(len(over)), "x", color="tab:red",
-                transform=ax.get_xaxis_transform(), clip_on=False, ms=7, label="over budget (not trained)")
+        ax.plot(
+            over["params"].astype(float),
+            np.zeros(len(over)),
+            "x",
+            color="tab:red",
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            ms=7,
+            label="over budget (not trained)",
+        )
     if budget:
         ax.axvline(budget, color="tab:red", ls="--", lw=1, label=f"budget {budget:,}")
     ax.set_xscale("log")
@@ -72,8 +91,14 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
     ax.set_ylabel("best validation accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
     best = done.loc[done["val_acc"].astype(float).idxmax()]
-    ax.annotate(f"best: {_short(best['label'], 30)}", (float(best["params"]), 100 * float(best["val_acc"])),
-                textcoords="offset points", xytext=(-6, 4), ha="right", fontsize=8)
+    ax.annotate(
+        f"best: {_short(best['label'], 30)}",
+        (float(best["params"]), 100 * float(best["val_acc"])),
+        textcoords="offset points",
+        xytext=(-6, 4),
+        ha="right",
+        fontsize=8,
+    )
     ax.margins(x=0.08, y=0.12)
     # Below the axes: inside, it would cover points or the front wherever it goes.
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
@@ -97,15 +122,15 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
         if row["n"] == 0:
             continue
         color = "tab:orange" if row["baseline"] else "tab:blue"
-        ax.errorbar(x[i], mean[i], yerr=None if pd.isna(std[i]) else std[i], fmt="o", ms=7,
-                    color=color, capsize=5, lw=1.5)
+        ax.errorbar(
+            x[i], mean[i], yerr=None if pd.isna(std[i]) else std[i], fmt="o", ms=7, color=color, capsize=5, lw=1.5
+        )
         # Above the error bar, centred: labels beside the points run out of the axes.
         label = f"{mean[i]:.1f}\nn={row['n']}"
         if row["runs"] > row["n"]:
             label += f" (+{row['runs'] - row['n']} not completed)"
         top = mean[i] + (0 if pd.isna(std[i]) else std[i])
-        ax.annotate(label, (x[i], top), textcoords="offset points", xytext=(0, 5), ha="center",
-                    va="bottom", fontsize=8)
+        ax.annotate(label, (x[i], top), textcoords="offset points", xytext=(0, 5), ha="center", va="bottom", fontsize=8)
     base = table.loc[table["baseline"], "val_acc_mean"]
     if len(base) and pd.notna(base.iloc[0]):
         ax.axhline(100 * base.iloc[0], color="tab:orange", ls="--", lw=1, label="baseline mean")
@@ -115,8 +140,16 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
     low = ax.get_ylim()[0]
     for i, row in table.iterrows():
         if row["n"] == 0:  # over budget, invalid, failed...: shown, not dropped
-            ax.text(x[i], low, " " + row["status"].replace("_", " "), ha="center", va="bottom",
-                    rotation=90, fontsize=8, color="tab:red")
+            ax.text(
+                x[i],
+                low,
+                " " + row["status"].replace("_", " "),
+                ha="center",
+                va="bottom",
+                rotation=90,
+                fontsize=8,
+                color="tab:red",
+            )
     ax.set_xticks(x, [_short(v, 14) for v in table["value"]], rotation=30 if len(table) > 5 else 0)
     ax.set_xlabel(factor)
     ax.set_ylabel("best val accuracy (%)")
@@ -145,8 +178,7 @@ def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
     ax.set_ylabel("accuracy (%)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, title=f"best {len(top)} runs: val (solid), train (dashed)",
-              title_fontsize=8)
+    ax.legend(fontsize=8, title=f"best {len(top)} runs: val (solid), train (dashed)", title_fontsize=8)
     ax.set_title("Learning curves")
     return _save(ax.figure, path)
 
@@ -166,8 +198,11 @@ def optuna_history(study, path: Path) -> Path | None:
         ax.figure.set_size_inches(7.2, 4.2)
         ax.set_ylabel(f"objective ({study.direction.name.lower()})")
         # Infeasible trials with a value are drawn grey; those without one are not drawn at all.
-        grey = any(t.value is not None and any(v > 0 for v in t.constraints.values())
-                   for t in trials if len(t.values or []) == 1)
+        grey = any(
+            t.value is not None and any(v > 0 for v in t.constraints.values())
+            for t in trials
+            if len(t.values or []) == 1
+        )
         ax.set_title(f"Optimisation history of {study.study_name!r}" + (" (grey: infeasible)" if grey else ""))
         try:
             return _save(ax.figure, path)

@@ -12,6 +12,7 @@ training it. Each trial is counted once:
   failed      state FAIL
   other       RUNNING / WAITING (a sweep still going, or killed)
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,26 +83,34 @@ def _kind(trial) -> str:
 
     if any(v > 0 for v in trial.constraints.values()):
         return "infeasible"
-    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-            TrialState.FAIL: "failed"}.get(trial.state, "other")
+    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(
+        trial.state, "other"
+    )
 
 
 def trials_table(study) -> pd.DataFrame:
     """One row per trial, params flattened to params_<name>."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() \
-            if t.datetime_complete and t.datetime_start else None
-        rows.append({
-            "number": t.number, "state": t.state.name, "kind": _kind(t),
-            "value": t.value if t.values and len(t.values) == 1 else None,
-            "feasible": all(v <= 0 for v in t.constraints.values()),
-            "constraints": ", ".join(f"{k}={v:g}" for k, v in t.constraints.items()),
-            "duration_s": duration,
-            **{f"params_{k}": v for k, v in t.params.items()},
-            # What our sweeper notes per trial (status, params = its size, error), if anything.
-            **{f"user_{k}": v for k, v in t.user_attrs.items() if isinstance(v, (int, float, str, bool))},
-        })
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "kind": _kind(t),
+                "value": t.value if t.values and len(t.values) == 1 else None,
+                "feasible": all(v <= 0 for v in t.constraints.values()),
+                "constraints": ", ".join(f"{k}={v:g}" for k, v in t.constraints.items()),
+                "duration_s": duration,
+                **{f"params_{k}": v for k, v in t.params.items()},
+                # What our sweeper notes per trial (status, params = its size, error), if anything.
+                **{f"user_{k}": v for k, v in t.user_attrs.items() if isinstance(v, (int, float, str, bool))},
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -4,6 +4,7 @@ The CSV keeps the raw numbers (accuracies in [0, 1]); Markdown and LaTeX show ac
 in percent with mean ± std, differences in percentage points, parameters with thousands
 separators. Empty cells mean "no completed run", never zero.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,31 +37,37 @@ def short(x, digits: int = 1) -> str:
 
 def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
     """An ablation table (ablation.TABLE_COLUMNS) formatted for reading."""
-    return pd.DataFrame({
-        "value": [f"{v} (baseline)" if b else v for v, b in zip(table["value"], table["baseline"], strict=False)],
-        "status": table["status"],
-        "params": table["params"].map(thousands),
-        "val acc (%)": [pct(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"], strict=False)],
-        "n": table["n"],
-        "Δ val (pp)": [("0 (ref)" if b and not is_missing(d) else signed_pp(d))
-                       for d, b in zip(table["delta_val_acc"], table["baseline"], strict=False)],
-        "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"], strict=False)],
-        "epochs": table["epochs"].map(short),
-        "train (s)": table["train_seconds"].map(short),
-    })
+    return pd.DataFrame(
+        {
+            "value": [f"{v} (baseline)" if b else v for v, b in zip(table["value"], table["baseline"], strict=False)],
+            "status": table["status"],
+            "params": table["params"].map(thousands),
+            "val acc (%)": [pct(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"], strict=False)],
+            "n": table["n"],
+            "Δ val (pp)": [
+                ("0 (ref)" if b and not is_missing(d) else signed_pp(d))
+                for d, b in zip(table["delta_val_acc"], table["baseline"], strict=False)
+            ],
+            "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"], strict=False)],
+            "epochs": table["epochs"].map(short),
+            "train (s)": table["train_seconds"].map(short),
+        }
+    )
 
 
 def runs_display(df: pd.DataFrame) -> pd.DataFrame:
     """Collected runs (one row each) formatted for reading."""
-    return pd.DataFrame({
-        "run": df["label"],
-        "status": df["status"],
-        "params": df["params"].map(thousands) if "params" in df else "",
-        "val acc (%)": df["val_acc"].map(pct) if "val_acc" in df else "",
-        "test acc (%)": df["test_acc"].map(pct) if "test_acc" in df else "",
-        "epochs": df["epochs"].map(short) if "epochs" in df else "",
-        "train (s)": df["train_seconds"].map(short) if "train_seconds" in df else "",
-    })
+    return pd.DataFrame(
+        {
+            "run": df["label"],
+            "status": df["status"],
+            "params": df["params"].map(thousands) if "params" in df else "",
+            "val acc (%)": df["val_acc"].map(pct) if "val_acc" in df else "",
+            "test acc (%)": df["test_acc"].map(pct) if "test_acc" in df else "",
+            "epochs": df["epochs"].map(short) if "epochs" in df else "",
+            "train (s)": df["train_seconds"].map(short) if "train_seconds" in df else "",
+        }
+    )
 
 
 def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
@@ -73,8 +80,14 @@ def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     value = pd.to_numeric(trials["value"], errors="coerce")
     ranked = trials.assign(_done=trials["kind"] != "complete", _key=value if direction == "minimize" else -value)
     ranked = ranked.sort_values(["_done", "_key", "number"], na_position="last")
-    out = pd.DataFrame({"trial": ranked["number"], "state": ranked["state"], "counted as": ranked["kind"],
-                        "value": ranked["value"].map(lambda v: f"{v:.4f}" if not is_missing(v) else "")})
+    out = pd.DataFrame(
+        {
+            "trial": ranked["number"],
+            "state": ranked["state"],
+            "counted as": ranked["kind"],
+            "value": ranked["value"].map(lambda v: f"{v:.4f}" if not is_missing(v) else ""),
+        }
+    )
     for column in ranked.columns:
         if column.startswith(("params_", "user_")):
             name = column.split("_", 1)[1] if column.startswith("params_") else column
@@ -98,8 +111,9 @@ def to_markdown(display: pd.DataFrame) -> str:
 
 def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
     """booktabs LaTeX (pandas' to_latex writes \\toprule/\\midrule/\\bottomrule)."""
-    tex = display.to_latex(index=False, escape=True, caption=caption, label=label,
-                           position="t", column_format="l" * len(display.columns))
+    tex = display.to_latex(
+        index=False, escape=True, caption=caption, label=label, position="t", column_format="l" * len(display.columns)
+    )
     # escape=True keeps unicode as is; these two need math mode to typeset everywhere.
     return tex.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
 

@@ -12,6 +12,7 @@ Reads the run folders (metrics.json), prints a markdown table. Each sweep is a s
 study in its own folder under --out; rerunning continues (and ends) the same studies, so
 remove --out to measure again. Measure on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,18 @@ PRUNER = "+hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_
 
 
 def sweep(name: str, data: str, out: Path, extra: list[str]) -> tuple[list[str], float]:
-    cmd = [sys.executable, "run.py", "-m", "experiment=search_small", f"data.path={data}", "progress=false",
-           "hydra.sweeper.sampler.seed=0", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.dir={out / name}",
-           *extra]
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "experiment=search_small",
+        f"data.path={data}",
+        "progress=false",
+        "hydra.sweeper.sampler.seed=0",
+        f"hydra.sweeper.study_name={name}",
+        f"hydra.sweeper.dir={out / name}",
+        *extra,
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     return cmd, time.perf_counter() - t0
@@ -59,8 +69,10 @@ def main() -> None:
     print("| sweep | trials | pruned | epochs trained | total train s | sweep wall s | best val acc (trial) |")
     print("|---|---|---|---|---|---|---|")
     for name, wall, s, _ in rows:
-        print(f"| {name} | {s['trials']} | {s['pruned']} | {s['epochs']} | {s['train_s']:.0f} | {wall:.0f} "
-              f"| {s['best_val_acc']:.4f} ({s['best_trial']}) |")
+        print(
+            f"| {name} | {s['trials']} | {s['pruned']} | {s['epochs']} | {s['train_s']:.0f} | {wall:.0f} "
+            f"| {s['best_val_acc']:.4f} ({s['best_trial']}) |"
+        )
     for name, _, _, cmd in rows:
         print(f"\n{name}: {' '.join(cmd[1:])}")
 

@@ -7,6 +7,7 @@ step. Baseline, measured in the same run: instantiating the model with real weig
 CPU and summing its parameters (what a naive sweeper would do). Prints a Markdown row per
 config; results are recorded in benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -37,10 +38,12 @@ def main() -> None:
     print("| config | count_params ms | count_flops ms | real model (baseline) ms | speed-up |")
     print("|---|---|---|---|---|")
     for name, cfg in CONFIGS.items():
-        params_ms, _ = best_ms(lambda: models.count_params(cfg))
-        flops_ms, _ = best_ms(lambda: models.count_flops(cfg))
-        real_ms, _ = best_ms(lambda: sum(p.numel() for p in models.create_model(cfg).parameters()), repeats=5)
-        print(f"| {name} | {params_ms:.1f} | {flops_ms:.3f} | {real_ms:.1f} | {real_ms / (params_ms + flops_ms):.1f}x |")
+        params_ms, _ = best_ms(lambda cfg=cfg: models.count_params(cfg))
+        flops_ms, _ = best_ms(lambda cfg=cfg: models.count_flops(cfg))
+        real_ms, _ = best_ms(lambda cfg=cfg: sum(p.numel() for p in models.create_model(cfg).parameters()), repeats=5)
+        print(
+            f"| {name} | {params_ms:.1f} | {flops_ms:.3f} | {real_ms:.1f} | {real_ms / (params_ms + flops_ms):.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Two ratios, each against a baseline measured in the same run:
    per-image path that a torchvision DataLoader would run (PIL-free but one image at a time).
 Measure on a quiet machine: a second job on the other core halves every figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,12 @@ def augment_images_per_second(batched: bool, n: int = 4096, batch: int = 512) ->
         if batched:
             out = augment.normalize(augment.random_crop(augment.flip_lr(xb, gen), 4, gen), mean, std)
         else:  # one image at a time, as a Dataset.__getitem__ with transforms does
-            out = torch.stack([augment.normalize(augment.random_crop(augment.flip_lr(img[None], gen), 4, gen), mean, std)[0]
-                               for img in xb])
+            out = torch.stack(
+                [
+                    augment.normalize(augment.random_crop(augment.flip_lr(img[None], gen), 4, gen), mean, std)[0]
+                    for img in xb
+                ]
+            )
         assert out.shape == xb.shape
     return n / (time.perf_counter() - t0)
 
@@ -73,8 +78,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, model {args.model}, "
-          f"batch {args.batch}, {args.steps} steps")
+    print(
+        f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, model {args.model}, "
+        f"batch {args.batch}, {args.steps} steps"
+    )
     nchw = train_images_per_second(MODELS[args.model], torch.contiguous_format, args.batch, args.steps, device)
     nhwc = train_images_per_second(MODELS[args.model], torch.channels_last, args.batch, args.steps, device)
     print(f"| training, NCHW (baseline) | {nchw:.0f} img/s |")

@@ -13,6 +13,7 @@ app) can import it cheaply. Modules:
 - `contract.errors`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a
   table cell is shown.
 """
+
 from .errors import first_line, is_missing
 from .run import (
     CHECKPOINT_FILE,
@@ -35,7 +36,23 @@ from .run import (
 )
 
 __all__ = [
-    "CHECKPOINT_FILE", "FAILED_STATUSES", "HISTORY_COLUMNS", "HISTORY_FILE", "LOG_FILE", "METRICS_FILE",
-    "METRICS_KEYS", "SCHEMA_VERSION", "STATUSES", "SWEEP_FIELDS", "ContractError", "first_line", "is_missing",
-    "load_metrics", "new_metrics", "read_metrics", "write_atomic", "write_history", "write_metrics",
+    "CHECKPOINT_FILE",
+    "FAILED_STATUSES",
+    "HISTORY_COLUMNS",
+    "HISTORY_FILE",
+    "LOG_FILE",
+    "METRICS_FILE",
+    "METRICS_KEYS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "SWEEP_FIELDS",
+    "ContractError",
+    "first_line",
+    "is_missing",
+    "load_metrics",
+    "new_metrics",
+    "read_metrics",
+    "write_atomic",
+    "write_history",
+    "write_metrics",
 ]

@@ -1,5 +1,6 @@
 """Two small facts used wherever a message or a value is shown: an error's first line, and
 what counts as a missing value (None, or NaN as pandas writes an empty cell)."""
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@
 
 One writer and one reader per file, here, so the layout is defined once.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,13 @@ def read_study(study_dir: str | Path) -> StudyRecord | None:
         return None
     try:
         info = json.loads(path.read_text())
-        return StudyRecord(storage=str(info["storage"]), study_name=str(info["study_name"]),
-                           direction=info.get("direction", "maximize"), n_trials=int(info.get("n_trials", 0)),
-                           sweeper=str(info.get("sweeper", "optuna")))
+        return StudyRecord(
+            storage=str(info["storage"]),
+            study_name=str(info["study_name"]),
+            direction=info.get("direction", "maximize"),
+            n_trials=int(info.get("n_trials", 0)),
+            sweeper=str(info.get("sweeper", "optuna")),
+        )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ContractError(f"{path}: unreadable ({type(e).__name__}: {first_line(e)})") from None
 
@@ -81,13 +86,20 @@ def read_ablation_plan(sweep_dir: str | Path) -> AblationPlanRecord | None:
         return None
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-        variants = [PlannedVariant(factor=None if v.get("factor") is None else str(v["factor"]),
-                                   value=None if v.get("value") is None else str(v["value"]),
-                                   overrides=[str(o) for o in v.get("overrides") or []], note=v.get("note"))
-                    for v in raw.get("variants") or []]
-        return AblationPlanRecord(repeats=int(raw.get("repeats") or 1), factors=dict(raw.get("factors") or {}),
-                                  variants=variants, n_jobs=int(raw.get("n_jobs") or 0))
+        variants = [
+            PlannedVariant(
+                factor=None if v.get("factor") is None else str(v["factor"]),
+                value=None if v.get("value") is None else str(v["value"]),
+                overrides=[str(o) for o in v.get("overrides") or []],
+                note=v.get("note"),
+            )
+            for v in raw.get("variants") or []
+        ]
+        return AblationPlanRecord(
+            repeats=int(raw.get("repeats") or 1),
+            factors=dict(raw.get("factors") or {}),
+            variants=variants,
+            n_jobs=int(raw.get("n_jobs") or 0),
+        )
     except (yaml.YAMLError, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
         raise ContractError(f"{path}: unreadable ({type(e).__name__}: {first_line(e)})") from None
-
-

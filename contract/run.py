@@ -12,6 +12,7 @@ Files are written atomically (a temporary name in the same folder, flushed, rena
 the old one), so a reader never sees half a file. README.md "The run contract" documents
 each key; this module is its single definition in code.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,9 +41,28 @@ SWEEP_FIELDS = ("trial", "study", "factor", "value", "baseline", "repeat")
 
 # metrics.json, in the order it is written; README documents each key.
 METRICS_KEYS = (
-    "schema_version", "status", "objective", "val_acc", "best_epoch", "final_val_acc", "final_val_loss",
-    "test_acc", "test_loss", "params", "flops", "max_params", "epochs", "epochs_planned", "train_seconds",
-    "images_per_second", "device", "seed", "overrides", "error", *SWEEP_FIELDS, "torch_version",
+    "schema_version",
+    "status",
+    "objective",
+    "val_acc",
+    "best_epoch",
+    "final_val_acc",
+    "final_val_loss",
+    "test_acc",
+    "test_loss",
+    "params",
+    "flops",
+    "max_params",
+    "epochs",
+    "epochs_planned",
+    "train_seconds",
+    "images_per_second",
+    "device",
+    "seed",
+    "overrides",
+    "error",
+    *SWEEP_FIELDS,
+    "torch_version",
 )
 
 

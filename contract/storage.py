@@ -8,6 +8,7 @@ job's `.hydra/hydra.yaml`, analysis reports) sees the masked URL
 trial, analysis) calls `connect_url`, which puts the password back from that variable and
 picks the same PostgreSQL driver for everyone. Imports SQLAlchemy only, lazily.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -58,8 +59,11 @@ def _driver(drivername: str) -> str:
     """SQLAlchemy 2.1 maps plain `postgresql` to psycopg (3); use psycopg2 (our `postgres`
     extra) when only that one is installed. Every process that opens a URL goes through here,
     so the sweeper, its jobs and analysis agree."""
-    if drivername == "postgresql" and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
+    if (
+        drivername == "postgresql"
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
         return "postgresql+psycopg2"
     return drivername
 
@@ -70,9 +74,13 @@ def connect_url(url: str, base_dir: str | Path | None = None) -> str:
     relative SQLite path that does not exist here looked up in `base_dir` (a study folder)."""
     prefix = "sqlite:///"
     if url.startswith(prefix):
-        path = Path(url[len(prefix):])
-        if not path.is_absolute() and not path.exists() and base_dir is not None \
-                and (Path(base_dir) / path.name).exists():
+        path = Path(url[len(prefix) :])
+        if (
+            not path.is_absolute()
+            and not path.exists()
+            and base_dir is not None
+            and (Path(base_dir) / path.name).exists()
+        ):
             return sqlite_url(Path(base_dir) / path.name)
         return url
     try:
@@ -83,8 +91,9 @@ def connect_url(url: str, base_dir: str | Path | None = None) -> str:
 
     password = os.environ.get(PASSWORD_ENV) if parsed.password == MASK else parsed.password
     # URL.create, not URL.set: set(password=None) keeps the old password (the mask)
-    return URL.create(_driver(parsed.drivername), parsed.username, password, parsed.host, parsed.port,
-                      parsed.database, parsed.query).render_as_string(hide_password=False)
+    return URL.create(
+        _driver(parsed.drivername), parsed.username, password, parsed.host, parsed.port, parsed.database, parsed.query
+    ).render_as_string(hide_password=False)
 
 
 def sqlite_url(path: str | Path) -> str:

@@ -6,6 +6,7 @@ override and writes it back in one form, so the ablation sweeper records a varia
 as `canon(value)` and analysis groups runs by `canon(...)` of whatever it reads: the two
 agree by construction. Imports hydra-core's parser only (no torch, no Optuna).
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,7 +32,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, Any] | None:
-    """"model.C=32" -> ("model.C", 32); "+x=1" -> ("x", 1); None for a deletion or garbage."""
+    """ "model.C=32" -> ("model.C", 32); "+x=1" -> ("x", 1); None for a deletion or garbage."""
     try:
         override = _parser().parse_override(text)
     except Exception:

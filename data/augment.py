@@ -3,6 +3,7 @@
 No per-image Python loop and no PIL: a batch of 512 images costs a few tensor ops, on the GPU
 or the CPU alike. Randomness comes from an explicit torch.Generator so runs are reproducible.
 """
+
 from __future__ import annotations
 
 import torch

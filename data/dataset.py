@@ -3,6 +3,7 @@
 Airbench's recipe: one uint8 tensor per split on the device, an on-device permutation per
 epoch, augmentation and normalisation per batch. No DataLoader, no worker processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,14 @@ def _subset(n: int | None, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(size)[:n])
 
 
-def to_device(arrays: Arrays, val_size: int, split_seed: int, device: torch.device,
-              train_subset: int | None = None, test_subset: int | None = None) -> DeviceDataset:
+def to_device(
+    arrays: Arrays,
+    val_size: int,
+    split_seed: int,
+    device: torch.device,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> DeviceDataset:
     train_idx, val_idx = stratified_split(arrays.y_train, val_size, split_seed)
     train_idx = train_idx[_subset(train_subset, len(train_idx), split_seed + 1)]
     test_idx = _subset(test_subset, len(arrays.y_test), split_seed + 2)
@@ -75,9 +82,12 @@ def to_device(arrays: Arrays, val_size: int, split_seed: int, device: torch.devi
     x_train = arrays.x_train[train_idx]
     scaled = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64) / 255
     return DeviceDataset(
-        put(x_train), torch.from_numpy(arrays.y_train[train_idx]).to(device),
-        put(arrays.x_train[val_idx]), torch.from_numpy(arrays.y_train[val_idx]).to(device),
-        put(arrays.x_test[test_idx]), torch.from_numpy(arrays.y_test[test_idx]).to(device),
+        put(x_train),
+        torch.from_numpy(arrays.y_train[train_idx]).to(device),
+        put(arrays.x_train[val_idx]),
+        torch.from_numpy(arrays.y_train[val_idx]).to(device),
+        put(arrays.x_test[test_idx]),
+        torch.from_numpy(arrays.y_test[test_idx]).to(device),
         torch.tensor(scaled.mean(0), dtype=torch.float32, device=device),
         torch.tensor(scaled.std(0), dtype=torch.float32, device=device),
         arrays.classes,
@@ -97,8 +107,9 @@ def n_train_batches(n: int, batch_size: int) -> int:
     return full + (1 if rest and (rest >= batch_size // 2 or full == 0) else 0)
 
 
-def train_batches(ds: DeviceDataset, batch_size: int, gen: torch.Generator, aug,
-                  memory_format=torch.contiguous_format) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def train_batches(
+    ds: DeviceDataset, batch_size: int, gen: torch.Generator, aug, memory_format=torch.contiguous_format
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled, augmented, normalised batches (`n_train_batches` of them)."""
     n = len(ds.y_train)
     order = torch.randperm(n, device=ds.x_train.device, generator=gen)
@@ -112,8 +123,9 @@ def train_batches(ds: DeviceDataset, batch_size: int, gen: torch.Generator, aug,
         yield augment.normalize(x, ds.mean, ds.std).contiguous(memory_format=memory_format), ds.y_train[idx]
 
 
-def eval_batches(ds: DeviceDataset, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 memory_format=torch.contiguous_format) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    ds: DeviceDataset, x: torch.Tensor, y: torch.Tensor, batch_size: int, memory_format=torch.contiguous_format
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(y), batch_size):
         xb = augment.normalize(x[start : start + batch_size], ds.mean, ds.std)
         yield xb.contiguous(memory_format=memory_format), y[start : start + batch_size]

@@ -6,6 +6,7 @@ The dev subset (10,000 train / 2,000 test real CIFAR-10 images, see its README) 
 this sample is: `TRAIN_PER_CLASS` train and `TEST_PER_CLASS` test images of every class, taken
 by a seeded permutation of each class, then sorted back into the source order. Exact pixels.
 """
+
 from __future__ import annotations
 
 import sys

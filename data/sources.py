@@ -4,6 +4,7 @@ Sources: `cifar10` (torchvision's files in `data.root`, downloaded when missing)
 arrays file with x_train y_train x_test y_test), `cifar10_sample` (the real CIFAR-10 sample
 shipped in this package) and `synthetic` (generated, learnable).
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -52,7 +53,10 @@ def load_npz(path: str | Path) -> Arrays:
             raise DataError(f"data.path: y_{split} in {path} must be {len(x)} integer labels, got {y.dtype} {y.shape}")
     n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     return Arrays(
-        arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"], arrays["y_test"].astype(np.int64),
+        arrays["x_train"],
+        arrays["y_train"].astype(np.int64),
+        arrays["x_test"],
+        arrays["y_test"].astype(np.int64),
         classes or tuple(str(i) for i in range(n_classes)),
     )
 
@@ -71,8 +75,11 @@ def load_cifar10(root: str | Path) -> Arrays:
             f"or use data=cifar10_sample (offline sample) or data=npz data.path=FILE"
         ) from None
     return Arrays(
-        np.asarray(train.data), np.asarray(train.targets, dtype=np.int64),
-        np.asarray(test.data), np.asarray(test.targets, dtype=np.int64), tuple(train.classes),
+        np.asarray(train.data),
+        np.asarray(train.targets, dtype=np.int64),
+        np.asarray(test.data),
+        np.asarray(test.targets, dtype=np.int64),
+        tuple(train.classes),
     )
 
 
@@ -82,7 +89,9 @@ def make_synthetic(n_train: int, n_test: int, num_classes: int, image_size: int,
     rng = np.random.default_rng(seed)
     colours = rng.integers(40, 216, size=(num_classes, 3))
     cell = max(2, image_size // 4)
-    spots = [((c * 3) % 4 * (image_size - cell) // 3, (c // 4) % 4 * (image_size - cell) // 3) for c in range(num_classes)]
+    spots = [
+        ((c * 3) % 4 * (image_size - cell) // 3, (c // 4) % 4 * (image_size - cell) // 3) for c in range(num_classes)
+    ]
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = np.arange(n) % num_classes

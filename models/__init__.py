@@ -1,4 +1,5 @@
 """Model families and their exact sizes. A leaf package: imports nothing else of ours."""
+
 from . import resnet  # noqa: F401  (registers the family)
 from .budget import Sizing, check_budget
 from .count import count_flops, count_params

@@ -6,6 +6,7 @@ same thing everywhere. Only the family's own `ConfigError` makes a config invali
 exception is a bug in the family and propagates, instead of being told to a sampler as an
 infeasible region.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ model on the meta device: shapes only, no memory, ~20 ms for the 5M model. `coun
 the family's own arithmetic (`cfg.flops()`) where it has one, because a meta-device forward
 takes ~100 ms; `flops_by_tracing` is the reference the tests compare it with.
 """
+
 from __future__ import annotations
 
 from typing import Any

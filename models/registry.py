@@ -4,6 +4,7 @@ Adding a family is one file: define `FooConfig` (a dataclass with a `check()` th
 `ConfigError` naming the key) and `@register_model("foo", FooConfig)` on its builder, then
 import that module in `models/__init__.py`.
 """
+
 from __future__ import annotations
 
 import dataclasses

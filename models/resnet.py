@@ -11,6 +11,7 @@ Padding: stride-1 convs keep the size ("same", also for even kernels); stride-2 
 always agree and the map sizes are 32, 16, 8, ... The study's final model (N=3, B=3, C=68,
 F=3, K=1, P=7, stem_kernel=2) has 4,883,906 trainable parameters.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -14,6 +14,7 @@ Which entries are factors:
 Hydra's override grammar is used throughout: values are compared as parsed values (64 equals
 64.0, `[1,1,1]` is a list) and written back with Hydra's own formatter.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -193,8 +194,7 @@ def plan_ablation(
         variants += kept
     seeded = repeats > 1 or any(f.name == seed_key for f in factors)
     jobs = _expand(variants, dict(fixed or {}), repeats, seed_key if seeded else None, record_prefix)
-    return Plan(jobs=jobs, factors=tuple(factors), baseline=dict(baseline), runs=runs, skipped=skipped,
-                repeats=repeats)
+    return Plan(jobs=jobs, factors=tuple(factors), baseline=dict(baseline), runs=runs, skipped=skipped, repeats=repeats)
 
 
 @dataclass(frozen=True)
@@ -229,8 +229,13 @@ def _factor_variants(f: Factor, baseline: Mapping[str, Any], seed: Any, seed_key
     return kept, tuple(ran), tuple(skip)
 
 
-def _expand(variants: Sequence[_Variant], fixed: Mapping[str, str], repeats: int, seed_key: str | None,
-            record_prefix: str | None) -> tuple[Job, ...]:
+def _expand(
+    variants: Sequence[_Variant],
+    fixed: Mapping[str, str],
+    repeats: int,
+    seed_key: str | None,
+    record_prefix: str | None,
+) -> tuple[Job, ...]:
     """Every variant x every repeat, repeat-major. With `seed_key`, repeat r of a variant runs
     with its seed + r (the command line's own seed override is replaced)."""
     jobs = []

@@ -19,6 +19,7 @@ What is here, and why there is no public way:
 - `is_basic_launcher`: Hydra's default launcher runs jobs one at a time in this process; its
   class lives in `hydra._internal`.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -12,6 +12,7 @@ Jobs go to whatever launcher is configured, `max_batch_size` at a time.
 Hydra imports this module at every start (pyproject entry point): it imports Hydra only.
 The planning is pure (`sweeper._ablation_plan`); torch is loaded only to size the variants.
 """
+
 from __future__ import annotations
 
 import logging
@@ -172,7 +173,7 @@ class AblationSweeper(Sweeper):
             for k, r in enumerate(results):
                 if r.status == JobStatus.FAILED:
                     try:
-                        r.return_value
+                        _ = r.return_value  # re-raises the job's exception
                         reason = "failed"
                     except Exception as e:  # the job's own exception, re-raised by JobReturn
                         reason = f"{type(e).__name__}: {first_line(e)}"
@@ -181,7 +182,9 @@ class AblationSweeper(Sweeper):
 
         if failed:
             num, r, reason = failed[0]
-            summary = f"{len(failed)} of {len(jobs)} jobs raised (first: job {num} {' '.join(r.overrides or [])}: {reason})"
+            summary = (
+                f"{len(failed)} of {len(jobs)} jobs raised (first: job {num} {' '.join(r.overrides or [])}: {reason})"
+            )
             if len(failed) / len(jobs) > self.max_failure_rate:
                 raise AblationError(f"ablation: {' '.join(summary.split())}")
             log.warning(summary)
@@ -202,7 +205,13 @@ def _size_note(model_cfg: Any, max_params: int) -> str:
 
 def _plan_record(plan: Plan, notes: dict[int, str]) -> AblationPlanRecord:
     """ablation_plan.yaml: what was run and what was skipped as equal to the baseline."""
-    factors = {f.name: {"baseline": plan.baseline.get(f.name), "runs": list(plan.runs[f.name]),
-                        "skipped": list(plan.skipped[f.name])} for f in plan.factors}
+    factors = {
+        f.name: {
+            "baseline": plan.baseline.get(f.name),
+            "runs": list(plan.runs[f.name]),
+            "skipped": list(plan.skipped[f.name]),
+        }
+        for f in plan.factors
+    }
     variants = [PlannedVariant(j.factor, j.value, list(j.overrides), notes.get(i)) for i, j in enumerate(plan.variants)]
     return AblationPlanRecord(repeats=plan.repeats, factors=factors, variants=variants, n_jobs=len(plan.jobs))

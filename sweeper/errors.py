@@ -1,4 +1,5 @@
 """The one error a user sees from our sweepers: one line, no traceback."""
+
 from hydra.errors import CompactHydraException
 
 

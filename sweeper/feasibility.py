@@ -14,6 +14,7 @@ so that samplers that handle constraints (TPE, NSGA-II, GP) learn the boundary a
 launching it, and it does not count in n_trials. A bug in a model family (any other
 exception) propagates.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,9 @@ def size_trial(trial: Any, cfg: DictConfig) -> Any:
     model = OmegaConf.select(cfg, "model", default=None)
     max_params = OmegaConf.select(cfg, "budget.max_params", default=None)
     if model is None:
-        raise SweeperError("the Optuna sweeper sizes each suggestion's `model` node (models.check_budget): "
-                           "this config has none")
+        raise SweeperError(
+            "the Optuna sweeper sizes each suggestion's `model` node (models.check_budget): this config has none"
+        )
     if isinstance(max_params, bool) or not (max_params is None or isinstance(max_params, int)):
         raise SweeperError(f"budget.max_params: expected an int or null, got {max_params!r}")
     sizing = models.check_budget(model, max_params)

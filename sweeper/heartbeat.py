@@ -26,6 +26,7 @@ Moving the same trial from RUNNING back to WAITING keeps its number, folder, par
 slot; no public Optuna call lists stale trials without failing them, so that one query goes
 through `sweeper._compat.stale_trial_ids`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -89,8 +90,12 @@ class Heartbeats:
             try:
                 if self.slots.requeue(trial_id):
                     number = self.storage.get_trial_number_from_id(trial_id)
-                    log.info("trial %d: its process stopped (no heartbeat for %d s); queued to run again in %s",
-                             number, self.grace_period, self.study_dir / str(number))
+                    log.info(
+                        "trial %d: its process stopped (no heartbeat for %d s); queued to run again in %s",
+                        number,
+                        self.grace_period,
+                        self.study_dir / str(number),
+                    )
             except UpdateFinishedTrialError:  # another worker finished or failed it meanwhile
                 pass
 

@@ -6,6 +6,7 @@ goes through a thread pool, `n_jobs` at a time, so a finished trial frees its pl
 instead of waiting for a whole batch. The job's `metrics.json` (the run contract) says how it
 ended; what Hydra returned is the fallback for a job that died before writing it.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf

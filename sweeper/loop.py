@@ -11,6 +11,7 @@ Queued trials (interrupted earlier, by this or another worker: sweeper.heartbeat
 again first, with their number and folder, before anything new is asked. The loop ends when
 the study holds n_trials slots and none of them is still running anywhere.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -51,8 +52,15 @@ class Running:
 class StudyLoop:
     """One run of the study loop (the state of this process)."""
 
-    def __init__(self, settings: OptunaSettings, sweep: Sweep, hydra_context: Any, config: DictConfig,
-                 launcher: Any, parallel: int) -> None:
+    def __init__(
+        self,
+        settings: OptunaSettings,
+        sweep: Sweep,
+        hydra_context: Any,
+        config: DictConfig,
+        launcher: Any,
+        parallel: int,
+    ) -> None:
         self.settings, self.sweep = settings, sweep
         self.hydra_context, self.config = hydra_context, config
         self.study = sweep.study
@@ -60,8 +68,9 @@ class StudyLoop:
         self.n_trials = sweep.n_trials
         self.parallel = parallel
         self.slots = Slots(self.storage, self.study.study_name, self.n_trials, wait=settings.grace_period)
-        self.heartbeats = Heartbeats(self.storage, self.slots, settings.heartbeat_interval, settings.grace_period,
-                                     sweep.study_dir)
+        self.heartbeats = Heartbeats(
+            self.storage, self.slots, settings.heartbeat_interval, settings.grace_period, sweep.study_dir
+        )
         self.jobs = Jobs(launcher, parallel)
         self.in_flight: dict[cf.Future, Running] = {}
         self.suggested = 0
@@ -79,9 +88,15 @@ class StudyLoop:
         holders = self.slots.holders()
         done = sum(t.state.is_finished() for t in holders)
         log.info("Study %r in %s, folder %s", self.study.study_name, self.sweep.storage_url, self.sweep.study_dir)
-        log.info("%d of n_trials=%d trained trials done%s; sampler %s, pruner %s, %d job(s) at a time",
-                 done, self.n_trials, f", {len(holders) - done} unfinished" if len(holders) > done else "",
-                 type(self.study.sampler).__name__, type(self.settings.pruner).__name__, self.parallel)
+        log.info(
+            "%d of n_trials=%d trained trials done%s; sampler %s, pruner %s, %d job(s) at a time",
+            done,
+            self.n_trials,
+            f", {len(holders) - done} unfinished" if len(holders) > done else "",
+            type(self.study.sampler).__name__,
+            type(self.settings.pruner).__name__,
+            self.parallel,
+        )
         self.heartbeats.start()
         try:
             self.loop()
@@ -128,7 +143,8 @@ class StudyLoop:
             self.drop(trial, trial_id, TrialState.FAIL, "invalid")
             shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "sweep.")))
             raise SweeperError(
-                f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}") from None
+                f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}"
+            ) from None
         sizing = size_trial(trial, cfg)
         if not sizing.fits:
             self.drop(trial, trial_id, TrialState.PRUNED)
@@ -137,8 +153,11 @@ class StudyLoop:
             return True
         if not self.slots.take(trial_id, trial.number):  # another worker took the last slot first
             self.heartbeats.forget(trial_id)
-            log.info("trial %d: n_trials=%d already reached by other workers; left queued, untrained",
-                     trial.number, self.n_trials)
+            log.info(
+                "trial %d: n_trials=%d already reached by other workers; left queued, untrained",
+                trial.number,
+                self.n_trials,
+            )
             return False
         return self.launch(trial, trial_id, overrides)
 
@@ -177,7 +196,8 @@ class StudyLoop:
                 raise SweeperError(
                     f"{run_dir} already holds a finished run that is not trial {trial.number} of study "
                     f"{self.study.study_name!r} (was the study's storage deleted?): move that folder away or set "
-                    f"hydra.sweeper.study_name / hydra.sweeper.dir")
+                    f"hydra.sweeper.study_name / hydra.sweeper.dir"
+                )
             metrics = read_metrics(run_dir)
             if metrics is not None and metrics["status"] not in FAILED_STATUSES:
                 # it finished, but its sweeper died before telling Optuna
@@ -188,9 +208,13 @@ class StudyLoop:
         self.storage.set_trial_system_attr(trial_id, LAUNCHED, True)
         trial.set_user_attr("run_dir", str(trial.number))
         n_params = trial.user_attrs.get("params")
-        log.info("trial %d: %s%s: %s", trial.number, "resuming in its folder" if resumed else "launching",
-                 f" ({n_params:,} params)" if n_params else "",
-                 " ".join(f"{k}={v}" for k, v in trial.params.items()))
+        log.info(
+            "trial %d: %s%s: %s",
+            trial.number,
+            "resuming in its folder" if resumed else "launching",
+            f" ({n_params:,} params)" if n_params else "",
+            " ".join(f"{k}={v}" for k, v in trial.params.items()),
+        )
         started = time.monotonic()
         self.in_flight[self.jobs.start(overrides, trial.number)] = Running(trial, trial_id, started)
         return True
@@ -228,8 +252,10 @@ class StudyLoop:
         log.warning("trial %d: %s: %s (see %s)", number, status, error, run_dir)
         allowed = self.settings.max_failure_rate * self.n_trials
         if len(self.failures) > allowed and self.stopping is None:
-            self.stopping = (f"{len(self.failures)} trials failed in this run, more than max_failure_rate="
-                             f"{self.settings.max_failure_rate} x n_trials={self.n_trials} allows")
+            self.stopping = (
+                f"{len(self.failures)} trials failed in this run, more than max_failure_rate="
+                f"{self.settings.max_failure_rate} x n_trials={self.n_trials} allows"
+            )
 
     # ------------------------------------------------------------------------------- the end
     def stop_suggesting(self) -> None:
@@ -239,7 +265,8 @@ class StudyLoop:
             f"stopped after {self.suggested} suggestions (hydra.sweeper.max_suggestions="
             f"{self.settings.max_suggestions}): {sum(self.infeasible.values())} were over budget.max_params or "
             f"invalid ({infeasible}), {trained} trained; the search space is mostly infeasible: narrow "
-            f"hydra.sweeper.params or raise budget.max_params")
+            f"hydra.sweeper.params or raise budget.max_params"
+        )
 
     def end(self) -> None:
         completed = write_results(self.study, self.sweep.study_dir, self.objective)

@@ -30,6 +30,7 @@ in the sweeper's settings end the sweep with one line (`sweeper.errors.SweeperEr
 from `__init__`: hydra-core 1.4 re-raises a plugin's own exception there, and a
 CompactHydraException prints as its message alone).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ class BudgetOptunaSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config
         hide_password(self.settings, config)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
         self.parallel = parallelism(self.launcher, config, self.settings.n_jobs)
 
     def sweep(self, arguments: list[str]) -> None:

@@ -10,6 +10,7 @@ the epoch's validation accuracy as the trial's intermediate value and returns
 joblib workers, SLURM jobs). Importing this module is light: Optuna is loaded on the first
 epoch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,12 @@ class TrialReporter:
         from .storage import make_storage
 
         storage = make_storage(self.storage_url)
-        study = optuna.load_study(study_name=self.study_name, storage=storage,
-                                  sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(self.pruner_cfg))
+        study = optuna.load_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=optuna.samplers.RandomSampler(),
+            pruner=build_pruner(self.pruner_cfg),
+        )
         study_id = storage.get_study_id_from_name(self.study_name)
         return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, self.number))
 
@@ -95,6 +100,7 @@ class TrialReporter:
             log.warning("trial %d: cannot report to the study (%s); training on without pruning", self.number, msg)
             return False
         if prune:
-            log.info("trial %d: the pruner stops it after epoch %d (%s %.4f)", self.number, epoch, self.key,
-                     row[self.key])
+            log.info(
+                "trial %d: the pruner stops it after epoch %d (%s %.4f)", self.number, epoch, self.key, row[self.key]
+            )
         return prune

@@ -4,6 +4,7 @@ Each mistake is a `SweeperError` naming the key, which Hydra prints as one line.
 and the pruner are built here too, so that a bad `_target_` is reported before anything runs.
 Imports Optuna (through the sampler and pruner) only when called.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -106,16 +107,29 @@ def parse_settings(
     heartbeat = heartbeat or {"interval": 10, "grace_period": 30}
     _positive_int("heartbeat.interval", heartbeat["interval"])
     _positive_int("heartbeat.grace_period", heartbeat["grace_period"])
-    if isinstance(max_failure_rate, bool) or not isinstance(max_failure_rate, (int, float)) \
-            or not 0.0 <= max_failure_rate <= 1.0:
+    if (
+        isinstance(max_failure_rate, bool)
+        or not isinstance(max_failure_rate, (int, float))
+        or not 0.0 <= max_failure_rate <= 1.0
+    ):
         raise SweeperError(f"hydra.sweeper.max_failure_rate: expected a number in [0, 1], got {max_failure_rate!r}")
     if storage is not None and not isinstance(storage, str):
         raise SweeperError("hydra.sweeper.storage: expected a database URL (sqlite:///... or postgresql://...)")
     params_to_overrides(params)  # a mapping, or a one-line error now
     return OptunaSettings(
-        sampler=_sampler(sampler), direction=_direction(direction), storage=storage, study_name=study_name,
-        n_trials=n_trials, n_jobs=n_jobs, max_failure_rate=float(max_failure_rate),
-        custom_search_space=_custom_search_space(custom_search_space), params=params, pruner_cfg=pruner,
-        pruner=build_pruner(pruner), dir=dir, max_suggestions=max_suggestions or 20 * n_trials,
-        heartbeat_interval=int(heartbeat["interval"]), grace_period=int(heartbeat["grace_period"]),
+        sampler=_sampler(sampler),
+        direction=_direction(direction),
+        storage=storage,
+        study_name=study_name,
+        n_trials=n_trials,
+        n_jobs=n_jobs,
+        max_failure_rate=float(max_failure_rate),
+        custom_search_space=_custom_search_space(custom_search_space),
+        params=params,
+        pruner_cfg=pruner,
+        pruner=build_pruner(pruner),
+        dir=dir,
+        max_suggestions=max_suggestions or 20 * n_trials,
+        heartbeat_interval=int(heartbeat["interval"]),
+        grace_period=int(heartbeat["grace_period"]),
     )

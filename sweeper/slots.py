@@ -18,6 +18,7 @@ succeeds only from WAITING, under the database's row lock.
 
 Public Optuna storage calls only; no Hydra. Unit-tested against SQLite (tests/test_slots.py).
 """
+
 from __future__ import annotations
 
 import time

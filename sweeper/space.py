@@ -5,6 +5,7 @@ plain value fixes a key), parsed by its own helper (`sweeper._compat`); this mod
 one-line errors for a bad entry, the default study name, the grid sampler's choices, and the
 way back: a trial's parameters as the overrides of its job. Pure functions: no Hydra state.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -104,8 +105,10 @@ def grid_choices(space: SearchSpace) -> dict[str, list]:
             low, step = Decimal(str(dist.low)), Decimal(str(dist.step))
             grid[key] = [float(low + i * step) for i in range(int((Decimal(str(dist.high)) - low) / step) + 1)]
         else:
-            raise SweeperError(f"hydra.sweeper.sampler=grid: {key} is continuous ({dist}); give it choice(...) or "
-                               f"range(...), or fix it (hydra.sweeper.params=null drops the default space)")
+            raise SweeperError(
+                f"hydra.sweeper.sampler=grid: {key} is continuous ({dist}); give it choice(...) or "
+                f"range(...), or fix it (hydra.sweeper.params=null drops the default space)"
+            )
     return grid
 
 
@@ -132,8 +135,9 @@ def _reads_back(text: str) -> bool:
     return value == text if isinstance(value, str) else value is None or isinstance(value, (list, dict))
 
 
-def trial_overrides(trial: Any, space: SearchSpace, custom: Callable[[Any, Any], None] | None = None,
-                    config: Any = None) -> list[str]:
+def trial_overrides(
+    trial: Any, space: SearchSpace, custom: Callable[[Any, Any], None] | None = None, config: Any = None
+) -> list[str]:
     """A trial's job overrides: its parameters (the space's, suggested at `Study.ask`, plus any
     that `custom(config, trial)` suggests), the fixed values, then the deletions. Fixed values
     are also recorded as the trial's user attributes, as the plugin does."""

@@ -4,6 +4,7 @@ URLs, the password variable, masking and the connect URL are the run contract's
 (`contract.storage`): the sweeper, its jobs and analysis connect the same way. Imported only
 once a sweep (or a job reporting to its trial) needs the storage, never at Hydra's start.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,7 +67,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     url = connect_url(url)
     storage = SweepStorage(url, engine_kwargs=kwargs)
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        storage.claim_lock = Path(url[len("sqlite:///"):] + ".lock")
+        storage.claim_lock = Path(url[len("sqlite:///") :] + ".lock")
     # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
     storage.heartbeat_interval, storage.grace_period = heartbeat_interval, grace_period
     return storage
@@ -76,15 +77,30 @@ def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
 _RACES = ("duplicate key", "already exists", "database is locked")
 
 
-def open_study(url: str, study_name: str, *, sampler: Any, pruner: Any, direction: str,
-               heartbeat_interval: int, grace_period: int, attempts: int = 5) -> tuple[optuna.Study, SweepStorage]:
+def open_study(
+    url: str,
+    study_name: str,
+    *,
+    sampler: Any,
+    pruner: Any,
+    direction: str,
+    heartbeat_interval: int,
+    grace_period: int,
+    attempts: int = 5,
+) -> tuple[optuna.Study, SweepStorage]:
     """Create the study, or load it when it exists, and its storage; SweeperError (password
     masked) when the storage cannot be reached."""
     for attempt in range(attempts):
         try:
             storage = make_storage(url, heartbeat_interval, grace_period)
-            study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
-                                        direction=direction, load_if_exists=True)
+            study = optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction=direction,
+                load_if_exists=True,
+            )
             return study, storage
         except Exception as e:
             msg = scrub(first_line(e))
@@ -92,5 +108,6 @@ def open_study(url: str, study_name: str, *, sampler: Any, pruner: Any, directio
                 time.sleep(0.5 + attempt)
                 continue
             raise SweeperError(
-                f"hydra.sweeper.storage: cannot open study {study_name!r} in {mask(url)}: {msg}") from None
+                f"hydra.sweeper.storage: cannot open study {study_name!r} in {mask(url)}: {msg}"
+            ) from None
     raise AssertionError("unreachable")

@@ -8,6 +8,7 @@
 The storage password (if the URL has one) is taken out as the sweep starts
 (`contract.storage`): kept in the environment for whoever connects, masked everywhere else.
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,8 +69,11 @@ def parallelism(launcher: Any, config: DictConfig, n_jobs: int) -> int:
     """Trials at a time: n_jobs, or 1 with a launcher that runs one job at a time."""
     sequential = is_basic_launcher(launcher) or config.hydra.launcher.get("n_jobs", None) == 1
     if sequential and n_jobs > 1:
-        log.warning("hydra.sweeper.n_jobs=%d: this launcher runs one job at a time in this process; "
-                    "use hydra/launcher=joblib to run trials in parallel", n_jobs)
+        log.warning(
+            "hydra.sweeper.n_jobs=%d: this launcher runs one job at a time in this process; "
+            "use hydra/launcher=joblib to run trials in parallel",
+            n_jobs,
+        )
     return 1 if sequential else n_jobs
 
 
@@ -97,8 +101,15 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
     _pin(config, "hydra.sweeper.storage", masked)
     _pin(config, "hydra.sweeper.study_name", name)
     _pin(config, "hydra.sweep.dir", str(study_dir))  # also where launchers create their folder
-    study, storage = open_study(url, name, sampler=sampler, pruner=settings.pruner, direction=settings.direction,
-                                heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period)
+    study, storage = open_study(
+        url,
+        name,
+        sampler=sampler,
+        pruner=settings.pruner,
+        direction=settings.direction,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
+    )
     write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials))
     return Sweep(study, storage, space, n_trials, study_dir, masked)
 
@@ -110,8 +121,10 @@ def _refuse_another_study(study_dir: Path, name: str, masked: str) -> None:
     except ContractError as e:
         raise SweeperError(f"hydra.sweeper.dir: {e}; move it away or choose another folder") from None
     if record is not None and (record.study_name, record.storage) != (name, masked):
-        raise SweeperError(f"hydra.sweeper.dir: {study_dir} holds study {record.study_name!r} in {record.storage}, "
-                           f"not {name!r} in {masked}: choose another folder, or move that one away")
+        raise SweeperError(
+            f"hydra.sweeper.dir: {study_dir} holds study {record.study_name!r} in {record.storage}, "
+            f"not {name!r} in {masked}: choose another folder, or move that one away"
+        )
 
 
 def _pin(config: DictConfig, key: str, value: str) -> None:

@@ -3,6 +3,7 @@
 The file has the standard plugin's name; its keys: name, study_name, n_trained, statuses,
 n_infeasible, and, once a trial completed, best_trial, best_value, best_params, best_run_dir.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,17 +29,36 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
     holders = [t for t in trials if t.system_attrs.get(SLOT) is True]
     states = Counter(t.user_attrs.get("status", t.state.name.lower()) for t in holders if t.state.is_finished())
     n_infeasible = sum(1 for t in trials if t.system_attrs.get(SLOT) is False and t.state == TrialState.PRUNED)
-    log.info("Study %r: %d trained trials (%s), %d infeasible suggestions never trained",
-             study.study_name, len(holders), ", ".join(f"{k} {v}" for k, v in sorted(states.items())), n_infeasible)
-    results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "n_trained": len(holders),
-                               "statuses": dict(states), "n_infeasible": n_infeasible}
+    log.info(
+        "Study %r: %d trained trials (%s), %d infeasible suggestions never trained",
+        study.study_name,
+        len(holders),
+        ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+        n_infeasible,
+    )
+    results: dict[str, Any] = {
+        "name": "optuna",
+        "study_name": study.study_name,
+        "n_trained": len(holders),
+        "statuses": dict(states),
+        "n_infeasible": n_infeasible,
+    }
     completed = any(t.state == TrialState.COMPLETE for t in holders)
     if completed:
         best = study.best_trial
-        results.update(best_trial=best.number, best_value=best.value, best_params=best.params,
-                       best_run_dir=str(study_dir / str(best.number)))
-        log.info("Best: trial %d, %s=%.4f, %s", best.number, objective, best.value,
-                 " ".join(f"{k}={v}" for k, v in best.params.items()))
+        results.update(
+            best_trial=best.number,
+            best_value=best.value,
+            best_params=best.params,
+            best_run_dir=str(study_dir / str(best.number)),
+        )
+        log.info(
+            "Best: trial %d, %s=%.4f, %s",
+            best.number,
+            objective,
+            best.value,
+            " ".join(f"{k}={v}" for k, v in best.params.items()),
+        )
     OmegaConf.save(OmegaConf.create(results), study_dir / OPTIMIZATION_RESULTS_FILE)
     return completed
 
@@ -49,5 +69,7 @@ def failure_hint(failures: list[tuple[int, str, str]], study_dir: Path) -> str:
         return f"Folder: {study_dir}"
     kinds = Counter(status for _, status, _ in failures)
     number, status, error = failures[0]
-    return (f"Failures in this run: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
-            f"first: trial {number} {status}: {error} (see {study_dir / str(number) / LOG_FILE})")
+    return (
+        f"Failures in this run: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
+        f"first: trial {number} {status}: {error} (see {study_dir / str(number) / LOG_FILE})"
+    )

@@ -6,6 +6,7 @@ is stopped and the directory removed afterwards. initdb refuses to run as root, 
 the server runs as the `postgres` system user. `pg_bin()` is None where the binaries are absent:
 the tests then skip, saying why.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,11 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
     runuser = shutil.which("runuser")
-    return [runuser, "-u", "postgres", "--", *cmd] if runuser else ["su", "postgres", "-s", "/bin/sh", "-c",
-                                                                      " ".join(map(repr, cmd))]
+    return (
+        [runuser, "-u", "postgres", "--", *cmd]
+        if runuser
+        else ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(map(repr, cmd))]
+    )
 
 
 @contextlib.contextmanager
@@ -55,17 +59,46 @@ def postgres_server(password: str) -> Iterator[str]:
             shutil.chown(root, "postgres", "postgres")
             shutil.chown(root / "pw", "postgres", "postgres")
         data, port = root / "data", _free_port()
-        run = lambda cmd: subprocess.run(_as_server_user(cmd), check=True, capture_output=True, text=True,  # noqa: E731
-                                         timeout=120)
-        run([str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={root / 'pw'}",
-             "--auth=scram-sha-256", "--no-sync", "-E", "UTF8"])
-        run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
-             "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
-             "start"])
+
+        def run(cmd):
+            return subprocess.run(_as_server_user(cmd), check=True, capture_output=True, text=True, timeout=120)
+
+        run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                f"--pwfile={root / 'pw'}",
+                "--auth=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
+        run(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+                "start",
+            ]
+        )
         try:
             yield f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
         finally:
-            subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                                            "stop"]), capture_output=True, timeout=60)
+            subprocess.run(
+                _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                timeout=60,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Helpers for the Optuna sweeper tests: run `run.py -m hydra/sweeper=optuna` as a user would,
 find the study it made, read it back. Imported by tests/test_optuna*.py and test_postgres*.py."""
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,31 @@ ROOT = Path(__file__).resolve().parents[1]
 # A trial trains for well under a second: tiny generated data, a ~6k-parameter model, one
 # thread (a tiny model on a busy 2-core machine: epoch 1 takes 0.2 s instead of 6 s).
 # (model.C >= 8: a 4-channel channels_last conv crashes torch 2.14's CPU backward with 1 thread.)
-TINY = ["experiment=quick", "data.n_train=160", "data.n_test=64", "data.val_size=64",
-        "progress=false", "device=cpu", "threads=1", "model.N=2", "model.B=1", "model.C=8"]
+TINY = [
+    "experiment=quick",
+    "data.n_train=160",
+    "data.n_test=64",
+    "data.val_size=64",
+    "progress=false",
+    "device=cpu",
+    "threads=1",
+    "model.N=2",
+    "model.B=1",
+    "model.C=8",
+]
 
 
 def sweep_args(*args: str) -> list[str]:
     """The default search space dropped (hydra.sweeper.params=null): each test gives its own."""
-    return [sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.params=null",
-            *TINY, *args]
+    return [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.params=null",
+        *TINY,
+        *args,
+    ]
 
 
 def env(**extra: str) -> dict:
@@ -27,8 +45,9 @@ def env(**extra: str) -> dict:
 
 
 def run_sweep(cwd: Path, *args: str, timeout: float = 240, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_args(*args), cwd=cwd, env=env(**extra_env), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        sweep_args(*args), cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def study_dirs(cwd: Path) -> list[Path]:

@@ -1,4 +1,5 @@
 """Shared test helpers: a composed config cut down to a seconds-long CPU run."""
+
 from __future__ import annotations
 
 import os
@@ -39,5 +40,6 @@ def tiny_cfg():
 def run_app(args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python run.py ARGS` as a user would type it, from `cwd`, outputs under `cwd`."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,4 +1,5 @@
 """The ablation planner as pure functions: (baseline, params, overrides) -> jobs. No Hydra app."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,83 +24,166 @@ BASE = None  # the baseline job's factor/value
 PLANS = {
     "spec example: 1 + values != baseline": (
         {"model.C": 68, "optimizer": "adam"},
-        ["model.C=32,64,68", "optimizer=adam,sgd"], None, 1, 0,
-        [(BASE, BASE, 0, None), ("model.C", "32", 0, None), ("model.C", "64", 0, None),
-         ("optimizer", "sgd", 0, None)],
+        ["model.C=32,64,68", "optimizer=adam,sgd"],
+        None,
+        1,
+        0,
+        [(BASE, BASE, 0, None), ("model.C", "32", 0, None), ("model.C", "64", 0, None), ("optimizer", "sgd", 0, None)],
     ),
     "64.0 is the baseline 64": (
-        {"model.C": 64}, ["model.C=64.0,32"], None, 1, 0,
+        {"model.C": 64},
+        ["model.C=64.0,32"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.C", "32", 0, None)],
     ),
     "1e-3 is the baseline 0.001": (
-        {"optimizer.lr": 0.001}, ["optimizer.lr=1e-3,1e-2"], None, 1, 0,
+        {"optimizer.lr": 0.001},
+        ["optimizer.lr=1e-3,1e-2"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("optimizer.lr", "0.01", 0, None)],
     ),
     "lists compare elementwise": (
-        {"model.B": [2, 2, 2]}, ["model.B=[1,1,1],[2,2,2.0]"], None, 1, 0,
+        {"model.B": [2, 2, 2]},
+        ["model.B=[1,1,1],[2,2,2.0]"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.B", "[1, 1, 1]", 0, None)],
     ),
     "a list is not the int it repeats": (
-        {"model.B": 1}, ["model.B=[1,1,1],1"], None, 1, 0,
+        {"model.B": 1},
+        ["model.B=[1,1,1],1"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.B", "[1, 1, 1]", 0, None)],
     ),
     "true is not 1": (
-        {"data.augment.flip": True}, ["data.augment.flip=true,false,1"], None, 1, 0,
+        {"data.augment.flip": True},
+        ["data.augment.flip=true,false,1"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("data.augment.flip", "false", 0, None), ("data.augment.flip", "1", 0, None)],
     ),
     "a str field holds 64 as '64'": (
-        {"tag": "64"}, ["tag=64,65"], None, 1, 0,
+        {"tag": "64"},
+        ["tag=64,65"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("tag", "65", 0, None)],
     ),
     "a value listed twice runs once": (
-        {"model.C": 8}, ["model.C=4,4,16"], None, 1, 0,
+        {"model.C": 8},
+        ["model.C=4,4,16"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.C", "4", 0, None), ("model.C", "16", 0, None)],
     ),
     "repeats: every variant, seed + repeat, repeat-major": (
-        {"model.C": 8}, ["model.C=4,8"], None, 3, 5,
-        [(BASE, BASE, 0, 5), ("model.C", "4", 0, 5), (BASE, BASE, 1, 6), ("model.C", "4", 1, 6),
-         (BASE, BASE, 2, 7), ("model.C", "4", 2, 7)],
+        {"model.C": 8},
+        ["model.C=4,8"],
+        None,
+        3,
+        5,
+        [
+            (BASE, BASE, 0, 5),
+            ("model.C", "4", 0, 5),
+            (BASE, BASE, 1, 6),
+            ("model.C", "4", 1, 6),
+            (BASE, BASE, 2, 7),
+            ("model.C", "4", 2, 7),
+        ],
     ),
     "a params entry is a factor even with one value": (
-        {"model.stem_kernel": 3}, [], {"model.stem_kernel": 2}, 1, 0,
+        {"model.stem_kernel": 3},
+        [],
+        {"model.stem_kernel": 2},
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.stem_kernel", "2", 0, None)],
     ),
     "a params entry equal to the baseline runs nothing": (
-        {"model.stem_kernel": 3}, [], {"model.stem_kernel": 3}, 1, 0,
+        {"model.stem_kernel": 3},
+        [],
+        {"model.stem_kernel": 3},
+        1,
+        0,
         [(BASE, BASE, 0, None)],
     ),
     "a command-line sweep replaces the params entry": (
-        {"model.C": 8}, ["model.C=16"], {"model.C": "4,16"}, 1, 0,
+        {"model.C": 8},
+        ["model.C=16"],
+        {"model.C": "4,16"},
+        1,
+        0,
         [(BASE, BASE, 0, None)],  # model.C=16 is fixed: the baseline itself (see test below)
     ),
     "choice(...) makes one value a factor on the command line": (
-        {"model.C": 8}, ["model.C=choice(64)"], None, 1, 0,
+        {"model.C": 8},
+        ["model.C=choice(64)"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.C", "64", 0, None)],
     ),
     "range(...)": (
-        {"model.N": 3}, ["model.N=range(2,5)"], None, 1, 0,
+        {"model.N": 3},
+        ["model.N=range(2,5)"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("model.N", "2", 0, None), ("model.N", "4", 0, None)],
     ),
     "config groups compare with the runtime choice": (
-        {"model": "resnet_small", "optimizer": "adam"}, ["model=resnet_small,seed_final", "optimizer=sgd,adamw"],
-        None, 1, 0,
-        [(BASE, BASE, 0, None), ("model", "seed_final", 0, None), ("optimizer", "sgd", 0, None),
-         ("optimizer", "adamw", 0, None)],
+        {"model": "resnet_small", "optimizer": "adam"},
+        ["model=resnet_small,seed_final", "optimizer=sgd,adamw"],
+        None,
+        1,
+        0,
+        [
+            (BASE, BASE, 0, None),
+            ("model", "seed_final", 0, None),
+            ("optimizer", "sgd", 0, None),
+            ("optimizer", "adamw", 0, None),
+        ],
     ),
     "an optional group left null": (
-        {"experiment": None}, ["experiment=quick"], {}, 1, 0,
+        {"experiment": None},
+        ["experiment=quick"],
+        {},
+        1,
+        0,
         [(BASE, BASE, 0, None)],  # a plain override: fixed, not a factor
     ),
     "the seed as a factor, with repeats": (
-        {"seed": 0}, ["seed=0,10"], None, 2, 0,
+        {"seed": 0},
+        ["seed=0,10"],
+        None,
+        2,
+        0,
         [(BASE, BASE, 0, 0), ("seed", "10", 0, 10), (BASE, BASE, 1, 1), ("seed", "10", 1, 11)],
     ),
     "+key: absent from the baseline, every value runs": (
-        {}, ["+extra=1,2"], None, 1, 0,
+        {},
+        ["+extra=1,2"],
+        None,
+        1,
+        0,
         [(BASE, BASE, 0, None), ("extra", "1", 0, None), ("extra", "2", 0, None)],
     ),
     "no factors: the baseline alone": (
-        {}, ["epochs=2"], None, 2, 0,
+        {},
+        ["epochs=2"],
+        None,
+        2,
+        0,
         [(BASE, BASE, 0, 0), (BASE, BASE, 1, 1)],
     ),
 }
@@ -115,15 +199,29 @@ def test_plan(case):
 
 
 def test_spec_example_overrides():
-    p = plan({"model.C": 68, "optimizer": "adam"}, ["epochs=2", "model.C=32,64,68", "optimizer=adam,sgd"], repeats=2, seed=0)
+    p = plan(
+        {"model.C": 68, "optimizer": "adam"}, ["epochs=2", "model.C=32,64,68", "optimizer=adam,sgd"], repeats=2, seed=0
+    )
     assert [list(j.overrides) for j in p.jobs[:2]] == [
         ["epochs=2", "sweep.factor=null", "sweep.value=null", "sweep.baseline=true", "sweep.repeat=0", "seed=0"],
-        ["epochs=2", "model.C=32", "sweep.factor=model.C", "sweep.value='32'", "sweep.baseline=false",
-         "sweep.repeat=0", "seed=0"],
+        [
+            "epochs=2",
+            "model.C=32",
+            "sweep.factor=model.C",
+            "sweep.value='32'",
+            "sweep.baseline=false",
+            "sweep.repeat=0",
+            "seed=0",
+        ],
     ]
     assert list(p.jobs[-1].overrides) == [
-        "epochs=2", "optimizer=sgd", "sweep.factor=optimizer", "sweep.value=sgd", "sweep.baseline=false",
-        "sweep.repeat=1", "seed=1",
+        "epochs=2",
+        "optimizer=sgd",
+        "sweep.factor=optimizer",
+        "sweep.value=sgd",
+        "sweep.baseline=false",
+        "sweep.repeat=1",
+        "seed=1",
     ]
     assert p.skipped == {"model.C": ("68",), "optimizer": ("adam",)}
 
@@ -146,7 +244,13 @@ def test_list_values_go_back_in_override_grammar():
 
 def test_record_prefix_for_configs_without_a_sweep_node():
     p = plan({"a": 1}, ["a=choice(2)"], record_prefix="++sweep.")
-    assert p.jobs[1].overrides == ("a=2", "++sweep.factor=a", "++sweep.value='2'", "++sweep.baseline=false", "++sweep.repeat=0")
+    assert p.jobs[1].overrides == (
+        "a=2",
+        "++sweep.factor=a",
+        "++sweep.value='2'",
+        "++sweep.baseline=false",
+        "++sweep.repeat=0",
+    )
 
 
 ERRORS = {

@@ -1,4 +1,5 @@
 """`python run.py -m hydra/sweeper=ablation ...` end to end: real (tiny) training, metrics.json checked."""
+
 from __future__ import annotations
 
 import json
@@ -27,15 +28,31 @@ def test_run_py_ablation_records_every_job_and_over_budget_is_not_fatal(tmp_path
     cs, opts, repeats, budget = (8, 12), ("adam", "sgd"), 2, 25_000  # C=12: ~45k params, over the budget
     out = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "run.py", "-m", "hydra/sweeper=ablation", "experiment=quick", *TINY,
-         f"model.C={','.join(map(str, cs))}", f"optimizer={','.join(opts)}", f"hydra.sweeper.repeats={repeats}",
-         f"budget.max_params={budget}", f"hydra.sweep.dir={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "hydra/sweeper=ablation",
+            "experiment=quick",
+            *TINY,
+            f"model.C={','.join(map(str, cs))}",
+            f"optimizer={','.join(opts)}",
+            f"hydra.sweeper.repeats={repeats}",
+            f"budget.max_params={budget}",
+            f"hydra.sweep.dir={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    variants = [(None, None)] + [("model.C", str(c)) for c in cs if c != base_c] + \
-        [("optimizer", o) for o in opts if o != base_opt]
+    variants = (
+        [(None, None)]
+        + [("model.C", str(c)) for c in cs if c != base_c]
+        + [("optimizer", o) for o in opts if o != base_opt]
+    )
     expected = [(f, v, f is None, r) for r in range(repeats) for f, v in variants]
     folders = sorted((p for p in out.iterdir() if p.is_dir()), key=lambda p: int(p.name))
     assert len(folders) == len(expected) == (1 + 1 + 1) * repeats

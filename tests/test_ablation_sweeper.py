@@ -3,6 +3,7 @@
 Each test runs a tiny app (written to tmp_path) as `python app.py -m ...`: the job writes
 what it received (cfg.sweep, seed, model, optimizer) to job.json in its folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,8 @@ register_configs()
 @hydra.main(config_path={conf!r}, config_name="config")
 def main(cfg):
     job = dict(sweep=OmegaConf.to_container(cfg.sweep), seed=cfg.seed, model=OmegaConf.to_container(cfg.model),
-               optimizer=HydraConfig.get().runtime.choices.optimizer, batch_size=cfg.batch_size, overrides=list(HydraConfig.get().overrides.task))
+               optimizer=HydraConfig.get().runtime.choices.optimizer, batch_size=cfg.batch_size,
+               overrides=list(HydraConfig.get().overrides.task))
     Path(HydraConfig.get().runtime.output_dir, "job.json").write_text(json.dumps(job))
     if cfg.model.C == 5:
         raise RuntimeError("C=5 raises")
@@ -46,7 +48,10 @@ def sweep(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, list
     out = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, str(app), "-m", *args, f"hydra.sweep.dir={out}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     jobs = sorted(out.glob("*/job.json"), key=lambda p: int(p.parent.name))
     assert [int(p.parent.name) for p in jobs] == list(range(len(jobs))), "job folders are 0..n-1"
@@ -54,17 +59,31 @@ def sweep(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, list
 
 
 def coords(jobs: list[dict]) -> list[tuple]:
-    return [(j["sweep"]["factor"], j["sweep"]["value"], j["sweep"]["baseline"], j["sweep"]["repeat"], j["seed"])
-            for j in jobs]
+    return [
+        (j["sweep"]["factor"], j["sweep"]["value"], j["sweep"]["baseline"], j["sweep"]["repeat"], j["seed"])
+        for j in jobs
+    ]
 
 
 def test_one_factor_at_a_time_with_repeats(tmp_path):
     # experiment=quick: resnet_small with C=8, B=1; adam
-    proc, jobs = sweep(tmp_path, "hydra/sweeper=ablation", "experiment=quick", "model.C=4,8,8.0",
-                       "optimizer=adam,sgd", "model.B=[1,1,1],1", "hydra.sweeper.repeats=2", "seed=3")
+    proc, jobs = sweep(
+        tmp_path,
+        "hydra/sweeper=ablation",
+        "experiment=quick",
+        "model.C=4,8,8.0",
+        "optimizer=adam,sgd",
+        "model.B=[1,1,1],1",
+        "hydra.sweeper.repeats=2",
+        "seed=3",
+    )
     assert proc.returncode == 0, proc.stderr
-    per_repeat = [(None, None, True), ("model.C", "4", False), ("optimizer", "sgd", False),
-                  ("model.B", "[1, 1, 1]", False)]
+    per_repeat = [
+        (None, None, True),
+        ("model.C", "4", False),
+        ("optimizer", "sgd", False),
+        ("model.B", "[1, 1, 1]", False),
+    ]
     assert coords(jobs) == [(*c, r, 3 + r) for r in range(2) for c in per_repeat]
     by_factor = {j["sweep"]["factor"]: j for j in jobs[:4]}
     assert by_factor[None]["model"]["C"] == 8 and by_factor[None]["optimizer"] == "adam"
@@ -80,8 +99,15 @@ def test_one_factor_at_a_time_with_repeats(tmp_path):
 
 
 def test_joblib_launcher_in_batches(tmp_path):
-    proc, jobs = sweep(tmp_path, "hydra/sweeper=ablation", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                       "hydra.sweeper.max_batch_size=2", "experiment=quick", "model.C=4,8,16")
+    proc, jobs = sweep(
+        tmp_path,
+        "hydra/sweeper=ablation",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.max_batch_size=2",
+        "experiment=quick",
+        "model.C=4,8,16",
+    )
     assert proc.returncode == 0, proc.stderr
     assert coords(jobs) == [(None, None, True, 0, 0), ("model.C", "4", False, 0, 0), ("model.C", "16", False, 0, 0)]
     assert [j["model"]["C"] for j in jobs] == [8, 4, 16]
@@ -92,8 +118,16 @@ def test_joblib_launcher_in_batches(tmp_path):
     [
         ("ablation_quick", 2, (1 + 5) * 2, ["model.C=4: 5,214 params"]),
         # budget 5M: B=4, C=72, F=5, K=3 over it; N=4 leaves a 4x4 map for P=7
-        ("ablation_study", 1, 1 + 19, ["baseline: 4,883,906 params", "model.C=72: 5,474,746 params > budget",
-                                    "model.N=4: invalid (model.P: pool kernel 7"]),
+        (
+            "ablation_study",
+            1,
+            1 + 19,
+            [
+                "baseline: 4,883,906 params",
+                "model.C=72: 5,474,746 params > budget",
+                "model.N=4: invalid (model.P: pool kernel 7",
+            ],
+        ),
     ],
 )
 def test_presets(tmp_path, preset, repeats, n_jobs, logged):
@@ -111,7 +145,10 @@ def test_presets(tmp_path, preset, repeats, n_jobs, logged):
     [
         (["model.X=1,2"], "ablation: factor 'model.X' is not a key or config group of the composed config"),
         (["model.C=4,8", "hydra.sweeper.repeats=0"], "ablation: hydra.sweeper.repeats must be an int >= 1, got 0"),
-        (["optimizer=adam,nope"], "ablation: variant optimizer=nope does not compose: In 'config': Could not find 'optimizer/nope'"),
+        (
+            ["optimizer=adam,nope"],
+            "ablation: variant optimizer=nope does not compose: In 'config': Could not find 'optimizer/nope'",
+        ),
     ],
     ids=["unknown key", "repeats 0", "unknown group option"],
 )
@@ -126,8 +163,9 @@ def test_bad_input_fails_before_any_job_with_one_line(tmp_path, args, message):
 
 @pytest.mark.parametrize("rate, rc", [(0.0, 1), (0.5, 0)])
 def test_a_job_that_raises_does_not_stop_the_others(tmp_path, rate, rc):
-    proc, jobs = sweep(tmp_path, "hydra/sweeper=ablation", "experiment=quick", "model.C=5,16",
-                       f"hydra.sweeper.max_failure_rate={rate}")
+    proc, jobs = sweep(
+        tmp_path, "hydra/sweeper=ablation", "experiment=quick", "model.C=5,16", f"hydra.sweeper.max_failure_rate={rate}"
+    )
     assert [j["model"]["C"] for j in jobs] == [8, 5, 16]  # all three ran
     assert proc.returncode == rc
     log = proc.stdout + proc.stderr

@@ -3,6 +3,7 @@
 No training: each run folder is written by `make_run` through the run contract's writers
 (`contract`). Sizes come from the real `models.check_budget`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,12 +24,31 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_MODEL = {"name": "resnet", "N": 3, "B": 1, "C": 16, "F": 3, "K": 1, "P": 8, "stem_kernel": 3}
 BUDGET = 500_000
 # models.count_params of BASE_MODEL with one change (checked against models/ by the test below).
-SIZES = {(): 78_042, ("C", 8): 19_954, ("C", 32): 308_650, ("C", 64): 1_227_594,
-         ("B", 2): 175_258, ("C", 32, "B", 2): 696_618}
+SIZES = {
+    (): 78_042,
+    ("C", 8): 19_954,
+    ("C", 32): 308_650,
+    ("C", 64): 1_227_594,
+    ("B", 2): 175_258,
+    ("C", 32, "B", 2): 696_618,
+}
 
 
-def make_run(root: Path, job: str, *, model=None, lr=1e-3, seed=0, overrides=(), status="completed",
-             val=None, sweep=None, metrics=None, history=True, params=None) -> Path:
+def make_run(
+    root: Path,
+    job: str,
+    *,
+    model=None,
+    lr=1e-3,
+    seed=0,
+    overrides=(),
+    status="completed",
+    val=None,
+    sweep=None,
+    metrics=None,
+    history=True,
+    params=None,
+) -> Path:
     """One run folder: .hydra/{config,overrides,hydra}.yaml, metrics.json, history.csv.
 
     `metrics` as a str is written verbatim (to make a corrupt file); `history=False` omits
@@ -37,28 +57,71 @@ def make_run(root: Path, job: str, *, model=None, lr=1e-3, seed=0, overrides=(),
     run = root / job
     (run / ".hydra").mkdir(parents=True)
     model = {**BASE_MODEL, **(model or {})}
-    sweep = {"trial": None, "study": None, "factor": None, "value": None, "baseline": False,
-             "repeat": 0, **(sweep or {})}
-    config = {"model": model, "optimizer": {"name": "adam", "lr": lr, "weight_decay": 0.0},
-              "data": {"name": "synthetic", "train_subset": None}, "batch_size": 64, "epochs": 3,
-              "seed": seed, "budget": {"max_params": BUDGET}, "objective": "val_acc", "sweep": sweep}
+    sweep = {
+        "trial": None,
+        "study": None,
+        "factor": None,
+        "value": None,
+        "baseline": False,
+        "repeat": 0,
+        **(sweep or {}),
+    }
+    config = {
+        "model": model,
+        "optimizer": {"name": "adam", "lr": lr, "weight_decay": 0.0},
+        "data": {"name": "synthetic", "train_subset": None},
+        "batch_size": 64,
+        "epochs": 3,
+        "seed": seed,
+        "budget": {"max_params": BUDGET},
+        "objective": "val_acc",
+        "sweep": sweep,
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
-    choices = {"model": "resnet_small", "optimizer": "adam", "data": "synthetic",
-               "experiment": "quick", "hydra/sweeper": "ablation"}
+    choices = {
+        "model": "resnet_small",
+        "optimizer": "adam",
+        "data": "synthetic",
+        "experiment": "quick",
+        "hydra/sweeper": "ablation",
+    }
     (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     if isinstance(metrics, str):
         (run / METRICS_FILE).write_text(metrics)
     elif metrics is not False:
         done = status == "completed"
-        known = dict(status=status, objective=val, val_acc=val, test_acc=None if val is None else round(val - 0.01, 6),
-                     params=params, max_params=BUDGET, epochs=3 if done else 0, epochs_planned=3,
-                     train_seconds=10.0 if done else 0.0, seed=seed, overrides=list(overrides),
-                     error=None if done else f"{status} (test)")
+        known = dict(
+            status=status,
+            objective=val,
+            val_acc=val,
+            test_acc=None if val is None else round(val - 0.01, 6),
+            params=params,
+            max_params=BUDGET,
+            epochs=3 if done else 0,
+            epochs_planned=3,
+            train_seconds=10.0 if done else 0.0,
+            seed=seed,
+            overrides=list(overrides),
+            error=None if done else f"{status} (test)",
+        )
         write_metrics(run, new_metrics(**known | sweep | (metrics or {})))
     if history and status == "completed" and val is not None:
-        write_history(run, [dict(epoch=e, train_loss=1.0, train_acc=round(val * e / 3, 4), val_loss=1.0,
-                                 val_acc=round(val * e / 3, 4), lr=0.001, seconds=3.3) for e in (1, 2, 3)])
+        write_history(
+            run,
+            [
+                dict(
+                    epoch=e,
+                    train_loss=1.0,
+                    train_acc=round(val * e / 3, 4),
+                    val_loss=1.0,
+                    val_acc=round(val * e / 3, 4),
+                    lr=0.001,
+                    seconds=3.3,
+                )
+                for e in (1, 2, 3)
+            ],
+        )
     return run
 
 
@@ -67,8 +130,12 @@ def ablation_job(root, job, factor=None, value=None, repeat=0, **kw):
     overrides = ["experiment=quick", f"seed={repeat}"]
     if factor:
         overrides.append(f"{factor}={value}")
-    overrides += [f"sweep.factor={factor or 'null'}", f"sweep.value={value or 'null'}",
-                  f"sweep.baseline={'false' if factor else 'true'}", f"sweep.repeat={repeat}"]
+    overrides += [
+        f"sweep.factor={factor or 'null'}",
+        f"sweep.value={value or 'null'}",
+        f"sweep.baseline={'false' if factor else 'true'}",
+        f"sweep.repeat={repeat}",
+    ]
     sweep = {"factor": factor, "value": value, "baseline": factor is None, "repeat": repeat}
     return make_run(root, job, seed=repeat, overrides=overrides, sweep=sweep, **kw)
 
@@ -83,7 +150,9 @@ def ablation_sweep(tmp_path: Path) -> Path:
     """
     sweep = tmp_path / "sweep"
     jobs = [
-        dict(val=0.50, repeat=0), dict(val=0.52, repeat=1), dict(val=0.54, repeat=2),
+        dict(val=0.50, repeat=0),
+        dict(val=0.52, repeat=1),
+        dict(val=0.54, repeat=2),
         dict(factor="model.C", value="8", model={"C": 8}, val=0.45, params=SIZES[("C", 8)]),
         dict(factor="model.C", value="32", model={"C": 32}, val=0.60, params=SIZES[("C", 32)]),
         dict(factor="model.C", value="32", model={"C": 32}, val=0.62, repeat=1, params=SIZES[("C", 32)]),
@@ -119,7 +188,12 @@ def test_collect_reads_every_run_and_warns_once_per_problem(ablation_sweep, capl
     assert len(df) == 13
     assert list(df["job"]) == [str(i) for i in range(13)]  # natural order: 2 before 10
     assert df["status"].value_counts().to_dict() == {
-        "completed": 9, "over_budget": 1, "corrupt": 1, "diverged": 1, "invalid": 1}
+        "completed": 9,
+        "over_budget": 1,
+        "corrupt": 1,
+        "diverged": 1,
+        "invalid": 1,
+    }
     warnings = df.attrs["warnings"]
     assert len(warnings) == 2, warnings  # the corrupt metrics.json, the missing history.csv
     assert any("9/metrics.json: unreadable" in w and w.endswith("shown with status 'corrupt'") for w in warnings)
@@ -151,8 +225,12 @@ def test_recorded_ablation_tables_exact(ablation_sweep):
     assert list(abl.tables) == ["model.C", "model.B", "optimizer.lr", "model.P"]
 
     c = abl.tables["model.C"]
-    assert rows(c) == [("8", False, "completed", 1, 1), ("16", True, "completed", 3, 3),
-                       ("32", False, "completed", 2, 2), ("64", False, "over_budget", 1, 0)]
+    assert rows(c) == [
+        ("8", False, "completed", 1, 1),
+        ("16", True, "completed", 3, 3),
+        ("32", False, "completed", 2, 2),
+        ("64", False, "over_budget", 1, 0),
+    ]
     assert list(c["params"]) == [19_954, 78_042, 308_650, 1_227_594]
     assert c["val_acc_mean"].tolist()[:3] == pytest.approx([0.45, 0.52, 0.61])
     assert math.isnan(c.loc[3, "val_acc_mean"])
@@ -201,8 +279,7 @@ def test_combine_best_without_fallback_when_it_fits(ablation_sweep):
     assert not result.fallback and result.searched == 1
     assert result.chosen.changes == {"model.C": "32", "model.B": "2", "optimizer.lr": "0.01"}
     assert result.chosen.params == 696_618
-    assert result.chosen.command == \
-        "python run.py experiment=quick model.C=32 model.B=2 optimizer.lr=0.01"
+    assert result.chosen.command == "python run.py experiment=quick model.C=32 model.B=2 optimizer.lr=0.01"
 
 
 def test_combine_best_top_k_1_keeps_the_baseline_option(ablation_sweep):
@@ -233,8 +310,14 @@ def test_combine_best_takes_its_verdicts_from_check_budget(ablation_sweep):
     assert result.chosen.changes == {"model.B": "2", "optimizer.lr": "0.01"}
     assert result.chosen.params == 175_258 and result.chosen.status == "fits"
     # One call per distinct model config, every one held to the recorded budget.
-    assert sorted(seen) == [(8, 1, BUDGET), (8, 2, BUDGET), (16, 1, BUDGET), (16, 2, BUDGET),
-                            (32, 1, BUDGET), (32, 2, BUDGET)]
+    assert sorted(seen) == [
+        (8, 1, BUDGET),
+        (8, 2, BUDGET),
+        (16, 1, BUDGET),
+        (16, 2, BUDGET),
+        (32, 1, BUDGET),
+        (32, 2, BUDGET),
+    ]
 
     def broken(model_cfg, max_params):
         raise RuntimeError("a bug in a model family")
@@ -245,13 +328,26 @@ def test_combine_best_takes_its_verdicts_from_check_budget(ablation_sweep):
 
 def grid_sweep(root: Path) -> Path:
     """`python run.py -m model.C=8,16,32 optimizer.lr=0.001,0.01 seed=0,1` style, partly."""
-    vals = {(8, 0.001): [0.40], (16, 0.001): [0.50, 0.52], (32, 0.001): [0.60],
-            (8, 0.01): [0.41], (16, 0.01): [0.55], (32, 0.01): [0.30]}
+    vals = {
+        (8, 0.001): [0.40],
+        (16, 0.001): [0.50, 0.52],
+        (32, 0.001): [0.60],
+        (8, 0.01): [0.41],
+        (16, 0.01): [0.55],
+        (32, 0.01): [0.30],
+    }
     job = 0
     for (c, lr), accs in vals.items():
         for seed, val in enumerate(accs):
-            make_run(root, str(job), model={"C": c}, lr=lr, seed=seed, val=val,
-                     overrides=[f"model.C={c}", f"optimizer.lr={lr}", f"seed={seed}"])
+            make_run(
+                root,
+                str(job),
+                model={"C": c},
+                lr=lr,
+                seed=seed,
+                val=val,
+                overrides=[f"model.C={c}", f"optimizer.lr={lr}", f"seed={seed}"],
+            )
             job += 1
     return root
 
@@ -263,8 +359,11 @@ def test_inferred_ablation_of_a_grid_with_given_baseline(tmp_path):
     # lr is not given: a tie (3 runs each) goes to job 0's value, 0.001.
     assert abl.baseline == {"model.C": "16", "optimizer.lr": "0.001"}
     c, lr = abl.tables["model.C"], abl.tables["optimizer.lr"]
-    assert rows(c) == [("8", False, "completed", 1, 1), ("16", True, "completed", 2, 2),
-                       ("32", False, "completed", 1, 1)]
+    assert rows(c) == [
+        ("8", False, "completed", 1, 1),
+        ("16", True, "completed", 2, 2),
+        ("32", False, "completed", 1, 1),
+    ]
     assert c["delta_val_acc"].tolist() == pytest.approx([-0.11, 0.0, 0.09])
     assert rows(lr) == [("0.001", True, "completed", 2, 2), ("0.01", False, "completed", 1, 1)]
     assert lr.loc[1, "delta_val_acc"] == pytest.approx(0.04)
@@ -290,24 +389,43 @@ def test_plain_folder_of_single_runs(tmp_path):
     assert abl.tables["optimizer.lr"]["delta_val_acc"].tolist() == pytest.approx([0.0, -0.01])
 
 
-@pytest.mark.parametrize("value, expected", [
-    (1e-3, "0.001"), ("1e-3", "0.001"), ("0.001", "0.001"), (0.0, "0"), (32, "32"), ("32", "32"),
-    ([1, 2, 2], "[1, 2, 2]"), ("[1,2,2]", "[1, 2, 2]"), ("sgd", "sgd"), (None, "null"), (True, "true"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1e-3, "0.001"),
+        ("1e-3", "0.001"),
+        ("0.001", "0.001"),
+        (0.0, "0"),
+        (32, "32"),
+        ("32", "32"),
+        ([1, 2, 2], "[1, 2, 2]"),
+        ("[1,2,2]", "[1, 2, 2]"),
+        ("sgd", "sgd"),
+        (None, "null"),
+        (True, "true"),
+    ],
+)
 def test_canon(value, expected):
     assert canon(value) == expected
 
 
 def test_cli_writes_tables_plots_and_report(ablation_sweep):
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(ablation_sweep)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", str(ablation_sweep)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     out = ablation_sweep / "analysis"
     for stem in ("ablation_model_C", "ablation_model_B", "ablation_optimizer_lr", "ablation_model_P"):
         for ext in (".md", ".csv", ".tex"):
             assert (out / f"{stem}{ext}").stat().st_size > 0, stem + ext
-    for png in ("ablation_model_C.png", "ablation_model_B.png", "ablation_optimizer_lr.png",
-                "ablation_model_P.png", "accuracy_vs_params.png", "learning_curves.png"):
+    for png in (
+        "ablation_model_C.png",
+        "ablation_model_B.png",
+        "ablation_optimizer_lr.png",
+        "ablation_model_P.png",
+        "accuracy_vs_params.png",
+        "learning_curves.png",
+    ):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     tex = (out / "ablation_model_C.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"$\pm$" in tex
@@ -322,15 +440,19 @@ def test_cli_writes_tables_plots_and_report(ablation_sweep):
     assert len(warning_lines) == 2 and "Traceback" not in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["does/not/exist"], "does/not/exist: no such folder"),
-    (["--baseline", "model.C"], "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["does/not/exist"], "does/not/exist: no such folder"),
+        (["--baseline", "model.C"], "expected KEY=VALUE"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, args, message):
     if args[0] == "--baseline":
         args = [str(grid_sweep(tmp_path / "g"))] + args
-    proc = subprocess.run([sys.executable, "-m", "analysis", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 

@@ -8,6 +8,7 @@
   summarized, not a crash.
 - `import analysis` (and drawing our charts) leaves matplotlib's backend and pyplot alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,14 @@ PASSWORD = "pw-Zr8-not-for-reports"
 
 
 def run_analysis(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
 
 
 def free_port() -> int:
@@ -72,8 +79,9 @@ def test_password_from_the_environment_stays_out_of_the_warning_and_report(tmp_p
 # --- a study with no completed trial (issue 9, item 3) -----------------------------------
 
 
-@pytest.mark.parametrize("states", [[], [TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING]],
-                         ids=["no trial", "none completed"])
+@pytest.mark.parametrize(
+    "states", [[], [TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING]], ids=["no trial", "none completed"]
+)
 def test_study_without_a_completed_trial_is_summarized(tmp_path, states):
     study_dir = tmp_path / "optuna" / "early"
     study_dir.mkdir(parents=True)
@@ -146,6 +154,12 @@ assert [f.name for f in files if f.suffix == ".png"], files
 assert "matplotlib.pyplot" not in sys.modules, "drawing imported pyplot"
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MPLBACKEND": "svg"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "svg"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,5 @@
 """analysis.study on a real tiny Optuna study in a SQLite file (no training: ask/tell only)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TRIALS = [
     (16, 1e-3, TrialState.COMPLETE, 0.60, -0.5),
     (32, 1e-2, TrialState.COMPLETE, 0.70, -0.1),
-    (64, 1e-2, TrialState.PRUNED, None, 0.2),      # over budget: told PRUNED, never trained
+    (64, 1e-2, TrialState.PRUNED, None, 0.2),  # over budget: told PRUNED, never trained
     (8, 1e-1, TrialState.FAIL, None, -0.9),
     (24, 3e-3, TrialState.COMPLETE, 0.65, -0.3),
-    (28, 5e-3, TrialState.PRUNED, None, -0.2),     # stopped by the pruner
-    (60, 1e-3, TrialState.COMPLETE, 0.99, 0.1),    # infeasible: must never be the best
+    (28, 5e-3, TrialState.PRUNED, None, -0.2),  # stopped by the pruner
+    (60, 1e-3, TrialState.COMPLETE, 0.99, 0.1),  # infeasible: must never be the best
     (20, 2e-3, TrialState.COMPLETE, 0.62, -0.4),
 ]
 
@@ -66,7 +67,7 @@ def test_find_studies_from_sqlite_files(tmp_path):
 
 
 def test_summary_counts_best_feasible_and_importances(study_dir):
-    (storage, name), = find_studies(study_dir)
+    ((storage, name),) = find_studies(study_dir)
     s = summarize(storage, name)
     assert s.counts == {"complete": 4, "pruned": 1, "infeasible": 2, "failed": 1, "other": 0}
     # Trial 6 has the highest value but violates the budget: the best feasible is trial 1.
@@ -80,8 +81,9 @@ def test_summary_counts_best_feasible_and_importances(study_dir):
 
 
 def test_cli_on_a_study_folder_without_runs(study_dir):
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(study_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", str(study_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     out = study_dir / "analysis"
     assert (out / "optuna_tiny_history.png").read_bytes()[:4] == b"\x89PNG"

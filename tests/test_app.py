@@ -1,4 +1,5 @@
 """run.py as a user runs it: single runs, a grid sweep, and one-line errors for bad input."""
+
 import json
 
 import numpy as np
@@ -46,23 +47,31 @@ def test_single_run_returns_and_records(tmp_path):
 @pytest.fixture
 def corrupt_npz(tmp_path):
     path = tmp_path / "corrupt.npz"
-    np.savez(path, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.zeros(4, int),
-             x_test=np.zeros((4, 32, 32, 3), np.uint8), y_test=np.zeros(4, int))
+    np.savez(
+        path,
+        x_train=np.zeros((4, 32, 32, 3), np.uint8),
+        y_train=np.zeros(4, int),
+        x_test=np.zeros((4, 32, 32, 3), np.uint8),
+        y_test=np.zeros(4, int),
+    )
     path.write_bytes(path.read_bytes()[:200])  # truncated mid-archive
     return path
 
 
-@pytest.mark.parametrize("args,says", [
-    (["optimizer=nadam"], "optimizer/nadam"),
-    (["model.C=abc"], "model.C"),
-    (["model.N=4", "model.P=9"], "4x4"),
-    (["data=npz", "data.path=missing.npz"], "missing.npz"),
-    (["data=npz", "data.path=CORRUPT"], "corrupt.npz"),
-    (["batch_size=abc"], "batch_size"),
-    (["epochs=0"], "epochs"),
-    (["scheduler=bogus"], "full_key: scheduler"),
-    (["optimizer._target_=torch.optim.Nope"], "error: optimizer: Error locating target 'torch.optim.Nope'"),
-])
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["optimizer=nadam"], "optimizer/nadam"),
+        (["model.C=abc"], "model.C"),
+        (["model.N=4", "model.P=9"], "4x4"),
+        (["data=npz", "data.path=missing.npz"], "missing.npz"),
+        (["data=npz", "data.path=CORRUPT"], "corrupt.npz"),
+        (["batch_size=abc"], "batch_size"),
+        (["epochs=0"], "epochs"),
+        (["scheduler=bogus"], "full_key: scheduler"),
+        (["optimizer._target_=torch.optim.Nope"], "error: optimizer: Error locating target 'torch.optim.Nope'"),
+    ],
+)
 def test_bad_input_gets_a_clear_error_and_no_traceback(tmp_path, corrupt_npz, args, says):
     args = [a.replace("CORRUPT", str(corrupt_npz)) for a in args]
     r = run_app([*FAST, *args], tmp_path)

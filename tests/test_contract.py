@@ -1,7 +1,7 @@
 """The run contract (contract/): a torch-free leaf whose writers and readers agree."""
+
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -15,9 +15,11 @@ from contract.values import canon, parse_value, quote, values_equal
 
 
 def test_importing_the_contract_loads_no_torch_and_no_optuna():
-    code = ("import sys, contract, contract.values, contract.layouts, contract.storage; "
-            "bad = [m for m in ('torch', 'optuna', 'models', 'trainer', 'sweeper', 'analysis') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, contract, contract.values, contract.layouts, contract.storage; "
+        "bad = [m for m in ('torch', 'optuna', 'models', 'trainer', 'sweeper', 'analysis') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -55,8 +57,18 @@ def test_write_atomic_leaves_no_temporary_file(tmp_path):
     assert (tmp_path / contract.HISTORY_FILE).read_text().splitlines()[0] == ",".join(contract.HISTORY_COLUMNS)
 
 
-@pytest.mark.parametrize("a, b", [("1e-3", 0.001), (64.0, 64), ("[1,1,1]", [1, 1, 1]), (True, "true"),
-                                  (None, "null"), ("adam", "adam"), ({"a": 1.0}, {"a": 1})])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("1e-3", 0.001),
+        (64.0, 64),
+        ("[1,1,1]", [1, 1, 1]),
+        (True, "true"),
+        (None, "null"),
+        ("adam", "adam"),
+        ({"a": 1.0}, {"a": 1}),
+    ],
+)
 def test_canon_gives_one_text_per_value(a, b):
     assert canon(a) == canon(b)
 
@@ -69,10 +81,22 @@ def test_canon_parses_back_to_an_equal_value():
 @pytest.mark.parametrize(
     "a, b, equal",
     [
-        (64, 64.0, True), (64, 65, False), (True, 1, False), (False, 0, False), (True, True, True),
-        ("64", 64, True), ("adam", "adam", True), ("adam", "sgd", False), (None, None, True),
-        (None, "null", False), ([1, 2], [1.0, 2], True), ([1, 2], [1, 2, 3], False), (2, [2], False),
-        ({"a": 1}, {"a": 1.0}, True), ({"a": 1}, {"b": 1}, False), (float("nan"), float("nan"), True),
+        (64, 64.0, True),
+        (64, 65, False),
+        (True, 1, False),
+        (False, 0, False),
+        (True, True, True),
+        ("64", 64, True),
+        ("adam", "adam", True),
+        ("adam", "sgd", False),
+        (None, None, True),
+        (None, "null", False),
+        ([1, 2], [1.0, 2], True),
+        ([1, 2], [1, 2, 3], False),
+        (2, [2], False),
+        ({"a": 1}, {"a": 1.0}, True),
+        ({"a": 1}, {"b": 1}, False),
+        (float("nan"), float("nan"), True),
     ],
 )
 def test_values_equal(a, b, equal):
@@ -81,8 +105,25 @@ def test_values_equal(a, b, equal):
 
 
 @pytest.mark.parametrize(
-    "text", ["model.C", "optimizer", "data/augment", "64", "1e-3", "true", "null", "[1,1,1]", "a b", "it's",
-             "back\\slash'", "x=y,z", "${oc.env:HOME}", "", "-3", "resnet_small"],
+    "text",
+    [
+        "model.C",
+        "optimizer",
+        "data/augment",
+        "64",
+        "1e-3",
+        "true",
+        "null",
+        "[1,1,1]",
+        "a b",
+        "it's",
+        "back\\slash'",
+        "x=y,z",
+        "${oc.env:HOME}",
+        "",
+        "-3",
+        "resnet_small",
+    ],
 )
 def test_quote_parses_back_to_the_same_string(text):
     (override,) = OverridesParser.create().parse_overrides([f"sweep.value={quote(text)}"])
@@ -96,9 +137,14 @@ def test_study_and_ablation_plan_layouts_round_trip(tmp_path):
     layouts.write_study(tmp_path, record)
     assert layouts.read_study(tmp_path) == record
     plan = layouts.AblationPlanRecord(
-        repeats=2, factors={"model.C": {"baseline": 16, "runs": ["32"], "skipped": []}},
-        variants=[layouts.PlannedVariant(None, None), layouts.PlannedVariant("model.C", "32", ["model.C=32"], "1 params")],
-        n_jobs=4)
+        repeats=2,
+        factors={"model.C": {"baseline": 16, "runs": ["32"], "skipped": []}},
+        variants=[
+            layouts.PlannedVariant(None, None),
+            layouts.PlannedVariant("model.C", "32", ["model.C=32"], "1 params"),
+        ],
+        n_jobs=4,
+    )
     layouts.write_ablation_plan(tmp_path, plan)
     assert layouts.read_ablation_plan(tmp_path) == plan
     assert layouts.read_study(tmp_path / "nowhere") is None

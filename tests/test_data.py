@@ -60,8 +60,13 @@ def test_npz_errors_name_the_file(tmp_path):
     np.savez(tmp_path / "partial.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(DataError, match="lacks the arrays y_train, x_test, y_test"):
         load_npz(tmp_path / "partial.npz")
-    np.savez(tmp_path / "floats.npz", x_train=np.zeros((2, 32, 32, 3)), y_train=np.zeros(2, int),
-             x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, int))
+    np.savez(
+        tmp_path / "floats.npz",
+        x_train=np.zeros((2, 32, 32, 3)),
+        y_train=np.zeros(2, int),
+        x_test=np.zeros((2, 32, 32, 3), np.uint8),
+        y_test=np.zeros(2, int),
+    )
     with pytest.raises(DataError, match="NHWC uint8"):
         load_npz(tmp_path / "floats.npz")
 

@@ -45,21 +45,28 @@ def test_smallest_config_counted_by_hand():
     assert models.count_params(dict(name="resnet", N=1, B=1, C=4, F=3, K=1, P=32, stem_kernel=3)) == 470
 
 
-@pytest.mark.parametrize("cfg", [
-    dict(N=3, B=1, C=16, F=3, K=1, P=8, stem_kernel=3),
-    dict(N=4, B=[1, 2, 1, 2], C=[8, 16, 20, 40], F=[3, 5, 3, 1], K=3, P=2, stem_kernel=5),
-    dict(N=2, B=2, C=12, F=5, K=2, P=4, stem_kernel=1),  # pooled map 4x4: head sees 16x the channels
-    dict(N=6, B=1, C=4, F=3, K=1, P=1, stem_kernel=3),  # 1x1 final map
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(N=3, B=1, C=16, F=3, K=1, P=8, stem_kernel=3),
+        dict(N=4, B=[1, 2, 1, 2], C=[8, 16, 20, 40], F=[3, 5, 3, 1], K=3, P=2, stem_kernel=5),
+        dict(N=2, B=2, C=12, F=5, K=2, P=4, stem_kernel=1),  # pooled map 4x4: head sees 16x the channels
+        dict(N=6, B=1, C=4, F=3, K=1, P=1, stem_kernel=3),  # 1x1 final map
+    ],
+)
 def test_counts_match_an_independent_computation(cfg):
     assert models.count_params(dict(name="resnet", **cfg)) == resnet_params_by_hand(**cfg)
     built = models.create_model(dict(name="resnet", **cfg))
     assert sum(p.numel() for p in built.parameters()) == resnet_params_by_hand(**cfg)
 
 
-@pytest.mark.parametrize("cfg", [
-    SEED_FINAL, dict(name="resnet", N=4, B=[1, 2, 1, 2], C=[8, 16, 20, 40], F=[3, 5, 3, 1], K=3, P=2, stem_kernel=4),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SEED_FINAL,
+        dict(name="resnet", N=4, B=[1, 2, 1, 2], C=[8, 16, 20, 40], F=[3, 5, 3, 1], K=3, P=2, stem_kernel=4),
+    ],
+)
 def test_flops_arithmetic_agrees_with_torch_flop_counter(cfg):
     assert models.count_flops(cfg) == flops_by_tracing(cfg)
 
@@ -71,18 +78,21 @@ def test_every_family_trains_every_parameter(name):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("override,key", [
-    (dict(C="abc"), "model.C"),
-    (dict(N=4, P=9), "model.P"),  # 4x4 final map
-    (dict(N=7, P=1), "model.N"),  # 6 halvings of 32 px
-    (dict(B=[1, 2]), "model.B"),
-    (dict(F=0), "model.F"),
-    (dict(K=-1), "model.K"),
-    (dict(N=2.5), "model.N"),
-    (dict(stem_kernel=True), "model.stem_kernel"),
-    (dict(width=3), "model.width"),
-    (dict(name="vgg"), "model.name"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        (dict(C="abc"), "model.C"),
+        (dict(N=4, P=9), "model.P"),  # 4x4 final map
+        (dict(N=7, P=1), "model.N"),  # 6 halvings of 32 px
+        (dict(B=[1, 2]), "model.B"),
+        (dict(F=0), "model.F"),
+        (dict(K=-1), "model.K"),
+        (dict(N=2.5), "model.N"),
+        (dict(stem_kernel=True), "model.stem_kernel"),
+        (dict(width=3), "model.width"),
+        (dict(name="vgg"), "model.name"),
+    ],
+)
 def test_bad_configs_name_the_key(override, key):
     with pytest.raises(models.ConfigError) as err:
         models.count_params({"name": "resnet", **override})
@@ -106,8 +116,9 @@ def test_registering_a_family_twice_warns():
 def test_importing_models_leaves_the_warning_filters_alone():
     # torch and numpy add filters of their own when imported: take them first, then ours
     code = "import warnings, torch; before = list(warnings.filters); import models; assert warnings.filters == before"
-    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 

@@ -1,6 +1,7 @@
 """`python run.py -m hydra/sweeper=optuna` end to end on tiny generated data: the budget as a
 constraint, pruning from the jobs (joblib workers), resume after SIGKILL, failures and
 one-line errors. Each test runs the app in a subprocess, in its own tmp_path."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ from tests._sweep import env, load_study, metrics, run_folders, run_sweep, study
 @pytest.mark.slow
 def test_budget_infeasible_trials_are_told_not_trained(tmp_path):
     # C in 8..24 and B in {1, 2} span 5.7k..98k parameters: a 20k budget makes most of it infeasible
-    r = run_sweep(tmp_path, "budget.max_params=20000", "model.C=int(interval(8,24))", "model.B=choice(1,2)",
-                  "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0")
+    r = run_sweep(
+        tmp_path,
+        "budget.max_params=20000",
+        "model.C=int(interval(8,24))",
+        "model.B=choice(1,2)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.seed=0",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (study_dir,) = study_dirs(tmp_path)
     info = json.loads((study_dir / "study.json").read_text())
@@ -53,9 +60,15 @@ def test_pruner_stops_trials(tmp_path, launcher):
     # reaches 1.01; n_warmup_steps=2 spares epoch 1). The grid's epochs=3 trials are pruned
     # after epoch 2, its epochs=1 trials complete. The job reports from its own process: this
     # one (basic launcher) or a joblib worker, two trials at a time.
-    r = run_sweep(tmp_path, "hydra/sweeper/sampler=grid", "epochs=choice(1,3)", "seed=choice(0,1)",
-                  "hydra.sweeper.n_trials=4", *launcher,
-                  "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}")
+    r = run_sweep(
+        tmp_path,
+        "hydra/sweeper/sampler=grid",
+        "epochs=choice(1,3)",
+        "seed=choice(0,1)",
+        "hydra.sweeper.n_trials=4",
+        *launcher,
+        "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (study_dir,) = study_dirs(tmp_path)
     study = load_study(study_dir)
@@ -76,13 +89,19 @@ def test_pruner_stops_trials(tmp_path, launcher):
 def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_one(tmp_path):
     # 3 epochs of 480 images: a trial spends a few seconds between its first checkpoint and its
     # end, the window in which it is killed
-    args = sweep_args("epochs=3", "data.n_train=480", "optimizer.lr=tag(log,interval(1e-3,1e-1))",
-                      "hydra.sweeper.n_trials=4",
-                      "hydra.sweeper.study_name=resume", "hydra.sweeper.heartbeat.interval=1",
-                      "hydra.sweeper.heartbeat.grace_period=2")
+    args = sweep_args(
+        "epochs=3",
+        "data.n_train=480",
+        "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.study_name=resume",
+        "hydra.sweeper.heartbeat.interval=1",
+        "hydra.sweeper.heartbeat.grace_period=2",
+    )
     study_dir = tmp_path / "outputs" / "optuna" / "resume"
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:  # kill it once two trials finished and a third is between its epochs (checkpoint.pt)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
@@ -99,8 +118,11 @@ def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_
         proc.wait()
 
     interrupted = [p for p in run_folders(study_dir) if not (p / "metrics.json").exists()]
-    finished = {p: {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in p.rglob("*") if f.is_file()}
-                for p in run_folders(study_dir) if p not in interrupted}
+    finished = {
+        p: {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in p.rglob("*") if f.is_file()}
+        for p in run_folders(study_dir)
+        if p not in interrupted
+    }
     assert len(finished) >= 2 and len(interrupted) == 1
 
     r = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=240)
@@ -121,8 +143,13 @@ def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_
 @pytest.mark.slow
 def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
     # optimizer.lr=-1 passes the sizing (the model is fine) but every job records status invalid
-    r = run_sweep(tmp_path, "optimizer.lr=-1.0", "seed=range(0,100)", "hydra.sweeper.n_trials=2",
-                  "hydra.sweeper.max_failure_rate=1.0")
+    r = run_sweep(
+        tmp_path,
+        "optimizer.lr=-1.0",
+        "seed=range(0,100)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_failure_rate=1.0",
+    )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     (line,) = [x for x in r.stderr.splitlines() if "no trial completed" in x]
@@ -133,8 +160,9 @@ def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
     assert all(metrics(p)["status"] == "invalid" for p in run_folders(study_dir))
 
     # with the default max_failure_rate (0.25 of n_trials=4 = 1 failure allowed) it stops at the 2nd
-    r = run_sweep(tmp_path, "optimizer.lr=-1.0", "seed=range(0,100)", "hydra.sweeper.n_trials=4",
-                  "hydra.sweeper.study_name=stop")
+    r = run_sweep(
+        tmp_path, "optimizer.lr=-1.0", "seed=range(0,100)", "hydra.sweeper.n_trials=4", "hydra.sweeper.study_name=stop"
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "2 trials failed in this run, more than max_failure_rate=0.25 x n_trials=4" in r.stderr
     assert len(run_folders(tmp_path / "outputs" / "optuna" / "stop")) == 2
@@ -146,10 +174,14 @@ def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
     [
         (["hydra.sweeper.n_trials=0", "seed=range(0,9)"], "hydra.sweeper.n_trials: expected a positive int, got 0"),
         (["model.nope=choice(1,2)"], "cannot compose the config"),
-        (["budget.max_params=100", "seed=range(0,99)", "hydra.sweeper.max_suggestions=3"],
-         "stopped after 3 suggestions (hydra.sweeper.max_suggestions=3): 3 were over budget.max_params"),
-        (["seed=range(0,9)", "hydra.sweeper.storage=postgresql://u:pw-not-shown@127.0.0.1:1/db"],
-         "hydra.sweeper.storage: cannot open study 'quick-"),  # no server there: the error masks it
+        (
+            ["budget.max_params=100", "seed=range(0,99)", "hydra.sweeper.max_suggestions=3"],
+            "stopped after 3 suggestions (hydra.sweeper.max_suggestions=3): 3 were over budget.max_params",
+        ),
+        (
+            ["seed=range(0,9)", "hydra.sweeper.storage=postgresql://u:pw-not-shown@127.0.0.1:1/db"],
+            "hydra.sweeper.storage: cannot open study 'quick-",
+        ),  # no server there: the error masks it
     ],
     ids=["n_trials", "unknown-key", "all-over-budget", "storage-unreachable"],
 )
@@ -168,8 +200,14 @@ def test_a_bad_setting_is_refused_when_hydra_creates_the_sweeper_in_one_line(tmp
 
     from tests._sweep import ROOT
 
-    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0"],
-                       cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0"],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == ["hydra.sweeper.n_trials: expected a positive int, got 0"]
     assert not (tmp_path / "outputs").exists()  # refused before any study or folder was made
@@ -212,8 +250,14 @@ def test_an_interrupted_trial_whose_last_run_failed_runs_again(tmp_path):
     write_metrics(study_dir / "0", new_metrics(status="failed", error="DataError: cannot read the data"))
     time.sleep(2)  # its heartbeat is now stale
 
-    r = run_sweep(tmp_path, "seed=range(0,9)", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=stale",
-                  "hydra.sweeper.heartbeat.interval=1", "hydra.sweeper.heartbeat.grace_period=1")
+    r = run_sweep(
+        tmp_path,
+        "seed=range(0,9)",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.study_name=stale",
+        "hydra.sweeper.heartbeat.interval=1",
+        "hydra.sweeper.heartbeat.grace_period=1",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "trial 0: resuming in its folder" in r.stdout
     assert metrics(study_dir / "0")["status"] == "completed" and metrics(study_dir / "0")["trial"] == 0

@@ -1,6 +1,7 @@
 """The Optuna sweeper's pieces without training: search-space parsing, study names, a trial's
 overrides, storage URLs and passwords, settings checks, the outcome of a job, and the job-side
 reporter against a real SQLite study."""
+
 from __future__ import annotations
 
 import logging
@@ -76,10 +77,21 @@ def test_without_the_password_variable_libpq_finds_the_password(monkeypatch):
 
 
 def _settings(**changes):
-    settings = dict(sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0}, direction="maximize",
-                    storage=None, study_name=None, n_trials=4, n_jobs=1, max_failure_rate=0.25,
-                    custom_search_space=None, params=None, pruner=None, dir=None, max_suggestions=None,
-                    heartbeat={"interval": 10, "grace_period": 30})
+    settings = dict(
+        sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0},
+        direction="maximize",
+        storage=None,
+        study_name=None,
+        n_trials=4,
+        n_jobs=1,
+        max_failure_rate=0.25,
+        custom_search_space=None,
+        params=None,
+        pruner=None,
+        dir=None,
+        max_suggestions=None,
+        heartbeat={"interval": 10, "grace_period": 30},
+    )
     return {**settings, **changes}
 
 
@@ -131,8 +143,17 @@ def _reads_as(overrides):
 
 
 def test_a_trials_overrides_read_back_as_its_parameters():
-    space = parse_space(["a=choice('c,d','1',plain,'x y')", "n=range(1,4)", "lr=tag(log,interval(1e-4,1e-1))",
-                         "z=choice([1,2],[3])", "b=choice(true,false)", "fixed='hello world'", "~gone"])
+    space = parse_space(
+        [
+            "a=choice('c,d','1',plain,'x y')",
+            "n=range(1,4)",
+            "lr=tag(log,interval(1e-4,1e-1))",
+            "z=choice([1,2],[3])",
+            "b=choice(true,false)",
+            "fixed='hello world'",
+            "~gone",
+        ]
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(12):
         trial = study.ask(fixed_distributions=space.distributions)
@@ -201,8 +222,13 @@ def test_epoch_reporter_is_none_outside_an_optuna_trial():
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_build_pruner_defaults_to_never_pruning():
     assert isinstance(build_pruner(None), optuna.pruners.NopPruner)
-    pruner = build_pruner({"_target_": "optuna.pruners.PatientPruner", "patience": 1,
-                           "wrapped_pruner": {"_target_": "optuna.pruners.MedianPruner"}})
+    pruner = build_pruner(
+        {
+            "_target_": "optuna.pruners.PatientPruner",
+            "patience": 1,
+            "wrapped_pruner": {"_target_": "optuna.pruners.MedianPruner"},
+        }
+    )
     assert isinstance(pruner, optuna.pruners.PatientPruner)
 
 

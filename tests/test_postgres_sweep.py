@@ -1,6 +1,7 @@
 """Two sweep processes share one study through a real PostgreSQL server (started by the test):
 the study ends with exactly n_trials trained trials, each run once, by one worker, in its own
 folder; and the storage password appears in no output, log or file."""
+
 from __future__ import annotations
 
 import re
@@ -27,15 +28,21 @@ def pg_url():
 
 def test_two_workers_share_one_study_with_no_duplicate_or_lost_trial(tmp_path, pg_url, monkeypatch):
     n_trials = 6
-    args = sweep_args("optimizer.lr=tag(log,interval(1e-3,1e-1))", "seed=range(0,1000)",
-                      f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.study_name=shared",
-                      "hydra.sweeper.heartbeat.interval=1")
+    args = sweep_args(
+        "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+        "seed=range(0,1000)",
+        f"hydra.sweeper.n_trials={n_trials}",
+        "hydra.sweeper.study_name=shared",
+        "hydra.sweeper.heartbeat.interval=1",
+    )
     # the URL with its password: on one worker's command line, in the other's $BUDGETSWEEP_STORAGE
     ways = [(args + [f"hydra.sweeper.storage={pg_url}"], env()), (args, env(BUDGETSWEEP_STORAGE=pg_url))]
-    workers = [subprocess.Popen(a, cwd=tmp_path, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for a, e in ways]
+    workers = [
+        subprocess.Popen(a, cwd=tmp_path, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for a, e in ways
+    ]
     outputs = [w.communicate(timeout=300) for w in workers]
-    for w, (out, err) in zip(workers, outputs):
+    for w, (_, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-3000:]
 
     # each trial was launched by exactly one worker, and together they ran exactly n_trials

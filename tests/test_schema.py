@@ -1,4 +1,5 @@
 """The typed vocabulary: choices refused at compose time, ranges by `validate`, defaults written once."""
+
 import re
 from dataclasses import fields
 
@@ -29,9 +30,21 @@ def test_a_bad_choice_is_one_paragraph_from_the_app(tmp_path):
     assert "full_key: scheduler" in r.stderr and not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("key,bad", [("batch_size", 0), ("eval_batch_size", -1), ("epochs", 0), ("optimizer.lr", 0),
-                                     ("optimizer.lr", "abc"), ("warmup_epochs", -1.0), ("label_smoothing", 1.0),
-                                     ("threads", 0), ("budget.max_params", 0), ("objective", "loss")])
+@pytest.mark.parametrize(
+    "key,bad",
+    [
+        ("batch_size", 0),
+        ("eval_batch_size", -1),
+        ("epochs", 0),
+        ("optimizer.lr", 0),
+        ("optimizer.lr", "abc"),
+        ("warmup_epochs", -1.0),
+        ("label_smoothing", 1.0),
+        ("threads", 0),
+        ("budget.max_params", 0),
+        ("objective", "loss"),
+    ],
+)
 def test_validate_names_the_key_out_of_range(tiny_cfg, key, bad):
     cfg = tiny_cfg([f"{key}={bad}"])
     with pytest.raises(TrainConfigError, match=rf"^{re.escape(key)}: expected .* got {re.escape(repr(bad))}$"):
@@ -67,7 +80,8 @@ def test_each_default_is_written_once():
 def test_a_new_optimizer_is_one_yaml_file(tiny_cfg, tmp_path):
     (tmp_path / "optimizer").mkdir()
     (tmp_path / "optimizer" / "rmsprop.yaml").write_text(
-        "_target_: torch.optim.RMSprop\n_partial_: true\nlr: 1.0e-3\nalpha: 0.9\n")
+        "_target_: torch.optim.RMSprop\n_partial_: true\nlr: 1.0e-3\nalpha: 0.9\n"
+    )
     cfg = tiny_cfg([f"hydra.searchpath=[file://{tmp_path}]", "optimizer=rmsprop"])
     metrics = train(cfg, tmp_path / "run")
     assert metrics["status"] == "completed" and cfg.optimizer.alpha == 0.9

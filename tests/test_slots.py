@@ -3,6 +3,7 @@
 Two "workers" are two storage objects on one file, as two sweeper processes would be: each
 asks trials from its own study object and takes, refuses, claims and re-queues through its
 own storage, so every decision goes through the database."""
+
 from __future__ import annotations
 
 import shutil

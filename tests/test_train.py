@@ -45,12 +45,19 @@ def test_over_budget_is_not_trained(tiny_cfg, tmp_path):
     assert not (tmp_path / "history.csv").exists()
 
 
-@pytest.mark.parametrize("override,key", [
-    ("model.P=9", "model.P:"), ("objective=loss", "objective:"), ("optimizer.lr=-1", "optimizer.lr:"),
-    ("label_smoothing=1.0", "label_smoothing:"), ("device=tpu9", "device:"),
-    ("optimizer._target_=torch.optim.Nope", "optimizer:"), ("+optimizer.foo=1", "optimizer:"),
-    ("optimizer._target_=os.system", "optimizer._target_:"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("model.P=9", "model.P:"),
+        ("objective=loss", "objective:"),
+        ("optimizer.lr=-1", "optimizer.lr:"),
+        ("label_smoothing=1.0", "label_smoothing:"),
+        ("device=tpu9", "device:"),
+        ("optimizer._target_=torch.optim.Nope", "optimizer:"),
+        ("+optimizer.foo=1", "optimizer:"),
+        ("optimizer._target_=os.system", "optimizer._target_:"),
+    ],
+)
 def test_invalid_config_is_recorded(tiny_cfg, tmp_path, override, key):
     metrics = train(tiny_cfg([override]), tmp_path)
     assert metrics["status"] == "invalid" and metrics["error"].startswith(key) and "\n" not in metrics["error"]

@@ -4,6 +4,7 @@ Order, cheapest first: the training settings (invalid), the model against the bu
 (`models.check_budget`: invalid or over_budget, never trained), the data (DataError is the
 caller's to report), then `fit`, then metrics.json.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,11 +46,18 @@ def record_result(metrics: dict, result: FitResult, objective: str) -> None:
     history = result.history
     if history:
         best = max(history, key=lambda r: r["val_acc"])
-        metrics.update(val_acc=best["val_acc"], best_epoch=best["epoch"],
-                       final_val_acc=history[-1]["val_acc"], final_val_loss=history[-1]["val_loss"])
+        metrics.update(
+            val_acc=best["val_acc"],
+            best_epoch=best["epoch"],
+            final_val_acc=history[-1]["val_acc"],
+            final_val_loss=history[-1]["val_loss"],
+        )
     metrics.update(
-        epochs=len(history), test_acc=result.test_acc, test_loss=result.test_loss,
-        train_seconds=round(result.train_seconds, 3), images_per_second=result.images_per_second,
+        epochs=len(history),
+        test_acc=result.test_acc,
+        test_loss=result.test_loss,
+        train_seconds=round(result.train_seconds, 3),
+        images_per_second=result.images_per_second,
     )
     metrics["objective"] = metrics[objective] if result.status == "completed" else None
 
@@ -60,16 +68,23 @@ def _finish(run_dir: Path, metrics: dict, status: str, error: str | None = None)
     return metrics
 
 
-def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None = None,
-          overrides: Sequence[str] = ()) -> dict:
+def train(
+    cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None = None, overrides: Sequence[str] = ()
+) -> dict:
     """Train one config, write metrics.json and history.csv in run_dir, return the metrics.
 
     Never raises for a config that cannot be built or trained (status invalid) or is over the
     budget (status over_budget), nor for a diverged run. Raises DataError for data that cannot
     be loaded, and re-raises any other exception after recording status failed."""
     run_dir = Path(run_dir)
-    metrics = new_metrics(max_params=cfg.budget.max_params, epochs_planned=cfg.epochs, seed=cfg.seed,
-                          overrides=list(overrides), torch_version=torch.__version__, **sweep_coordinates(cfg))
+    metrics = new_metrics(
+        max_params=cfg.budget.max_params,
+        epochs_planned=cfg.epochs,
+        seed=cfg.seed,
+        overrides=list(overrides),
+        torch_version=torch.__version__,
+        **sweep_coordinates(cfg),
+    )
     try:
         validate(cfg)
         device = pick_device(cfg.device)
@@ -87,9 +102,16 @@ def train(cfg: DictConfig, run_dir: str | Path, on_epoch: EpochCallback | None =
     try:
         ds = load_dataset(cfg.data, device)
         check_data_fits_model(cfg.model, ds)
-        log.info("%s: %d train / %d val / %d test images on %s; model %s, %s params",
-                 cfg.data.name, len(ds.y_train), len(ds.y_val), len(ds.y_test), metrics["device"],
-                 cfg.model.name, f"{metrics['params']:,}")
+        log.info(
+            "%s: %d train / %d val / %d test images on %s; model %s, %s params",
+            cfg.data.name,
+            len(ds.y_train),
+            len(ds.y_val),
+            len(ds.y_test),
+            metrics["device"],
+            cfg.model.name,
+            f"{metrics['params']:,}",
+        )
         result = fit(cfg, ds, device, run_dir, on_epoch)
     except DataError as e:
         _finish(run_dir, metrics, "failed", str(e))

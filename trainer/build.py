@@ -4,6 +4,7 @@ and precision, the optimizer (from its `_target_` node) and the learning-rate sc
 A setting that cannot work raises TrainConfigError naming its key, so `train` records the run
 as invalid with one line instead of a traceback.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,9 @@ def make_optimizer(optimizer_cfg: DictConfig, params) -> torch.optim.Optimizer:
     `_target_`, with `_partial_: true`; its other keys are its arguments."""
     target = optimizer_cfg.get("_target_")
     if not isinstance(target, str) or not target.startswith(tuple(p.rstrip("*") for p in OPTIMIZER_TARGETS)):
-        raise TrainConfigError(f"optimizer._target_: expected a class under {', '.join(OPTIMIZER_TARGETS)}, "
-                               f"got {target!r}")
+        raise TrainConfigError(
+            f"optimizer._target_: expected a class under {', '.join(OPTIMIZER_TARGETS)}, got {target!r}"
+        )
     try:  # _convert_: plain lists (betas), which the checkpoint's weights_only load accepts
         opt = hydra.utils.instantiate(optimizer_cfg, _convert_="all", _execution_whitelist_=OPTIMIZER_TARGETS)(params)
     except (InstantiationException, TypeError, ValueError) as e:  # bad target, unknown argument, bad value
@@ -88,8 +90,9 @@ def channels_last_is_safe(model: torch.nn.Module, device: torch.device) -> bool:
     size`, or a hang). Our ResNet's 1x1 stride-2 shortcut hits it when C < 8."""
     if device.type != "cpu":
         return True
-    return not any(isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1) and 2 <= m.in_channels < 8
-                   for m in model.modules())
+    return not any(
+        isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1) and 2 <= m.in_channels < 8 for m in model.modules()
+    )
 
 
 @dataclass

@@ -3,6 +3,7 @@
 A checkpoint is resumed only by the config that wrote it (`config_fingerprint`); the run
 deletes it when it ends, its result being in metrics.json by then.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,9 +42,18 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 def save_checkpoint(path: Path, fingerprint: str, progress: Progress, model, opt, sched, gen) -> None:
     buf = io.BytesIO()
-    torch.save(dict(fingerprint=fingerprint, progress=vars(progress), model=model.state_dict(),
-                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), generator=gen.get_state(),
-                    torch_rng=torch.get_rng_state()), buf)
+    torch.save(
+        dict(
+            fingerprint=fingerprint,
+            progress=vars(progress),
+            model=model.state_dict(),
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            generator=gen.get_state(),
+            torch_rng=torch.get_rng_state(),
+        ),
+        buf,
+    )
     write_atomic(path, buf.getvalue())
 
 

@@ -4,6 +4,7 @@
 contract. The loop checkpoints the last finished epoch, so a run killed at any point resumes
 from there when started again in the same folder.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,13 @@ def train_epoch(cfg: DictConfig, setup: Setup, ds: DeviceDataset, opt, sched, ge
     correct = torch.zeros((), device=setup.device, dtype=torch.long)
     seen = 0
     batches = train_batches(ds, cfg.batch_size, gen, cfg.data.augment, setup.memory_format)
-    with tqdm(batches, total=n_train_batches(len(ds.y_train), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
-              leave=False, disable=None if cfg.progress else True) as bar:
+    with tqdm(
+        batches,
+        total=n_train_batches(len(ds.y_train), cfg.batch_size),
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        leave=False,
+        disable=None if cfg.progress else True,
+    ) as bar:
         for xb, yb in bar:
             with setup.autocast():
                 logits = setup.step_model(xb)
@@ -85,8 +91,9 @@ def train_epoch(cfg: DictConfig, setup: Setup, ds: DeviceDataset, opt, sched, ge
     return dict(train_loss=loss_sum.item() / max(seen, 1), train_acc=correct.item() / max(seen, 1), images=seen)
 
 
-def fit(cfg: DictConfig, ds: DeviceDataset, device: torch.device, run_dir: Path,
-        on_epoch: EpochCallback | None = None) -> FitResult:
+def fit(
+    cfg: DictConfig, ds: DeviceDataset, device: torch.device, run_dir: Path, on_epoch: EpochCallback | None = None
+) -> FitResult:
     """Train `cfg.epochs` epochs (fewer when resumed, diverged or pruned), then test once."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -112,13 +119,27 @@ def fit(cfg: DictConfig, ds: DeviceDataset, device: torch.device, run_dir: Path,
         progress.images += train_row.pop("images")
         val_loss, val_acc = evaluate(setup, ds, ds.x_val, ds.y_val, cfg.eval_batch_size)
         seconds = time.perf_counter() - t0
-        row = dict(epoch=epoch, **train_row, val_loss=val_loss, val_acc=val_acc, lr=opt.param_groups[0]["lr"],
-                   seconds=round(seconds, 3))
+        row = dict(
+            epoch=epoch,
+            **train_row,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            lr=opt.param_groups[0]["lr"],
+            seconds=round(seconds, 3),
+        )
         progress.epoch, progress.seconds = epoch, progress.seconds + seconds
         progress.history.append(row)
         write_history(run_dir, progress.history)
-        log.info("epoch %d/%d train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)", epoch, cfg.epochs,
-                 row["train_loss"], row["train_acc"], val_loss, val_acc, seconds)
+        log.info(
+            "epoch %d/%d train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
+            epoch,
+            cfg.epochs,
+            row["train_loss"],
+            row["train_acc"],
+            val_loss,
+            val_acc,
+            seconds,
+        )
         if cfg.checkpoint and epoch < cfg.epochs:
             save_checkpoint(ckpt_path, fingerprint, progress, setup.model, opt, sched, gen)
         if on_epoch is not None and on_epoch(epoch, row):

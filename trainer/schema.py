@@ -10,6 +10,7 @@ group options. What a type cannot say (`epochs >= 1`) is in `RANGES`, checked by
 (`models.resnet.ResNetConfig`), checked by `models.check_budget`. `optimizer` is a plain dict
 because it is a `_target_` node (`conf/optimizer/*.yaml`): its keys are the optimizer's own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
