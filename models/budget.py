@@ -48,9 +48,19 @@ def check_budget(model_cfg: Any, max_params: int | None = None, max_flops: int |
         spec = resolve_model_config(model_cfg)
     except ConfigError as e:
         return Sizing(INVALID, None, None, str(e))
-    params, flops = count_params(spec), count_flops(spec)
+    return judge(count_params(spec), count_flops(spec), max_params, max_flops)
+
+
+def judge(params: int, flops: int | None = None, max_params: int | None = None, max_flops: int | None = None) -> Sizing:
+    """The verdict on a model already sized (any model, not only a registry family's): the
+    same words as `check_budget`, so every sizer says "over budget" the same way.
+
+    Example:
+        >>> judge(12_000, max_params=10_000).error
+        '12,000 parameters > budget.max_params=10,000'
+    """
     if max_params is not None and params > max_params:
         return Sizing(OVER_BUDGET, params, flops, f"{params:,} parameters > budget.max_params={max_params:,}")
-    if max_flops is not None and flops > max_flops:
+    if max_flops is not None and flops is not None and flops > max_flops:
         return Sizing(OVER_BUDGET, params, flops, f"{flops:,} FLOPs > budget.max_flops={max_flops:,}")
     return Sizing(FITS, params, flops, None)

@@ -159,7 +159,7 @@ def plan_ablation(
     fixed: Mapping[str, str] | None = None,
     repeats: int = 1,
     seed: Any = None,
-    seed_key: str = "seed",
+    seed_key: str | None = "seed",
     record_prefix: str | None = "sweep.",
 ) -> Plan:
     """The jobs of a one-factor-at-a-time sweep.
@@ -171,7 +171,7 @@ def plan_ablation(
         fixed: name -> override line applied to every job (the command line's plain overrides).
         repeats: every variant, the baseline included, runs this many times.
         seed: the config's seed; with repeats > 1 job r gets `seed_key=seed + r` (a factor on
-            `seed_key` itself gives its value + r).
+            `seed_key` itself gives its value + r). `seed_key` None: repeats are not seeded.
         record_prefix: where the coordinates go (`sweep.factor=...` etc.); None: not recorded.
 
     Example:
@@ -182,7 +182,7 @@ def plan_ablation(
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise AblationError(f"ablation: hydra.sweeper.repeats must be an int >= 1, got {repeats!r}")
-    if repeats > 1 and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if repeats > 1 and seed_key is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise AblationError(
             f"ablation: hydra.sweeper.repeats={repeats} needs an int `{seed_key}` in the config, got {seed!r}"
         )

@@ -1,13 +1,18 @@
 """`hydra/sweeper=ablation`: one factor at a time from a baseline, not the cartesian product.
 
     python run.py -m hydra/sweeper=ablation model.C=32,64,68 optimizer=adam,sgd
+    python any_app.py -m hydra/sweeper=ablation lr=0.01,0.1     # any Hydra app: registered below
 
 runs the baseline (the composed config, without the sweep overrides) once, plus each listed
 value that differs from the baseline, one factor at a time: 1 + 3 - 1 jobs here when the
 baseline is C=68 with adam. `hydra.sweeper.params` takes the same syntax for presets;
-`hydra.sweeper.repeats=R` runs every variant with seeds seed..seed+R-1. Each job gets
-`sweep.factor/value/baseline/repeat` overrides, which the trainer copies into metrics.json.
-Jobs go to whatever launcher is configured, `max_batch_size` at a time.
+`hydra.sweeper.repeats=R` runs every variant with seeds seed..seed+R-1 (`seed_key`; an app
+without that key gets unseeded repeats). Each job's coordinates go to its Hydra job config as
+environment variables (BUDGETSWEEP_FACTOR, _VALUE, _BASELINE, _REPEAT) and, when the app's
+config has the `record` node (run.py's `sweep`), into it as `sweep.factor/value/baseline/repeat`,
+which run.py's trainer copies into metrics.json. Variants are sized under the budget before
+launch (`sweeper.sizing`, the Optuna sweeper's sizing). Jobs go to whatever launcher is
+configured, `max_batch_size` at a time.
 
 Hydra imports this module at every start (pyproject entry point): it imports Hydra only.
 The planning is pure (`sweeper._ablation_plan`); torch is loaded only to size the variants.
@@ -16,9 +21,11 @@ The planning is pure (`sweeper._ablation_plan`); torch is loaded only to size th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Dict, Optional, Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
@@ -27,12 +34,35 @@ from omegaconf import DictConfig, OmegaConf
 
 from contract import first_line
 from contract.layouts import AblationPlanRecord, PlannedVariant, write_ablation_plan
+from contract.values import quote
 
-from ._ablation_plan import AblationError, Plan, format_plan, parse_factors, plan_ablation
+from ._ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation
+from .sizing import WAYS_OUT, BudgetConf, Sizer, Unsizable
 
 log = logging.getLogger(__name__)
 
 _ABSENT = object()
+RECORDED = ("factor", "value", "baseline", "repeat")
+ENV = {"factor": "BUDGETSWEEP_FACTOR", "value": "BUDGETSWEEP_VALUE", "baseline": "BUDGETSWEEP_BASELINE"}
+REPEAT_ENV = "BUDGETSWEEP_REPEAT"
+
+
+@dataclass
+class AblationSweeperConf:
+    """`hydra/sweeper=ablation`, registered for any app (no YAML file needed)."""
+
+    _target_: str = "sweeper.ablation.AblationSweeper"
+    params: Optional[Dict[str, Any]] = None  # key: "v1,v2,..." (override syntax); every entry is a factor
+    repeats: int = 1  # runs of every variant; seed = seed + repeat
+    max_batch_size: Optional[int] = None  # jobs handed to the launcher at once; null = all
+    seed_key: Optional[str] = "seed"  # the config key that holds the seed; absent or null: repeats unseeded
+    record: Optional[str] = "sweep"  # node that receives factor/value/baseline/repeat, when the config has it
+    size: bool = True  # size each variant under the budget before launch and log it
+    max_failure_rate: float = 0.0  # after the sweep, fail if more than this fraction of jobs raised
+    budget: BudgetConf = field(default_factory=BudgetConf)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="ablation", node=AblationSweeperConf, provider="budgetsweep")
 
 
 class AblationSweeper(Sweeper):
@@ -42,12 +72,15 @@ class AblationSweeper(Sweeper):
         params: key -> values in override syntax (`"32,64,68"`), each entry a factor.
         repeats: runs of every variant, with seed = config seed + repeat (0-based).
         max_batch_size: jobs handed to the launcher at once; None = all.
-        seed_key: the config key that holds the seed.
-        record: the config node that receives factor/value/baseline/repeat; None = none.
-        size: size each variant with `models.count_params` before launch and log the ones
-            over `budget.max_params` or invalid (they are launched anyway: the job records them).
+        seed_key: the config key that holds the seed; None, or a key the config lacks: repeats
+            run without a seed override.
+        record: the config node that receives factor/value/baseline/repeat when the config has
+            it; None = none. The job's environment gets them in any case.
+        size: size each variant before launch (`sweeper.sizing`) and log the ones over the
+            budget or invalid (they are launched anyway: run.py's job records them).
         max_failure_rate: after all jobs ran, fail the sweep if more than this fraction of
             jobs raised (a job that records over_budget/invalid and returns is not a failure).
+        budget: `max_params`, `model_key`, `size_fn`, as for the Optuna sweeper (sweeper.sizing).
     """
 
     def __init__(
@@ -55,10 +88,11 @@ class AblationSweeper(Sweeper):
         params: DictConfig | dict[str, Any] | None = None,
         repeats: int = 1,
         max_batch_size: int | None = None,
-        seed_key: str = "seed",
+        seed_key: str | None = "seed",
         record: str | None = "sweep",
         size: bool = True,
         max_failure_rate: float = 0.0,
+        budget: Any = None,
     ) -> None:
         super().__init__()
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -78,6 +112,10 @@ class AblationSweeper(Sweeper):
         self.record = record
         self.size = size
         self.max_failure_rate = float(max_failure_rate)
+        try:
+            self.sizer = Sizer.from_settings(budget)
+        except Exception as e:  # SweeperError: one line, with the ablation's prefix
+            raise AblationError(f"ablation: {e}") from None
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
@@ -111,11 +149,24 @@ class AblationSweeper(Sweeper):
         return baseline
 
     def _record_prefix(self) -> str | None:
+        """`sweep.` when the app's config has the record node with its keys, `++sweep.` when it has
+        the node without them, None (not recorded in the config) when it has no such node."""
         assert self.config is not None
-        if not self.record:
+        node = OmegaConf.select(self.config, self.record, default=None) if self.record else None
+        if not OmegaConf.is_dict(node):
             return None
-        exists = OmegaConf.select(self.config, self.record, default=_ABSENT) is not _ABSENT
-        return f"{self.record}." if exists else f"++{self.record}."
+        return f"{self.record}." if all(k in node for k in RECORDED) else f"++{self.record}."
+
+    def _seed_key(self) -> str | None:
+        """The seed key when the config has it; None: repeats run unseeded (said once)."""
+        assert self.config is not None
+        if self.seed_key and OmegaConf.select(self.config, self.seed_key, default=_ABSENT) is not _ABSENT:
+            return self.seed_key
+        if self.repeats > 1:
+            log.info(
+                "Ablation: the config has no seed key (hydra.sweeper.seed_key=%s): repeats run unseeded", self.seed_key
+            )
+        return None
 
     def plan(self, arguments: list[str]) -> Plan:
         assert self.config is not None and self.hydra_context is not None
@@ -125,46 +176,65 @@ class AblationSweeper(Sweeper):
         factors, fixed = parse_factors(self.params, arguments, parser)
         if not factors:
             log.warning("Ablation: no factors given (e.g. model.C=32,64): running the baseline only")
+        seed_key = self._seed_key()
         return plan_ablation(
             baseline=self._baseline([f.name for f in factors]),
             factors=factors,
             fixed=fixed,
             repeats=self.repeats,
-            seed=OmegaConf.select(self.config, self.seed_key, default=None),
-            seed_key=self.seed_key,
+            seed=OmegaConf.select(self.config, seed_key, default=None) if seed_key else None,
+            seed_key=seed_key,
             record_prefix=self._record_prefix(),
         )
 
-    def _compose_and_size(self, plan: Plan) -> dict[int, str]:
-        """Compose every variant (a bad one fails here, before any job runs) and size it."""
+    def _compose_and_size(self, plan: Plan, recorded: bool) -> tuple[dict[int, str], set[int]]:
+        """Compose every variant (a bad one fails here, before any job runs) and size it.
+        Returns the plan's notes and the variants not to launch: over the budget or invalid, in
+        an app that does not record such runs itself (`recorded`: run.py's record node)."""
         assert self.config is not None and self.hydra_context is not None
         notes: dict[int, str] = {}
+        infeasible: set[int] = set()
+        sizing = self.size
+        if sizing:
+            log.info("Ablation: %s", self.sizer.describe(self.config))
         for i, job in enumerate(plan.variants):
             try:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job.overrides))
             except Exception as e:
                 what = "the baseline" if job.factor is None else f"variant {job.factor}={job.value}"
                 raise AblationError(f"ablation: {what} does not compose: {' '.join(str(e).split())}") from e
-            max_params = OmegaConf.select(cfg, "budget.max_params", default=None)
-            if self.size and "model" in cfg and max_params is not None:
-                notes[i] = _size_note(cfg.model, max_params)
-        return notes
+            if not sizing:
+                continue
+            try:
+                note, fits = _size_note(self.sizer, cfg, recorded)
+            except Unsizable as e:  # said once; the jobs still run and may check themselves
+                log.warning("Ablation: variants not sized: %s; %s", e, WAYS_OUT)
+                sizing = False
+                continue
+            if note is not None:
+                notes[i] = note
+            if not fits:
+                infeasible.add(i)
+        return notes, (set() if recorded else infeasible)
 
     # -- sweeping ---------------------------------------------------------------------------
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         assert self.config is not None and self.launcher is not None
         plan = self.plan(arguments)
-        notes = self._compose_and_size(plan)
+        recorded = self._record_prefix() is not None
+        notes, skip = self._compose_and_size(plan, recorded)
         for line in format_plan(plan, notes):
             log.info(line)
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        write_ablation_plan(sweep_dir, _plan_record(plan, notes))
-
-        jobs = [list(j.overrides) for j in plan.jobs]
+        skipped = {(plan.variants[i].factor, plan.variants[i].value) for i in skip}
+        jobs = [[*j.overrides, *_job_env(j)] for j in plan.jobs if (j.factor, j.value) not in skipped]
+        write_ablation_plan(sweep_dir, _plan_record(plan, notes, len(jobs)))
+        if not jobs:
+            raise AblationError("ablation: every variant is over the budget or invalid; nothing to run")
         size = self.max_batch_size or len(jobs)
         returns: list[Sequence[JobReturn]] = []
         failed: list[tuple[int, JobReturn, str]] = []
@@ -182,28 +252,41 @@ class AblationSweeper(Sweeper):
 
         if failed:
             num, r, reason = failed[0]
-            summary = (
-                f"{len(failed)} of {len(jobs)} jobs raised (first: job {num} {' '.join(r.overrides or [])}: {reason})"
-            )
+            shown = " ".join(o for o in r.overrides or [] if not o.lstrip("+").startswith("hydra."))
+            summary = f"{len(failed)} of {len(jobs)} jobs raised (first: job {num} {shown}: {reason})"
             if len(failed) / len(jobs) > self.max_failure_rate:
                 raise AblationError(f"ablation: {' '.join(summary.split())}")
             log.warning(summary)
         return returns
 
 
-def _size_note(model_cfg: Any, max_params: int) -> str:
-    """What the plan log says of one variant's size (the job records the verdict itself)."""
-    from models import check_budget  # torch: only when sizing
+def _job_env(job: Job) -> list[str]:
+    """The job's coordinates in its Hydra job config (environment variables while it runs)."""
+    values = {"factor": job.factor, "value": job.value, "baseline": "true" if job.factor is None else "false"}
+    return [
+        *(f"++hydra.job.env_set.{ENV[k]}={quote(v)}" for k, v in values.items() if v is not None),
+        f"++hydra.job.env_set.{REPEAT_ENV}={quote(str(job.repeat))}",
+    ]
 
-    sizing = check_budget(model_cfg, max_params)
+
+def _size_note(sizer: Sizer, cfg: DictConfig, recorded: bool) -> tuple[str | None, bool]:
+    """What the plan log says of one variant's size, and whether it fits. An app that records
+    its runs (run.py) still gets infeasible variants, which it records untrained; any other
+    app does not. (None, True) without a budget."""
+    sizing = sizer.size(cfg)
+    if sizing is None:
+        return None, True
+    max_params, _ = sizer.budget(cfg)
+    outcome = "recorded, not trained" if recorded else "not run"
     if sizing.status == "invalid":
-        return f"invalid ({sizing.error}): recorded, not trained"
+        return f"invalid ({sizing.error}): {outcome}", False
     if sizing.status == "over_budget":
-        return f"{sizing.params:,} params > budget {max_params:,}: recorded as over_budget, not trained"
-    return f"{sizing.params:,} params"
+        what = "recorded as over_budget, not trained" if recorded else "not run"
+        return f"{sizing.params:,} params > budget {max_params:,}: {what}", False
+    return f"{sizing.params:,} params", True
 
 
-def _plan_record(plan: Plan, notes: dict[int, str]) -> AblationPlanRecord:
+def _plan_record(plan: Plan, notes: dict[int, str], n_jobs: int) -> AblationPlanRecord:
     """ablation_plan.yaml: what was run and what was skipped as equal to the baseline."""
     factors = {
         f.name: {
@@ -214,4 +297,4 @@ def _plan_record(plan: Plan, notes: dict[int, str]) -> AblationPlanRecord:
         for f in plan.factors
     }
     variants = [PlannedVariant(j.factor, j.value, list(j.overrides), notes.get(i)) for i, j in enumerate(plan.variants)]
-    return AblationPlanRecord(repeats=plan.repeats, factors=factors, variants=variants, n_jobs=len(plan.jobs))
+    return AblationPlanRecord(repeats=plan.repeats, factors=factors, variants=variants, n_jobs=n_jobs)

@@ -1,12 +1,13 @@
-"""Is a suggestion trainable? Compose the trial's config, size it with the one budget check.
+"""Is a suggestion trainable? Compose the trial's config, size it under the budget.
 
 Every suggestion is composed here, in the sweeper's process, exactly as its job will be
-(`ConfigLoader.load_sweep_config`, as Hydra's launchers do), and sized by
-`models.check_budget` (no weights allocated). The verdict is written on the trial for the
-samplers: Optuna 5 constraints (`Trial.set_constraint`, a value > 0 is infeasible) named
+(`ConfigLoader.load_sweep_config`, as Hydra's launchers do), and sized by `sweeper.sizing`
+(a registry family's `models.check_budget`, a `_target_` model on the meta device, or the
+user's size function; no weights allocated). Without a budget nothing is sized. The verdict
+is written on the trial for the samplers: Optuna 5 constraints (`Trial.set_constraint`, a value > 0 is infeasible) named
 
     params   n_params / budget.max_params - 1   (> 0: over budget)
-    valid    1 when the model cannot be built from this config (the family's ConfigError), else 0
+    valid    1 when the model cannot be built from this config (invalid), else 0
 
 so that samplers that handle constraints (TPE, NSGA-II, GP) learn the boundary and
 `best_trial` never picks an infeasible trial. The loop then tells an infeasible trial PRUNED
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .errors import SweeperError
+from .sizing import WAYS_OUT, Sizer, Unsizable
 
 
 def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> DictConfig:
@@ -29,21 +31,18 @@ def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> Dic
     return hydra_context.config_loader.load_sweep_config(config, list(overrides))
 
 
-def size_trial(trial: Any, cfg: DictConfig) -> Any:
-    """`models.check_budget` on the trial's model under its budget; the result is recorded on the
+def size_trial(trial: Any, cfg: DictConfig, sizer: Sizer) -> Any:
+    """Size the trial's config under its budget (`sweeper.sizing`); the result is recorded on the
     trial (user attributes `params`, `max_params`, `status`/`error` when infeasible; the
-    constraints). Returns the `models.Sizing`."""
-    import models  # torch: loaded once a sweep sizes its first suggestion, not at Hydra's start
-
-    model = OmegaConf.select(cfg, "model", default=None)
-    max_params = OmegaConf.select(cfg, "budget.max_params", default=None)
-    if model is None:
-        raise SweeperError(
-            "the Optuna sweeper sizes each suggestion's `model` node (models.check_budget): this config has none"
-        )
-    if isinstance(max_params, bool) or not (max_params is None or isinstance(max_params, int)):
-        raise SweeperError(f"budget.max_params: expected an int or null, got {max_params!r}")
-    sizing = models.check_budget(model, max_params)
+    constraints). Returns the `models.Sizing`, or None when there is no budget (nothing recorded).
+    Raises SweeperError when the config cannot be sized at all."""
+    try:
+        sizing = sizer.size(cfg)
+    except Unsizable as e:
+        raise SweeperError(f"trial {trial.number}: cannot size the config for the budget: {e}; {WAYS_OUT}") from None
+    if sizing is None:
+        return None
+    max_params, _ = sizer.budget(cfg)
     if sizing.params is not None:
         trial.set_user_attr("params", sizing.params)
         trial.set_user_attr("max_params", max_params)

@@ -4,7 +4,8 @@ A trial's job runs in `<study dir>/<trial number>/` (its `hydra.sweep.subdir`). 
 launcher it runs here, in this thread; with any other (joblib, submitit) one launch per trial
 goes through a thread pool, `n_jobs` at a time, so a finished trial frees its place at once
 instead of waiting for a whole batch. The job's `metrics.json` (the run contract) says how it
-ended; what Hydra returned is the fallback for a job that died before writing it.
+ended when the app is ours (run.py); for any other app, what its task function returned (a
+number, as for the standard plugin) or raised, and whether its reporter stopped it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
 
-from contract import first_line, read_metrics
+from contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_line, read_metrics
 
 from ._compat import job_error
 
@@ -68,29 +69,51 @@ class Outcome:
     value: float | None  # the objective, for a completed trial
     error: str | None  # one line
     epochs: Any = None
+    counted: bool = True  # a failure that counts against max_failure_rate (a NaN result does not)
 
     @property
     def state(self) -> TrialState:
         return STATES.get(self.status, TrialState.FAIL)
 
 
-def outcome(future: cf.Future, run_dir: Path) -> Outcome:
-    """How a trial's job ended: its metrics.json, else what the launcher returned or raised."""
+def run_metrics(run_dir: Path) -> dict | None:
+    """The folder's metrics.json when it is a file of our run contract (an int `schema_version`
+    up to ours, a contract status, `objective` and the sweep fields), None otherwise: an app's
+    own metrics.json is not ours to read."""
+    metrics = read_metrics(run_dir)
+    if metrics is None:
+        return None
+    version = metrics.get("schema_version")
+    marked = isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= SCHEMA_VERSION
+    if not marked or metrics.get("status") not in STATUSES or not {"objective", *SWEEP_FIELDS} <= metrics.keys():
+        return None
+    return metrics
+
+
+def outcome(future: cf.Future, run_dir: Path, pruned_at: Any = None) -> Outcome:
+    """How a trial's job ended: our metrics.json, else what the launcher returned or raised.
+    `pruned_at`: the step at which the job's reporter said stop (sweeper.report.PRUNED_AT)."""
     try:
         ret, error = future.result(), None
     except Exception as e:  # the launcher itself failed (a killed worker process, ...)
         ret, error = None, f"{type(e).__name__}: {first_line(e)}"
-    metrics = read_metrics(run_dir)
+    metrics = run_metrics(run_dir)
+    failed = job_error(ret) if ret is not None and ret.status == JobStatus.FAILED else None
+    if metrics is None and (pruned_at is not None or isinstance(failed, optuna.TrialPruned)):
+        return Outcome("pruned", None, None, pruned_at)
     status, value = _status_and_value(ret, metrics)
+    counted = True
     if status == "completed" and value is None:
         got = metrics.get("objective") if metrics else ret.return_value if _completed(ret) else None
         status, error = "failed", f"no objective value: {got!r}"
+        # the plugin tells Optuna a NaN result as FAIL and goes on: not a failure of the sweep
+        counted = not (metrics is None and isinstance(got, float) and math.isnan(got))
     if metrics:
         error = metrics.get("error") or error
-    failed = job_error(ret) if ret is not None and ret.status == JobStatus.FAILED else None
     if status != "completed" and error is None and failed is not None:
         error = f"{type(failed).__name__}: {first_line(failed)}"
-    return Outcome(status, value if status == "completed" else None, error, metrics.get("epochs") if metrics else None)
+    epochs = metrics.get("epochs") if metrics else None
+    return Outcome(status, value if status == "completed" else None, error, epochs, counted)
 
 
 def _completed(ret: JobReturn | None) -> bool:

@@ -25,14 +25,15 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from contract import FAILED_STATUSES, METRICS_FILE, first_line, read_metrics
+from contract import FAILED_STATUSES, first_line
 from contract.storage import scrub
 from contract.values import quote
 
 from .errors import SweeperError
 from .feasibility import compose, size_trial
 from .heartbeat import Heartbeats
-from .launch import LAUNCHED, Jobs, outcome, tell
+from .launch import LAUNCHED, Jobs, outcome, run_metrics, tell
+from .report import PRUNED_AT, STUDY_ENV, TRIAL_ENV
 from .settings import OptunaSettings
 from .slots import Slots
 from .space import trial_overrides
@@ -78,6 +79,13 @@ class StudyLoop:
         self.trained: Counter = Counter()
         self.failures: list[tuple[int, str, str]] = []
         self.stopping: str | None = None
+        # max_failure_rate as the plugin means it: trials of this run in launch order, in batches
+        # of n_jobs; a batch is judged once all of its trials ended
+        self.launched: list[int] = []
+        self.failed_numbers: set[int] = set()
+        self.ended: set[int] = set()
+        self.batches_judged = 0
+        self.record = self.record_prefix()
 
     @property
     def objective(self) -> str:
@@ -97,6 +105,7 @@ class StudyLoop:
             type(self.settings.pruner).__name__,
             self.parallel,
         )
+        log.info(self.settings.sizer.describe(self.config))
         self.heartbeats.start()
         try:
             self.loop()
@@ -141,12 +150,17 @@ class StudyLoop:
             cfg = compose(self.hydra_context, self.config, overrides)
         except Exception as e:  # a key or a type the config does not accept: the space is wrong
             self.drop(trial, trial_id, TrialState.FAIL, "invalid")
-            shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "sweep.")))
+            ours = ("hydra.", f"{self.settings.record}.") if self.settings.record else ("hydra.",)
+            shown = " ".join(o for o in overrides if not o.lstrip("+").startswith(ours))
             raise SweeperError(
                 f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}"
             ) from None
-        sizing = size_trial(trial, cfg)
-        if not sizing.fits:
+        try:
+            sizing = size_trial(trial, cfg, self.settings.sizer)
+        except SweeperError:
+            self.drop(trial, trial_id, TrialState.FAIL, "unsizable")
+            raise
+        if sizing is not None and not sizing.fits:
             self.drop(trial, trial_id, TrialState.PRUNED)
             self.infeasible[sizing.status] += 1
             log.info("trial %d: %s, not trained: %s", trial.number, sizing.status, sizing.error)
@@ -178,19 +192,40 @@ class StudyLoop:
         self.heartbeats.watch(trial_id)
         return trial, trial_id, self.slots.begin(trial_id)
 
+    def record_prefix(self) -> dict[str, str] | None:
+        """How the trial's number and study reach the app's `record` node (run.py's `sweep`):
+        key -> override prefix, or None when the app's config has no such node."""
+        node = OmegaConf.select(self.config, self.settings.record, default=None) if self.settings.record else None
+        if not OmegaConf.is_dict(node):
+            return None
+        name = self.settings.record
+        return {key: f"{name}." if key in node else f"++{name}." for key in ("trial", "study")}
+
     def job_overrides(self, trial: optuna.Trial) -> list[str]:
-        """The overrides of one trial's job: its parameters, then where it runs and what it is."""
+        """The overrides of one trial's job: its parameters, then where it runs and what it is (in
+        Hydra's own job config, so the app needs no key for it; in its `record` node if it has one)."""
+        study = quote(self.study.study_name)
+        record = (
+            []
+            if self.record is None
+            else [
+                f"{self.record['trial']}trial={trial.number}",
+                f"{self.record['study']}study={study}",
+            ]
+        )
         return [
             *trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config),
-            f"sweep.trial={trial.number}",
-            f"sweep.study={quote(self.study.study_name)}",
+            *record,
+            f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}",
+            f"++hydra.job.env_set.{STUDY_ENV}={study}",
             f"hydra.sweep.subdir={trial.number}",
         ]
 
     def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str]) -> bool:
         run_dir = self.sweep.study_dir / str(trial.number)
         resumed = bool(self.storage.get_trial_system_attrs(trial_id).get(LAUNCHED))
-        if (run_dir / METRICS_FILE).exists():
+        metrics = run_metrics(run_dir)
+        if metrics is not None:
             if not resumed:
                 self.drop(trial, trial_id, TrialState.FAIL, "folder taken")
                 raise SweeperError(
@@ -198,8 +233,7 @@ class StudyLoop:
                     f"{self.study.study_name!r} (was the study's storage deleted?): move that folder away or set "
                     f"hydra.sweeper.study_name / hydra.sweeper.dir"
                 )
-            metrics = read_metrics(run_dir)
-            if metrics is not None and metrics["status"] not in FAILED_STATUSES:
+            if metrics["status"] not in FAILED_STATUSES:
                 # it finished, but its sweeper died before telling Optuna
                 log.info("trial %d: finished before the interruption; reading %s", trial.number, run_dir)
                 self.in_flight[self.jobs.already_done()] = Running(trial, trial_id, time.monotonic())
@@ -217,6 +251,7 @@ class StudyLoop:
         )
         started = time.monotonic()
         self.in_flight[self.jobs.start(overrides, trial.number)] = Running(trial, trial_id, started)
+        self.launched.append(trial.number)
         return True
 
     def drop(self, trial: optuna.Trial, trial_id: int, state: TrialState, status: str | None = None) -> None:
@@ -232,7 +267,8 @@ class StudyLoop:
         running = self.in_flight.pop(future)
         trial = running.trial
         run_dir = self.sweep.study_dir / str(trial.number)
-        result = outcome(future, run_dir)
+        pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
+        result = outcome(future, run_dir, pruned_at)
         trial.set_user_attr("status", result.status)
         if result.error:
             trial.set_user_attr("error", scrub(result.error))
@@ -245,17 +281,39 @@ class StudyLoop:
         elif result.status == "pruned":
             log.info("trial %d: pruned after %s epoch(s) (%.0f s)", trial.number, result.epochs or "?", took)
         else:
-            self.failed(trial.number, result.status, result.error or "-", run_dir)
+            self.failed(trial.number, result.status, result.error or "-", run_dir, result.counted)
+        self.ended.add(trial.number)
+        self.judge_batches()
 
-    def failed(self, number: int, status: str, error: str, run_dir: Any) -> None:
-        self.failures.append((number, status, error))
+    def failed(self, number: int, status: str, error: str, run_dir: Any, counted: bool = True) -> None:
         log.warning("trial %d: %s: %s (see %s)", number, status, error, run_dir)
-        allowed = self.settings.max_failure_rate * self.n_trials
-        if len(self.failures) > allowed and self.stopping is None:
+        if not counted:  # a NaN result: FAIL in Optuna, as with the plugin, but the sweep goes on
+            return
+        self.failures.append((number, status, error))
+        self.failed_numbers.add(number)
+        share = self.settings.max_failed_share
+        if share is not None and len(self.failures) > share * self.n_trials and self.stopping is None:
             self.stopping = (
-                f"{len(self.failures)} trials failed in this run, more than max_failure_rate="
-                f"{self.settings.max_failure_rate} x n_trials={self.n_trials} allows"
+                f"{len(self.failures)} trials failed in this run, more than max_failed_share="
+                f"{share} x n_trials={self.n_trials} allows"
             )
+
+    def judge_batches(self, final: bool = False) -> None:
+        """max_failure_rate, the plugin's meaning: this run's trials, in launch order, form
+        batches of n_jobs; a batch whose failed share exceeds the rate stops the sweep."""
+        size = self.settings.n_jobs
+        while self.stopping is None:
+            batch = self.launched[self.batches_judged * size : (self.batches_judged + 1) * size]
+            if not batch or not (len(batch) == size or final) or not self.ended.issuperset(batch):
+                return
+            self.batches_judged += 1
+            failed = sum(1 for n in batch if n in self.failed_numbers)
+            if failed / len(batch) > self.settings.max_failure_rate:
+                self.stopping = (
+                    f"{failed} of the {len(batch)} trials of a batch failed (trials "
+                    f"{', '.join(map(str, batch))}), more than max_failure_rate={self.settings.max_failure_rate} "
+                    f"allows (batches of n_jobs={size})"
+                )
 
     # ------------------------------------------------------------------------------- the end
     def stop_suggesting(self) -> None:
@@ -269,8 +327,9 @@ class StudyLoop:
         )
 
     def end(self) -> None:
+        self.judge_batches(final=True)
         completed = write_results(self.study, self.sweep.study_dir, self.objective)
-        hint = failure_hint(self.failures, self.sweep.study_dir)
+        hint = failure_hint(self.failures, self.sweep.study_dir, str(self.config.hydra.job.name))
         if self.stopping is not None:
             raise SweeperError(f"Optuna sweep {self.study.study_name!r}: {self.stopping}. {hint}")
         if not completed:

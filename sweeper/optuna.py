@@ -34,13 +34,15 @@ CompactHydraException prints as its message alone).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import DictConfig
+
+from .sizing import BudgetConf
 
 
 @dataclass
@@ -54,21 +56,28 @@ class HeartbeatConf:
 @dataclass
 class BudgetOptunaSweeperConf(OptunaSweeperConf):
     """The plugin's schema (sampler, direction, storage, study_name, n_trials, n_jobs,
-    max_failure_rate, params, custom_search_space) plus ours; conf/hydra/sweeper/optuna.yaml
-    gives the values."""
+    max_failure_rate, params, custom_search_space) with the plugin's defaults, plus ours.
+    Registered as `hydra/sweeper=budget_optuna` for any app; run.py's
+    conf/hydra/sweeper/optuna.yaml builds on it with the values that suit it."""
 
     _target_: str = "sweeper.optuna.BudgetOptunaSweeper"
-    direction: Any = "maximize"
-    n_jobs: int = 1
-    max_failure_rate: float = 0.25
     pruner: Any = None  # an optuna.pruners.* node with _target_; null = never prune
-    dir: str | None = None  # the study's folder; null = outputs/optuna/<study_name>
-    max_suggestions: int | None = None  # per run, trained + infeasible; null = 20 x n_trials
+    dir: Optional[str] = None  # the study's folder; null = outputs/optuna/<study_name>
+    max_suggestions: Optional[int] = None  # per run, trained + infeasible; null = 20 x n_trials
+    # stop once more than this share of n_trials failed in this run (null: no such limit);
+    # max_failure_rate keeps the plugin's meaning (the failed share of each batch of n_jobs)
+    max_failed_share: Optional[float] = None
+    # a study reused under another search space is refused unless this is true
+    allow_space_change: bool = False
+    # the config node that receives the trial's number and study (sweep.trial, sweep.study)
+    # when the app's config has it; the job also gets them as $BUDGETSWEEP_TRIAL/_STUDY
+    record: Optional[str] = "sweep"
+    budget: BudgetConf = field(default_factory=BudgetConf)
     heartbeat: HeartbeatConf = field(default_factory=HeartbeatConf)
 
 
 ConfigStore.instance().store(
-    group="hydra/sweeper", name="budget_optuna_schema", node=BudgetOptunaSweeperConf, provider="budgetsweep"
+    group="hydra/sweeper", name="budget_optuna", node=BudgetOptunaSweeperConf, provider="budgetsweep"
 )
 
 
@@ -81,26 +90,29 @@ class BudgetOptunaSweeper(Sweeper):
         super().__init__()
         self.settings = parse_settings(**settings)
         self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
         self.config: DictConfig | None = None
         self.launcher: Any = None
         self.parallel = 1
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
+        from .study import hide_password
 
-        from .study import hide_password, parallelism
-
-        self.hydra_context, self.config = hydra_context, config
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
         hide_password(self.settings, config)
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
-        self.parallel = parallelism(self.launcher, config, self.settings.n_jobs)
 
     def sweep(self, arguments: list[str]) -> None:
+        from hydra.core.plugins import Plugins
+
         from .loop import StudyLoop
-        from .study import open_sweep
+        from .study import open_sweep, parallelism
 
         assert self.config is not None, "setup() first"
         sweep = open_sweep(self.settings, self.config, arguments)
+        # the launcher is made once the study's folder is pinned as hydra.sweep.dir, so that its
+        # own files (submitit's .submitit/) go there too, not to a timestamped multirun folder
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=self.task_function, config=self.config
+        )
+        self.parallel = parallelism(self.launcher, self.config, self.settings.n_jobs)
         StudyLoop(self.settings, sweep, self.hydra_context, self.config, self.launcher, self.parallel).run()

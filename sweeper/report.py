@@ -1,20 +1,37 @@
-"""The job's side of pruning: report each epoch to the job's own trial, stop when told to.
+"""The job's side of pruning, for any Hydra app: report intermediate values to the job's own trial.
 
-`run.py` asks `epoch_reporter(cfg)` for the trainer's `on_epoch` callback. In a trial of the
-Optuna sweeper (`cfg.sweep.trial` set, `hydra.sweeper` ours) it returns a callable that loads
-the study from the sweeper's storage (the URL each job gets, password masked, see
-`contract.storage`), rebuilds the configured pruner (Optuna does not keep the pruner in the
-storage: a study loaded without one would silently use MedianPruner's defaults), reports
-the epoch's validation accuracy as the trial's intermediate value and returns
-`trial.should_prune()`. Works in any process that can reach the storage (basic launcher,
-joblib workers, SLURM jobs). Importing this module is light: Optuna is loaded on the first
-epoch.
+In a training loop (any app run by `hydra/sweeper=budget_optuna`, or run.py's `optuna`):
+
+    from sweeper.report import trial_reporter
+
+    reporter = trial_reporter()          # a no-op outside a trial of our Optuna sweeper
+    for epoch in range(1, epochs + 1):
+        val_loss = train_one_epoch(...)
+        if reporter.report(epoch, val_loss):   # the pruner says stop
+            break
+    return val_loss
+
+The job finds its trial in its own Hydra config: the sweeper gives each job
+`hydra.job.env_set.BUDGETSWEEP_TRIAL=<number>` and `BUDGETSWEEP_STUDY=<name>` (also set as
+environment variables while the job runs) and pins `hydra.sweeper.storage` (password masked,
+see `contract.storage`), so the app needs no key of its own. The reporter loads the study from
+that storage, rebuilds the configured pruner (Optuna does not keep the pruner in the storage:
+a study loaded without one would silently use MedianPruner's defaults), reports each value as
+the trial's intermediate value and returns `trial.should_prune()`. When it says stop it also
+marks the trial (system attribute PRUNED_AT), so the sweeper tells Optuna PRUNED whatever the
+app returns; raising `optuna.TrialPruned` from the job works too. Works in any process that
+can reach the storage (basic launcher, joblib workers, submitit/SLURM jobs); a job that cannot
+reach it logs one warning and trains on. Importing this module is light: Optuna is loaded on
+the first report.
+
+`run.py` asks `epoch_reporter(cfg)` for the trainer's `on_epoch` callback, the same reporter.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from contract import first_line
@@ -22,6 +39,54 @@ from contract import first_line
 log = logging.getLogger("sweeper.report")
 
 PRUNER_WHITELIST = ("optuna.pruners.*", "sweeper.*")
+TRIAL_ENV, STUDY_ENV = "BUDGETSWEEP_TRIAL", "BUDGETSWEEP_STUDY"  # set for each job by the Optuna sweeper
+PRUNED_AT = "budgetsweep:pruned_at"  # trial system attr: the step at which the job's reporter said stop
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """The Optuna trial a Hydra job runs for."""
+
+    study: str
+    number: int
+    storage: str  # password masked
+    pruner_cfg: Any
+
+
+def current_trial() -> TrialInfo | None:
+    """The trial of our Optuna sweeper that this Hydra job runs; None outside one (a plain run,
+    another sweeper, a trial rerun by hand)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # no Hydra config: not a Hydra job
+        return None
+    env = hc.job.get("env_set") or {}
+    number, study, sweeper_cfg = env.get(TRIAL_ENV), env.get(STUDY_ENV), hc.get("sweeper")
+    if number is None or study is None or sweeper_cfg is None:
+        return None
+    if "pruner" not in sweeper_cfg or not sweeper_cfg.get("storage"):
+        return None  # not our sweeper
+    return TrialInfo(str(study), int(number), str(sweeper_cfg.storage), sweeper_cfg.pruner)
+
+
+class NullReporter:
+    """Outside a trial: reports nothing, never stops."""
+
+    pruned = False
+    number = None
+
+    def report(self, step: int, value: float) -> bool:
+        return False
+
+
+def trial_reporter() -> TrialReporter | NullReporter:
+    """The reporter of this job's trial: `report(step, value) -> stop now?`; a no-op outside one."""
+    info = current_trial()
+    if info is None:
+        return NullReporter()
+    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key="value")
 
 
 def build_pruner(pruner_cfg: Any):
@@ -44,30 +109,28 @@ def build_pruner(pruner_cfg: Any):
 
 
 def epoch_reporter(cfg: Any) -> Callable[[int, dict], bool] | None:
-    """The trainer's on_epoch callback for an Optuna trial; None outside one."""
-    if cfg.sweep.trial is None or cfg.sweep.study is None:
+    """The trainer's on_epoch callback for an Optuna trial (reports `val_acc`, or `val_loss` when
+    that is the objective); None outside one."""
+    info = current_trial()
+    if info is None:
         return None
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        sweeper_cfg = HydraConfig.get().sweeper
-    except ValueError:  # no Hydra config: not a Hydra job
-        return None
-    if sweeper_cfg is None or "pruner" not in sweeper_cfg or not sweeper_cfg.get("storage"):
-        return None  # another sweeper, or a trial run again by hand: nothing to report to
     key = cfg.objective if cfg.objective in ("val_acc", "val_loss") else "val_acc"
-    return TrialReporter(sweeper_cfg.storage, cfg.sweep.study, int(cfg.sweep.trial), sweeper_cfg.pruner, key)
+    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key)
 
 
 class TrialReporter:
-    """on_epoch(epoch, row) -> stop now? Reporting problems never stop training: a job whose
-    storage is unreachable logs one warning and trains to the end."""
+    """report(step, value) -> stop now? (and on_epoch(epoch, row) for the trainer). Reporting
+    problems never stop training: a job whose storage is unreachable logs one warning and
+    trains to the end."""
 
-    def __init__(self, storage_url: str, study_name: str, number: int, pruner_cfg: Any, key: str = "val_acc"):
+    def __init__(self, storage_url: str, study_name: str, number: int, pruner_cfg: Any, key: str = "val_acc") -> None:
         self.storage_url, self.study_name, self.number = storage_url, study_name, number
         self.pruner_cfg, self.key = pruner_cfg, key
         self.trial = None
+        self.trial_id: int | None = None
+        self.storage: Any = None
         self.broken = False
+        self.pruned = False
 
     def connect(self):
         import optuna
@@ -82,16 +145,25 @@ class TrialReporter:
             pruner=build_pruner(self.pruner_cfg),
         )
         study_id = storage.get_study_id_from_name(self.study_name)
-        return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, self.number))
+        self.storage = storage
+        self.trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
+        return optuna.trial.Trial(study, self.trial_id)
 
     def __call__(self, epoch: int, row: dict) -> bool:
+        """The trainer's on_epoch: report `row[key]` for this epoch."""
+        return self.report(epoch, row[self.key])
+
+    def report(self, step: int, value: float) -> bool:
+        """Report `value` at `step` (e.g. the epoch, 1-based) to the trial; True: stop now."""
         if self.broken:
             return False
         try:
             if self.trial is None:
                 self.trial = self.connect()
-            self.trial.report(float(row[self.key]), epoch)
+            self.trial.report(float(value), step)
             prune = bool(self.trial.should_prune())
+            if prune:
+                self.storage.set_trial_system_attr(self.trial_id, PRUNED_AT, step)
         except Exception as e:
             from contract.storage import scrub
 
@@ -100,7 +172,6 @@ class TrialReporter:
             log.warning("trial %d: cannot report to the study (%s); training on without pruning", self.number, msg)
             return False
         if prune:
-            log.info(
-                "trial %d: the pruner stops it after epoch %d (%s %.4f)", self.number, epoch, self.key, row[self.key]
-            )
+            self.pruned = True
+            log.info("trial %d: the pruner stops it after step %d (%s %.4f)", self.number, step, self.key, value)
         return prune

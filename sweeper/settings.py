@@ -29,7 +29,8 @@ class OptunaSettings:
     study_name: str | None  # None: derived from the search space (sweeper.space.default_study_name)
     n_trials: int  # trained trials the study should have
     n_jobs: int
-    max_failure_rate: float
+    max_failure_rate: float  # the plugin's meaning: the failed share allowed in each batch of n_jobs trials
+    max_failed_share: float | None  # the failed share of n_trials allowed in one run; None: no limit
     custom_search_space: Callable[[Any, Any], None] | None  # fn(config, trial), may suggest more params
     params: Any  # hydra.sweeper.params: key -> override value
     pruner_cfg: Any  # the node each job rebuilds its pruner from (sweeper.report)
@@ -38,6 +39,9 @@ class OptunaSettings:
     max_suggestions: int  # per run, trained + infeasible
     heartbeat_interval: int
     grace_period: int
+    allow_space_change: bool = False
+    record: str | None = "sweep"  # the config node that receives sweep.trial / sweep.study, when present
+    sizer: Any = None  # sweeper.sizing.Sizer
 
     @property
     def is_grid(self) -> bool:
@@ -53,6 +57,11 @@ def _positive_int(key: str, value: Any, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SweeperError(f"hydra.sweeper.{key}: expected a positive int, got {value!r}")
+
+
+def _rate(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise SweeperError(f"hydra.sweeper.{key}: expected a number in [0, 1], got {value!r}")
 
 
 def _direction(direction: Any) -> str:
@@ -97,8 +106,13 @@ def parse_settings(
     dir: str | None = None,
     max_suggestions: int | None = None,
     heartbeat: Any = None,
+    max_failed_share: float | None = None,
+    allow_space_change: bool = False,
+    record: str | None = "sweep",
+    budget: Any = None,
 ) -> OptunaSettings:
     """The schema's keys (sweeper.optuna.BudgetOptunaSweeperConf), checked; SweeperError names the bad one."""
+    from .sizing import Sizer
     from .space import params_to_overrides
 
     _positive_int("n_trials", n_trials)
@@ -107,12 +121,11 @@ def parse_settings(
     heartbeat = heartbeat or {"interval": 10, "grace_period": 30}
     _positive_int("heartbeat.interval", heartbeat["interval"])
     _positive_int("heartbeat.grace_period", heartbeat["grace_period"])
-    if (
-        isinstance(max_failure_rate, bool)
-        or not isinstance(max_failure_rate, (int, float))
-        or not 0.0 <= max_failure_rate <= 1.0
-    ):
-        raise SweeperError(f"hydra.sweeper.max_failure_rate: expected a number in [0, 1], got {max_failure_rate!r}")
+    _rate("max_failure_rate", max_failure_rate)
+    if max_failed_share is not None:
+        _rate("max_failed_share", max_failed_share)
+    if record is not None and not isinstance(record, str):
+        raise SweeperError(f"hydra.sweeper.record: expected a config key or null, got {record!r}")
     if storage is not None and not isinstance(storage, str):
         raise SweeperError("hydra.sweeper.storage: expected a database URL (sqlite:///... or postgresql://...)")
     params_to_overrides(params)  # a mapping, or a one-line error now
@@ -124,6 +137,7 @@ def parse_settings(
         n_trials=n_trials,
         n_jobs=n_jobs,
         max_failure_rate=float(max_failure_rate),
+        max_failed_share=None if max_failed_share is None else float(max_failed_share),
         custom_search_space=_custom_search_space(custom_search_space),
         params=params,
         pruner_cfg=pruner,
@@ -132,4 +146,7 @@ def parse_settings(
         max_suggestions=max_suggestions or 20 * n_trials,
         heartbeat_interval=int(heartbeat["interval"]),
         grace_period=int(heartbeat["grace_period"]),
+        allow_space_change=bool(allow_space_change),
+        record=record,
+        sizer=Sizer.from_settings(budget),
     )

@@ -27,17 +27,30 @@ class SearchSpace:
     fixed: dict[str, Any]  # key -> value, the same in every trial
     deletions: list[str]  # `~key` overrides, passed through
 
-    def fingerprint(self) -> str:
-        """8 hex digits that change with anything that defines the search (not with n_trials,
-        the sampler or the pruner): the default study name ends with it."""
+    def plain(self) -> dict:
+        """Everything that defines the search (not n_trials, the sampler or the pruner) as JSON
+        data: kept in the study, so that a rerun under another space is noticed."""
         from optuna.distributions import distribution_to_json
 
-        plain = {
+        return {
             "space": {k: json.loads(distribution_to_json(d)) for k, d in sorted(self.distributions.items())},
             "fixed": {k: str(v) for k, v in sorted(self.fixed.items())},
             "deletions": sorted(self.deletions),
         }
-        return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:8]
+
+    def fingerprint(self) -> str:
+        """8 hex digits of `plain()`: the default study name ends with it."""
+        return hashlib.sha256(json.dumps(self.plain(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def space_changes(before: dict, now: dict) -> list[str]:
+    """The keys whose range, fixed value or deletion differs between two `SearchSpace.plain()`."""
+    changed = set()
+    for part in ("space", "fixed"):
+        old, new = before.get(part, {}), now.get(part, {})
+        changed |= {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    changed |= set(before.get("deletions", [])) ^ set(now.get("deletions", []))
+    return sorted(changed)
 
 
 def params_to_overrides(params: Any) -> list[str]:

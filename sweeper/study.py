@@ -35,10 +35,13 @@ from .space import (
     grid_choices,
     params_to_overrides,
     parse_space,
+    space_changes,
 )
 from .storage import SweepStorage, open_study
 
 log = logging.getLogger("sweeper.optuna")
+
+SPACE = "budgetsweep:space"  # study system attr: SearchSpace.plain() of the search the study runs
 
 
 @dataclass
@@ -69,7 +72,7 @@ def parallelism(launcher: Any, config: DictConfig, n_jobs: int) -> int:
     """Trials at a time: n_jobs, or 1 with a launcher that runs one job at a time."""
     sequential = is_basic_launcher(launcher) or config.hydra.launcher.get("n_jobs", None) == 1
     if sequential and n_jobs > 1:
-        log.warning(
+        log.info(
             "hydra.sweeper.n_jobs=%d: this launcher runs one job at a time in this process; "
             "use hydra/launcher=joblib to run trials in parallel",
             n_jobs,
@@ -80,7 +83,7 @@ def parallelism(launcher: Any, config: DictConfig, n_jobs: int) -> int:
 def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str]) -> Sweep:
     space = parse_space(params_to_overrides(settings.params) + list(arguments))
     if not space.distributions and settings.custom_search_space is None:
-        raise SweeperError("hydra.sweeper.params: the search space is empty (every key has one value)")
+        log.info("The search space is empty: each trial runs the same config (n_trials=%d)", settings.n_trials)
     sampler, n_trials = settings.sampler, settings.n_trials
     if settings.is_grid:
         grid = grid_choices(space)
@@ -110,6 +113,7 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
         heartbeat_interval=settings.heartbeat_interval,
         grace_period=settings.grace_period,
     )
+    _check_space(storage, study, space, masked, settings.allow_space_change)
     write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials))
     return Sweep(study, storage, space, n_trials, study_dir, masked)
 
@@ -125,6 +129,24 @@ def _refuse_another_study(study_dir: Path, name: str, masked: str) -> None:
             f"hydra.sweeper.dir: {study_dir} holds study {record.study_name!r} in {record.storage}, "
             f"not {name!r} in {masked}: choose another folder, or move that one away"
         )
+
+
+def _check_space(storage: SweepStorage, study: optuna.Study, space: SearchSpace, masked: str, allow: bool) -> None:
+    """A study continues the search it was made for: its space is kept in the study (system
+    attribute SPACE); a rerun under another one is refused unless allow_space_change."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    before, now = storage.get_study_system_attrs(study_id).get(SPACE), space.plain()
+    if before is not None and before != now:
+        changed = ", ".join(space_changes(before, now)) or "-"
+        if not allow:
+            raise SweeperError(
+                f"study {study.study_name!r} in {masked} was run with another search space (changed: {changed}): "
+                f"give this search its own hydra.sweeper.study_name, or set hydra.sweeper.allow_space_change=true "
+                f"to continue that study under the new space"
+            )
+        log.warning("Study %r continues under a changed search space (changed: %s)", study.study_name, changed)
+    if before != now:
+        storage.set_study_system_attr(study_id, SPACE, now)
 
 
 def _pin(config: DictConfig, key: str, value: str) -> None:

@@ -1,7 +1,8 @@
 """The end of a sweep: the study's totals in the log and in `optimization_results.yaml`.
 
 The file has the standard plugin's name; its keys: name, study_name, n_trained, statuses,
-n_infeasible, and, once a trial completed, best_trial, best_value, best_params, best_run_dir.
+n_infeasible, and, once a trial completed, best_trial, best_value, best_params, best_run_dir and
+best_weights (absolute paths; best_weights null when the run kept none).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from contract import LOG_FILE
+from contract import WEIGHTS_FILE
 from contract.layouts import OPTIMIZATION_RESULTS_FILE
 
 from .slots import SLOT
@@ -50,7 +51,8 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
             best_trial=best.number,
             best_value=best.value,
             best_params=best.params,
-            best_run_dir=str(study_dir / str(best.number)),
+            best_run_dir=str((study_dir / str(best.number)).resolve()),
+            best_weights=_weights(study_dir / str(best.number)),
         )
         log.info(
             "Best: trial %d, %s=%.4f, %s",
@@ -63,7 +65,12 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
     return completed
 
 
-def failure_hint(failures: list[tuple[int, str, str]], study_dir: Path) -> str:
+def _weights(run_dir: Path) -> str | None:
+    path = (run_dir / WEIGHTS_FILE).resolve()
+    return str(path) if path.is_file() else None
+
+
+def failure_hint(failures: list[tuple[int, str, str]], study_dir: Path, job_name: str = "") -> str:
     """What to look at after a failed sweep: the first failure of this run and its log."""
     if not failures:
         return f"Folder: {study_dir}"
@@ -71,5 +78,14 @@ def failure_hint(failures: list[tuple[int, str, str]], study_dir: Path) -> str:
     number, status, error = failures[0]
     return (
         f"Failures in this run: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
-        f"first: trial {number} {status}: {error} (see {study_dir / str(number) / LOG_FILE})"
+        f"first: trial {number} {status}: {error} (see {job_log(study_dir / str(number), job_name)})"
     )
+
+
+def job_log(run_dir: Path, job_name: str) -> Path:
+    """The log the job really wrote: Hydra's `<job name>.log` (run.py's is run.log), else any
+    *.log in its folder (an app that configures its own), else the folder itself."""
+    named = run_dir / f"{job_name}.log"
+    if job_name and named.is_file():
+        return named
+    return next(iter(sorted(run_dir.glob("*.log"))), run_dir)

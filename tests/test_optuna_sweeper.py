@@ -148,7 +148,7 @@ def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
         "optimizer.lr=-1.0",
         "seed=range(0,100)",
         "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.max_failure_rate=1.0",
+        "hydra.sweeper.max_failed_share=null",
     )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
@@ -159,12 +159,12 @@ def test_failing_trials_are_recorded_and_end_with_one_line(tmp_path):
     assert [t.state for t in trained(study)] == [TrialState.FAIL] * 2
     assert all(metrics(p)["status"] == "invalid" for p in run_folders(study_dir))
 
-    # with the default max_failure_rate (0.25 of n_trials=4 = 1 failure allowed) it stops at the 2nd
+    # with run.py's max_failed_share (0.25 of n_trials=4 = 1 failure allowed) it stops at the 2nd
     r = run_sweep(
         tmp_path, "optimizer.lr=-1.0", "seed=range(0,100)", "hydra.sweeper.n_trials=4", "hydra.sweeper.study_name=stop"
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "2 trials failed in this run, more than max_failure_rate=0.25 x n_trials=4" in r.stderr
+    assert "2 trials failed in this run, more than max_failed_share=0.25 x n_trials=4" in r.stderr
     assert len(run_folders(tmp_path / "outputs" / "optuna" / "stop")) == 2
 
 

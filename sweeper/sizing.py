@@ -1,0 +1,204 @@
+"""Sizing any app's model before launch, for both sweepers: does this config fit the budget?
+
+The budget is `hydra.sweeper.budget.max_params`, else the app's own `budget.max_params`; with
+neither, nothing is sized (the sweepers say so in one line at the start). A config is sized by
+the first of these that applies:
+
+1. a function the user names, `hydra.sweeper.budget.size_fn: my_pkg.sizes.count` called as
+   `fn(cfg) -> int` (the job's composed config): naming one says the automatic ways below do
+   not fit this model, so it is not second-guessed;
+2. a family of our registry (`<model_key>.name` registered in `models`): `models.check_budget`,
+   the verdict the trainer gives too;
+3. a model node with `_target_`: `<model_key>`, else `<model_key>.net` (the
+   lightning-hydra-template layout: a LightningModule around a `net`), instantiated inside
+   `torch.device("meta")` (shapes only, no weights allocated), its trainable parameters counted.
+
+Counts from 1 and 3 get the same verdict words as 2 (`models.judge`). A config whose own values
+are refused (the family's ConfigError, an exception from the model's constructor or from the
+size function) is `invalid`: that config is not trained. A sweep whose configs cannot be sized
+at all (no model node, a `_target_` that cannot be imported, a size function that returns no
+int) gets `Unsizable`, which the sweepers report once with the reason and the way out.
+
+Imports Hydra and OmegaConf only: torch and `models` are loaded on the first sizing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from contract import first_line
+
+from .errors import SweeperError
+
+WAYS_OUT = (
+    "set hydra.sweeper.budget.model_key to the model's node, name a sizing function "
+    "(hydra.sweeper.budget.size_fn=module.fn, fn(cfg) -> int), or drop the budget (budget.max_params=null)"
+)
+
+
+@dataclass
+class BudgetConf:
+    """`hydra.sweeper.budget` of both sweepers."""
+
+    # null: the app's budget.max_params; when that is absent or null too, nothing is sized
+    max_params: Optional[int] = None
+    # the node sized: <model_key> (a registry family or a _target_ node), else <model_key>.net
+    model_key: str = "model"
+    # "module.fn": fn(cfg) -> int trainable parameters; used instead of the automatic sizing
+    size_fn: Optional[str] = None
+
+
+class Unsizable(Exception):
+    """This sweep's configs cannot be sized; the message says why."""
+
+
+@dataclass
+class Sizer:
+    max_params: int | None  # the sweeper's setting; None: the app's budget.max_params
+    model_key: str
+    size_fn: Any  # a callable, or None
+    size_fn_name: str | None
+
+    @classmethod
+    def from_settings(cls, budget: Any) -> Sizer:
+        """`hydra.sweeper.budget` checked; SweeperError names the bad key."""
+        budget = OmegaConf.to_container(budget) if OmegaConf.is_config(budget) else dict(budget or {})
+        unknown = sorted(set(budget) - {"max_params", "model_key", "size_fn"})
+        if unknown:
+            raise SweeperError(f"hydra.sweeper.budget.{unknown[0]}: not a setting (max_params, model_key, size_fn)")
+        max_params = _max_params("hydra.sweeper.budget.max_params", budget.get("max_params"))
+        model_key = budget.get("model_key") or "model"
+        if not isinstance(model_key, str):
+            raise SweeperError(f"hydra.sweeper.budget.model_key: expected a config key, got {model_key!r}")
+        name = budget.get("size_fn")
+        fn = None
+        if name:
+            from hydra.utils import get_method
+
+            try:
+                fn = get_method(name)
+            except Exception as e:
+                raise SweeperError(f"hydra.sweeper.budget.size_fn: {first_line(e)}") from None
+        return cls(max_params, model_key, fn, name)
+
+    def budget(self, cfg: DictConfig) -> tuple[int | None, str]:
+        """(max_params, where it comes from) for this config; (None, ...) means no budget."""
+        if self.max_params is not None:
+            return self.max_params, "hydra.sweeper.budget.max_params"
+        return _max_params("budget.max_params", OmegaConf.select(cfg, "budget.max_params", default=None)), (
+            "budget.max_params"
+        )
+
+    def describe(self, cfg: DictConfig) -> str:
+        """One line for the start of a sweep: the budget and how configs are sized, or that they are not."""
+        max_params, source = self.budget(cfg)
+        if max_params is None:
+            return (
+                "no budget (no budget.max_params in the config, hydra.sweeper.budget.max_params unset): "
+                "configs are not sized"
+            )
+        how = f"by {self.size_fn_name}(cfg)" if self.size_fn else f"from {self.model_key}, on the meta device"
+        return f"budget {max_params:,} parameters ({source}): each config is sized {how} before launch"
+
+    def size(self, cfg: DictConfig) -> Any:
+        """The `models.Sizing` of this config under its budget; None when there is no budget.
+        Raises Unsizable when no way of sizing applies."""
+        max_params, _ = self.budget(cfg)
+        if max_params is None:
+            return None
+        import models
+
+        if self.size_fn is not None:
+            return self._by_function(cfg, max_params)
+        node = OmegaConf.select(cfg, self.model_key, default=None)
+        if not OmegaConf.is_dict(node):
+            raise Unsizable(f"the config has no `{self.model_key}` node to size")
+        if node.get("name") in models.list_models():
+            return models.check_budget(node, max_params)
+        return self._by_target(node, max_params)
+
+    def _by_function(self, cfg: DictConfig, max_params: int) -> Any:
+        import models
+
+        try:
+            params = self.size_fn(cfg)
+        except Exception as e:  # the function refuses this config's values
+            return models.Sizing(models.budget.INVALID, None, None, f"{self.size_fn_name}: {first_line(e)}")
+        if isinstance(params, bool) or not isinstance(params, int):
+            raise Unsizable(f"{self.size_fn_name}(cfg) returned {params!r}, not an int")
+        return models.judge(params, max_params=max_params)
+
+    def _by_target(self, node: DictConfig, max_params: int) -> Any:
+        import models
+
+        candidates = [(self.model_key, node)]
+        net = node.get("net") if "net" in node else None
+        if OmegaConf.is_dict(net) and "_target_" in net:
+            candidates.append((f"{self.model_key}.net", net))
+        if "_target_" not in node:
+            candidates = candidates[1:]
+        if not candidates:
+            family = f" ({self.model_key}.name {node.get('name')!r} is not a family of our registry)"
+            raise Unsizable(f"`{self.model_key}` has no _target_ and no net._target_{family if 'name' in node else ''}")
+        refused = None
+        for key, candidate in candidates:
+            try:
+                return models.judge(_count_on_meta(key, candidate), max_params=max_params)
+            except _Refused as e:  # this config's values: try the next node, else it is invalid
+                refused = e
+            except Unsizable:
+                if key == candidates[-1][0]:
+                    raise
+        return models.Sizing(models.budget.INVALID, None, None, str(refused))
+
+
+class _Refused(Exception):
+    """The model's constructor refused this config's values."""
+
+
+def _count_on_meta(key: str, node: DictConfig) -> int:
+    import torch
+    from hydra.errors import InstantiationException
+    from hydra.utils import UNSAFE_DISABLE_EXECUTION_CHECKS, instantiate
+
+    try:
+        with torch.device("meta"):
+            # the app's own model node, which its job instantiates anyway: no narrower list to check it against
+            model = instantiate(node, _execution_whitelist_=UNSAFE_DISABLE_EXECUTION_CHECKS)
+    except InstantiationException as e:
+        if _cannot_import(e):
+            raise Unsizable(f"{key}: {first_line(e)}") from None
+        raise _Refused(f"{key}: {_cause(e)}") from None
+    except Exception as e:
+        raise _Refused(f"{key}: {type(e).__name__}: {first_line(e)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise Unsizable(f"{key} builds a {type(model).__name__}, not a torch.nn.Module")
+    try:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    except ValueError as e:  # lazy modules' parameters have no shape before the first forward
+        raise Unsizable(f"{key}: cannot count its parameters on the meta device ({first_line(e)})") from None
+
+
+def _cannot_import(e: BaseException) -> bool:
+    while e is not None:
+        if isinstance(e, ImportError) or str(e).startswith("Error locating target"):
+            return True
+        e = e.__cause__
+    return False
+
+
+def _cause(e: BaseException) -> str:
+    """The constructor's own exception under Hydra's InstantiationException, in one line."""
+    cause = e.__cause__
+    return f"{type(cause).__name__}: {first_line(cause)}" if cause is not None else first_line(e)
+
+
+def _max_params(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SweeperError(f"{key}: expected a positive int or null, got {value!r}")
+    return value

@@ -1,0 +1,254 @@
+"""Our sweepers from Hydra apps that share no config with run.py (tests/apps/, examples/mlp/), each
+run as `python app.py -m hydra/sweeper=budget_optuna|ablation ...` in a subprocess: no key of
+ours required, sizing of a `_target_` model on the meta device, the public pruning hook, the
+standard plugin's defaults and meanings, and the registered configs selected by name."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from tests._apps import job_config, job_dirs, job_env, multirun_dir, run_app
+from tests._sweep import load_study, study_dirs, trained
+
+OPTUNA = "hydra/sweeper=budget_optuna"
+ABLATION = "hydra/sweeper=ablation"
+XY_KEYS = {"x", "y", "steps", "sleep", "fail", "nan", "slow_trial", "slow_seconds"}
+
+
+def ok(r) -> None:
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+
+
+def the_study(where):
+    (study_dir,) = study_dirs(where)
+    return study_dir, load_study(study_dir)
+
+
+# ------------------------------------------------------------------------ a function of x and y
+def test_xy_optuna_needs_no_key_of_ours_and_minimizes_by_default(tmp_path):
+    r = run_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", "y=interval(-2,2)", "hydra.sweeper.n_trials=6")
+    ok(r)
+    assert "no budget (no budget.max_params in the config" in r.stdout  # said once, at the start
+    study_dir, study = the_study(tmp_path)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE  # the plugin's default
+    done = trained(study)
+    assert len(done) == 6 and all(t.state == TrialState.COMPLETE for t in done)
+    assert study.best_value == min(t.value for t in done)
+    assert study.best_value == pytest.approx((study.best_params["x"] - 1) ** 2 + (study.best_params["y"] + 0.5) ** 2)
+    for t in done:  # the app's config untouched; the trial reaches the job through Hydra's job config
+        run_dir = study_dir / str(t.number)
+        assert set(job_config(run_dir)) == XY_KEYS
+        assert job_env(run_dir) == {"BUDGETSWEEP_TRIAL": str(t.number), "BUDGETSWEEP_STUDY": study.study_name}
+    results = OmegaConf.load(study_dir / "optimization_results.yaml")
+    assert results.best_value == study.best_value
+
+
+def test_xy_ablation_one_factor_at_a_time_without_seed_or_sweep_keys(tmp_path):
+    r = run_app(tmp_path, "xy", ABLATION, "x=-1,0,1", "y=2", "hydra.sweeper.repeats=2")
+    ok(r)
+    assert "repeats run unseeded" in r.stdout + r.stderr
+    jobs = job_dirs(multirun_dir(tmp_path))
+    got = [(job_config(d)["x"], job_config(d)["y"], job_env(d)) for d in jobs]
+    base, minus, one = (
+        {"BUDGETSWEEP_BASELINE": "true"},
+        {"BUDGETSWEEP_FACTOR": "x", "BUDGETSWEEP_VALUE": "-1", "BUDGETSWEEP_BASELINE": "false"},
+        {"BUDGETSWEEP_FACTOR": "x", "BUDGETSWEEP_VALUE": "1", "BUDGETSWEEP_BASELINE": "false"},
+    )
+    expected = [
+        (x, 2, {**env, "BUDGETSWEEP_REPEAT": str(rep)})
+        for rep in (0, 1)
+        for x, env in ((0.0, base), (-1, minus), (1, one))
+    ]
+    assert got == expected  # x=0 is the baseline: skipped as a variant
+    assert all(set(job_config(d)) == XY_KEYS for d in jobs)  # no sweep node, no seed added
+
+
+# ------------------------------------------------------- plain PyTorch, an MLP node, a budget
+PRUNE_FROM_EPOCH_2 = "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,upper:-1.0,n_warmup_steps:2}"
+
+
+def mlp_params(hidden: int, depth: int = 2, inputs: int = 8, outputs: int = 2) -> int:
+    sizes = [inputs] + [hidden] * depth + [outputs]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def test_mlp_is_sized_on_the_meta_device_and_pruned_through_the_public_hook(tmp_path):
+    # hidden=64 (4,866 params) is over the example's 2,000; epochs=3 trials report a loss > -1
+    # at epoch 2, which the pruner stops; epochs=1 trials complete
+    r = run_app(
+        tmp_path,
+        "mlp",
+        OPTUNA,
+        "model.hidden=choice(4,64)",
+        "epochs=choice(1,3)",
+        "hydra.sweeper.n_trials=4",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=0",
+        PRUNE_FROM_EPOCH_2,
+    )
+    ok(r)
+    assert (
+        "budget 2,000 parameters (budget.max_params): each config is sized from model, on the meta device" in r.stdout
+    )
+    study_dir, study = the_study(tmp_path)
+    done = trained(study)
+    assert len(done) == 4  # exactly n_trials trained
+    infeasible = [t for t in study.trials if t not in done]
+    assert infeasible and all(t.params["model.hidden"] == 64 for t in infeasible)
+    for t in infeasible:  # never trained: no folder, told as over budget with its exact count
+        assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "over_budget"
+        assert t.user_attrs["params"] == mlp_params(64) and t.constraints["params"] > 0
+        assert not (study_dir / str(t.number)).exists()
+    assert {t.params["epochs"] for t in done} == {1, 3}
+    for t in done:
+        assert t.params["model.hidden"] == 4 and t.user_attrs["params"] == mlp_params(4)
+        assert (study_dir / str(t.number) / ".hydra").is_dir()
+        if t.params["epochs"] == 3:
+            assert t.state == TrialState.PRUNED and sorted(t.intermediate_values) == [1, 2]
+            assert "epoch 3:" not in r.stdout  # the jobs ran in this process (basic launcher)
+        else:
+            assert t.state == TrialState.COMPLETE and list(t.intermediate_values) == [1]
+
+
+def test_mlp_ablation_never_runs_an_over_budget_variant(tmp_path):
+    r = run_app(tmp_path, "mlp", ABLATION, "model.hidden=8,64", "epochs=1")
+    ok(r)
+    log = r.stdout + r.stderr
+    assert f"model.hidden=64: {mlp_params(64):,} params > budget 2,000: not run" in log
+    jobs = job_dirs(multirun_dir(tmp_path))
+    assert [job_config(d)["model"]["hidden"] for d in jobs] == [16, 8]  # baseline, then hidden=8
+
+
+def test_a_model_that_cannot_be_sized_is_one_line_before_anything_trains(tmp_path):
+    r = run_app(tmp_path, "mlp", OPTUNA, "model._target_=nowhere.MLP", "lr=interval(0.001,0.1)")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "cannot size the config for the budget" in x]
+    assert "nowhere.MLP" in line and "hydra.sweeper.budget.size_fn" in line
+    (study_dir,) = study_dirs(tmp_path)
+    assert job_dirs(study_dir) == []
+
+
+def test_a_sizing_function_named_in_the_settings_is_used(tmp_path):
+    (tmp_path / "sizes.py").write_text("def params(cfg):\n    return cfg.model.hidden * 100\n")
+    r = run_app(
+        tmp_path,
+        "mlp",
+        OPTUNA,
+        "model.hidden=choice(4,30)",  # 400 and 3,000 by this function; 66 and 1,292 really
+        "epochs=1",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.budget.size_fn=sizes.params",
+    )
+    ok(r)
+    study_dir, study = the_study(tmp_path)
+    assert all(t.params["model.hidden"] == 4 for t in trained(study))
+    assert {t.user_attrs["params"] for t in study.trials} <= {400, 3000}
+
+
+# ------------------------------------------------------------------------ an app with no budget
+def test_nobudget_app_with_its_own_metrics_json(tmp_path):
+    r = run_app(tmp_path, "nobudget", OPTUNA, "model.width=int(interval(8,40))", "hydra.sweeper.n_trials=3")
+    ok(r)
+    assert "configs are not sized" in r.stdout
+    study_dir, study = the_study(tmp_path)
+    done = trained(study)  # its metrics.json says status "done": not ours, so its return value counts
+    assert len(done) == 3 and all(t.state == TrialState.COMPLETE for t in done)
+    for t in done:
+        assert t.value == pytest.approx(abs(t.params["model.width"] - 24) / 8 + 0.1)
+        assert "params" not in t.user_attrs  # nothing sized
+
+
+def test_nobudget_ablation_seeds_repeats_through_its_seed_key(tmp_path):
+    r = run_app(tmp_path, "nobudget", ABLATION, "model.width=16,32", "hydra.sweeper.repeats=2")
+    ok(r)
+    jobs = job_dirs(multirun_dir(tmp_path))
+    assert [(job_config(d)["model"]["width"], job_config(d)["seed"]) for d in jobs] == [
+        (16, 7),
+        (32, 7),
+        (16, 8),
+        (32, 8),
+    ]
+
+
+# ---------------------------------------------------------- the standard plugin's meanings
+def test_a_nan_result_fails_its_trial_but_not_the_sweep(tmp_path):
+    r = run_app(
+        tmp_path,
+        "xy",
+        OPTUNA,
+        "hydra/sweeper/sampler=grid",
+        "nan=choice(false,true)",
+        "x=choice(0,1)",
+        "hydra.sweeper.n_trials=4",
+    )
+    ok(r)
+    _, study = the_study(tmp_path)
+    states = sorted((t.params["nan"], t.state.name) for t in trained(study))
+    assert states == [(False, "COMPLETE"), (False, "COMPLETE"), (True, "FAIL"), (True, "FAIL")]
+
+
+def test_max_failure_rate_is_per_batch_and_the_hint_names_the_jobs_own_log(tmp_path):
+    # the plugin's default 0.0: one failure in a batch of n_jobs=2 ends the sweep after that batch
+    r = run_app(tmp_path, "xy", OPTUNA, "hydra/sweeper/sampler=grid", "fail=choice(false,true)", "x=choice(0,1)")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "max_failure_rate=0.0" in x]
+    assert "of the 2 trials of a batch failed" in line and "RuntimeError: asked to fail" in line
+    log = line.rsplit("(see ", 1)[1].rstrip(")")
+    assert log.endswith("app.log") and "asked to fail" in open(log).read()
+
+
+def test_an_empty_search_space_runs_n_trials_of_the_fixed_config(tmp_path):
+    r = run_app(tmp_path, "xy", OPTUNA, "x=3", "hydra.sweeper.n_trials=3")
+    ok(r)
+    _, study = the_study(tmp_path)
+    assert [t.value for t in trained(study)] == [4.25] * 3
+
+
+def test_a_study_reused_under_another_space_is_refused_in_one_line(tmp_path):
+    name = ["hydra.sweeper.study_name=fixed"]
+    ok(run_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", "hydra.sweeper.n_trials=2", *name))
+    r = run_app(tmp_path, "xy", OPTUNA, "x=interval(-3,3)", "hydra.sweeper.n_trials=4", *name)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("study 'fixed' in sqlite:///")
+    assert "(changed: x)" in r.stderr and "hydra.sweeper.allow_space_change=true" in r.stderr
+    _, study = the_study(tmp_path)
+    assert len(study.trials) == 2  # nothing ran
+    r = run_app(
+        tmp_path,
+        "xy",
+        OPTUNA,
+        "x=interval(-3,3)",
+        "hydra.sweeper.n_trials=4",
+        *name,
+        "hydra.sweeper.allow_space_change=true",
+    )
+    ok(r)
+    _, study = the_study(tmp_path)
+    assert len(trained(study)) == 4
+
+
+def test_the_registered_schema_has_the_plugins_defaults():
+    from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+
+    from sweeper.optuna import BudgetOptunaSweeperConf
+
+    plugin, ours = OmegaConf.structured(OptunaSweeperConf), OmegaConf.structured(BudgetOptunaSweeperConf)
+    for key in plugin:
+        if key not in ("_target_", "sampler"):  # sampler: MISSING in both, tpe by the defaults list
+            assert ours[key] == plugin[key], key
+    assert ours.direction.name == "minimize" and ours.max_failure_rate == 0.0 and ours.n_jobs == 2
+
+
+def test_both_sweepers_are_registered_by_name():
+    from hydra.core.config_store import ConfigStore
+
+    import sweeper.ablation  # noqa: F401  (Hydra imports the plugin modules at start)
+    import sweeper.optuna  # noqa: F401
+
+    repo = ConfigStore.instance().repo["hydra"]["sweeper"]
+    assert {"budget_optuna.yaml", "ablation.yaml"} <= repo.keys()
+    assert repo["optuna.yaml"].provider != "budgetsweep"  # the standard plugin's name is left to it
