@@ -1,17 +1,21 @@
-"""`hydra/sweeper=optuna`: the hydra-optuna-sweeper plugin, budget-aware, with pruning and resume.
+"""`hydra/sweeper=budget_optuna`: the hydra-optuna-sweeper plugin, budget-aware, with pruning and resume.
 
-    python run.py -m hydra/sweeper=optuna                            # the default space
+    python any_app.py -m hydra/sweeper=budget_optuna 'lr=tag(log,interval(1e-4,1e-1))'   # any Hydra app
+    python run.py -m hydra/sweeper=optuna                            # run.py's preset (conf/), the default space
     python run.py -m hydra/sweeper=optuna model.C='int(interval(8,32))' hydra.sweeper.n_trials=40
 
 What it adds to the plugin (whose config schema, search-space grammar, samplers and
 override grammar it reuses):
 
 - the parameter budget is a constraint: every suggestion is sized in this process before
-  launch (`models.check_budget`, no weights); one over `budget.max_params` (or one that
+  launch (`sweeper.sizing`: a registry family, a `_target_` model on the meta device, or a
+  function the user names; no weights); one over `budget.max_params` (or one that
   cannot build a model) is told to Optuna at once as infeasible, never trained, and does not
   use up `n_trials`, which counts trained trials;
-- `pruner`: any `optuna.pruners.*` via `_target_`; each job reports its validation accuracy
-  per epoch to its own trial (`sweeper.report`) and stops when told to;
+- `pruner`: any `optuna.pruners.*` via `_target_`; each job reports its intermediate values
+  to its own trial (`sweeper.report.trial_reporter`, run.py's epochs) and stops when told to;
+- no key required of the app: the job's trial reaches it through Hydra's job config
+  (`hydra.job.env_set`), and a `sweep` node only where the app's config has one;
 - resume: the study lives in a SQLite file in its own folder, `outputs/optuna/<study_name>/`,
   and each trial runs in `<that folder>/<trial number>/`; rerunning the same command continues
   the study up to `n_trials` and resumes interrupted trials in their own folders;
@@ -20,7 +24,7 @@ override grammar it reuses):
 
 The study loop lives in modules of one job each: `settings` (checked when Hydra creates the
 sweeper), `space` (overrides <-> Optuna distributions), `study` (name, folder, storage),
-`slots` (n_trials across workers), `feasibility` (compose + `models.check_budget`),
+`slots` (n_trials across workers), `feasibility` (compose + `sizing`),
 `launch` (jobs and their outcome), `heartbeat` (re-queuing trials of dead processes), `loop`
 (the orchestration), `summary`; `_compat` holds every private Optuna/Hydra name still used.
 
