@@ -1,0 +1,182 @@
+"""Docs that cannot drift: every `python run.py ...` and `python -m analysis ...` line of
+README.md runs here, cut down to seconds (synthetic data, one epoch, a tiny model, two trials).
+
+A renamed key, preset or option breaks this test. Commands that need what a test machine does
+not have (a SLURM cluster, a remote PostgreSQL server) are checked for composition only: the
+same overrides, not swept, with `--cfg hydra`, which fails on an unknown key or option.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+# Appended to every run (the last value of a key wins in Hydra), unless the command sweeps it.
+TINY = [
+    "data=synthetic",
+    "data.n_train=64",
+    "data.n_test=32",
+    "data.val_size=32",
+    "data.train_subset=null",
+    "epochs=1",
+    "progress=false",
+    "device=cpu",
+    "threads=1",
+    "batch_size=32",
+]
+SMALL_MODEL = ["model.N=2", "model.B=1", "model.C=8"]  # only where the command does not set the key
+TWO_TRIALS = ["hydra.sweeper.n_trials=2"]
+NEEDS_A_CLUSTER = ("hydra/launcher=submitit_slurm", "postgresql://")
+
+
+def readme_commands() -> list[list[str]]:
+    """The run.py and analysis commands of README's bash blocks, as argument lists."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            for part in re.split(r"&&|;", line):
+                words = shlex.split(part, comments=True)
+                while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value python ...
+                    words = words[1:]
+                if words[:2] == ["python", "run.py"] or words[:3] == ["python", "-m", "analysis"]:
+                    if words not in commands:
+                        commands.append(words)
+    return commands
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _is_sweep(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        (parsed,) = OverridesParser.create().parse_overrides([override])
+    except Exception:  # a placeholder such as `experiment=...`: not a sweep
+        return False
+    return parsed.is_sweep_override()
+
+
+def _fill_placeholders(args: list[str]) -> list[str]:
+    """README's placeholders (`experiment=...`, `data.path=...`) -> values that exist here."""
+    out = []
+    for a in args:
+        if a == "experiment=...":
+            out.append("experiment=search_small")
+        elif _key(a) in ("data", "data.path"):  # the data is replaced by TINY's synthetic set
+            continue
+        else:
+            out.append(a)
+    return out
+
+
+def run_args(args: list[str]) -> list[str]:
+    """A README run.py command cut down to seconds."""
+    args = _fill_placeholders(args)
+    keys = {_key(a) for a in args}
+    swept = {_key(a) for a in args if _is_sweep(a)}
+    extra = [t for t in TINY if _key(t) not in swept]
+    extra += [m for m in SMALL_MODEL if _key(m) not in keys]
+    if _selects_optuna(args):
+        extra += TWO_TRIALS
+    return args + extra
+
+
+def _selects_optuna(args: list[str]) -> bool:
+    """`hydra/sweeper=optuna` on the command line or in the chosen preset."""
+    if "hydra/sweeper=optuna" in args:
+        return True
+    presets = [a.split("=", 1)[1] for a in args if _key(a) == "experiment"]
+    return any(
+        "override /hydra/sweeper: optuna" in (ROOT / "conf" / "experiment" / f"{p}.yaml").read_text()
+        for p in presets
+        if (ROOT / "conf" / "experiment" / f"{p}.yaml").is_file()
+    )
+
+
+def compose_args(args: list[str]) -> list[str]:
+    """A command that needs a cluster: its overrides, not swept, printed with --cfg hydra."""
+    kept = [a for a in _fill_placeholders(args) if a != "-m" and not _is_sweep(a)]
+    return kept + ["--cfg", "hydra"]
+
+
+def _env() -> dict:
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+RUN_COMMANDS = [c for c in readme_commands() if c[1] == "run.py"]
+ANALYSIS_COMMANDS = [c for c in readme_commands() if c[1] == "-m"]
+
+
+def test_readme_has_the_commands_this_test_runs():
+    assert len(RUN_COMMANDS) >= 10 and len(ANALYSIS_COMMANDS) >= 3  # the extraction still finds them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", RUN_COMMANDS, ids=[" ".join(c[2:])[:80] or "(none)" for c in RUN_COMMANDS])
+def test_readme_run_command(command, tmp_path):
+    args = command[1:]
+    if any(marker in a for a in args for marker in NEEDS_A_CLUSTER):
+        proc = _run([str(ROOT / "run.py"), *compose_args(args[1:])], tmp_path)
+    else:
+        proc = _run([str(ROOT / "run.py"), *run_args(args[1:])], tmp_path)
+    assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> Path:
+    """A tiny grid sweep and a tiny Optuna study to point README's analysis commands at."""
+    cwd = tmp_path_factory.mktemp("readme-analysis")
+    grid = ["-m", "model.C=8,16", "hydra.sweep.dir=outputs/sweeps/grid"]
+    study = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.study_name=my-study",
+        "hydra.sweeper.params=null",
+        "optimizer.lr=interval(0.001,0.01)",
+    ]
+    for args in (grid, study):
+        proc = _run([str(ROOT / "run.py"), *run_args(args)], cwd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd
+
+
+def analysis_args(args: list[str], cwd: Path) -> list[str]:
+    """README's folders and storage placeholders -> the tiny sweeps made here."""
+    study_dir = "outputs/optuna/my-study"
+    replace = {"--storage": f"sqlite:///{cwd / study_dir / 'study.db'}", "--study": "my-study"}
+    out, option = [], None
+    for a in args:
+        if a.startswith("--"):
+            option = a
+        elif option in replace:
+            a = replace[option]
+        elif option is None and not (cwd / a).exists():  # a SWEEP_DIR that README only names
+            a = study_dir if "optuna" in a else "outputs/sweeps/grid"
+        out.append(a)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command", ANALYSIS_COMMANDS, ids=[" ".join(c[3:])[:80] or "(none)" for c in ANALYSIS_COMMANDS]
+)
+def test_readme_analysis_command(command, sweeps):
+    proc = _run(["-m", "analysis", *analysis_args(command[3:], sweeps), "--no-plots"], sweeps)
+    assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stderr[-3000:]}"
+    assert "report.md" in proc.stdout
