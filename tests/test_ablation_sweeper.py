@@ -119,9 +119,9 @@ def test_joblib_launcher_in_batches(tmp_path):
         ("ablation_quick", 2, (1 + 5) * 2, ["model.C=4: 5,214 params"]),
         # budget 5M: B=4, C=72, F=5, K=3 over it; N=4 leaves a 4x4 map for P=7
         (
-            "ablation_study",
-            1,
-            1 + 19,
+            "seed_ablation",
+            3,
+            (1 + 19) * 3,
             [
                 "baseline: 4,883,906 params",
                 "model.C=72: 5,474,746 params > budget",
