@@ -6,15 +6,18 @@ epoch, augmentation and normalisation per batch. No DataLoader, no worker proces
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from . import augment
 from .errors import DataError
-from .sources import Arrays, load_arrays
+from .sources import SAMPLE_PATH, Arrays, load_arrays
 
 
 @dataclass
@@ -94,10 +97,34 @@ def to_device(
     )
 
 
+def dataset_key(cfg, device: torch.device | str) -> str:
+    """What decides a loaded dataset: the `data` node without `augment` (applied per batch), the
+    device, and for a file its size and modification time (a rewritten file is read again)."""
+    node = {k: v for k, v in OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True).items() if k != "augment"}
+    path = SAMPLE_PATH if node.get("name") == "cifar10_sample" else node.get("path")
+    if node.get("name") in ("npz", "cifar10_sample") and path and Path(path).expanduser().is_file():
+        stat = Path(path).expanduser().stat()
+        node["file"] = [str(Path(path).expanduser().resolve()), stat.st_size, stat.st_mtime_ns]
+    return json.dumps([node, str(torch.device(device))], sort_keys=True, default=str)
+
+
+_last_loaded: tuple[str, DeviceDataset] | None = None  # the process's last dataset, for in-process trials
+
+
 def load_dataset(cfg, device: torch.device | str = "cpu") -> DeviceDataset:
-    """The dataset named by a `data` config node, split and held on `device`."""
+    """The dataset named by a `data` config node, split and held on `device`.
+
+    The last one loaded is kept for the process: the trials of a sweep that runs jobs in this
+    process (Hydra's basic launcher) decode and split it once. Training only reads it."""
+    global _last_loaded
+    key = dataset_key(cfg, device)
+    if _last_loaded is not None and _last_loaded[0] == key:
+        return _last_loaded[1]
+    _last_loaded = None  # free the previous one before loading the next
     arrays = load_arrays(cfg)
-    return to_device(arrays, cfg.val_size, cfg.split_seed, torch.device(device), cfg.train_subset, cfg.test_subset)
+    ds = to_device(arrays, cfg.val_size, cfg.split_seed, torch.device(device), cfg.train_subset, cfg.test_subset)
+    _last_loaded = (key, ds)
+    return ds
 
 
 def n_train_batches(n: int, batch_size: int) -> int:
@@ -115,10 +142,7 @@ def train_batches(
     order = torch.randperm(n, device=ds.x_train.device, generator=gen)
     for b in range(n_train_batches(n, batch_size)):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        x = ds.x_train[idx]
-        if aug.flip:
-            x = augment.flip_lr(x, gen)
-        x = augment.random_crop(x, aug.crop_padding, gen)
+        x = augment.flip_crop(ds.x_train, idx, aug.crop_padding, aug.flip, gen)
         x = augment.cutout(x, aug.cutout, gen)
         yield augment.normalize(x, ds.mean, ds.std).contiguous(memory_format=memory_format), ds.y_train[idx]
 

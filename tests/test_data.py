@@ -116,3 +116,36 @@ def test_batches_cover_the_epoch_and_are_normalised():
 def test_synthetic_data_is_seeded():
     a, b = make_synthetic(20, 5, 4, 16), make_synthetic(20, 5, 4, 16)
     assert np.array_equal(a.x_train, b.x_train) and a.x_train.shape == (20, 16, 16, 3)
+
+
+@pytest.mark.parametrize("padding,flip", [(0, False), (0, True), (4, False), (4, True)])
+def test_flip_crop_is_the_gather_of_flip_then_crop(padding, flip):
+    x = torch.randint(0, 255, (40, 3, 8, 8), dtype=torch.uint8)
+    idx = torch.tensor([5, 0, 39, 5, 17])
+    out = augment.flip_crop(x, idx, padding, flip, torch.Generator().manual_seed(1))
+    # the same draws, the obvious way: mirror the chosen images, pad, cut each window by slicing
+    gen = torch.Generator().manual_seed(1)
+    mirror = torch.rand(5, generator=gen) < 0.5 if flip else torch.zeros(5, dtype=torch.bool)
+    shifts = torch.randint(0, 2 * padding + 1, (2, 5), generator=gen) if padding else torch.zeros(2, 5, dtype=int)
+    for i, j in enumerate(idx):
+        img = x[j].flip(-1) if mirror[i] else x[j]
+        padded = torch.nn.functional.pad(img[None].float(), (padding,) * 4, mode="reflect")[0] if padding else img
+        dy, dx = shifts[:, i].tolist()
+        assert torch.equal(out[i].float(), padded[:, dy : dy + 8, dx : dx + 8].float())
+    assert out.dtype == torch.uint8 and out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_loaded_dataset_is_reused_until_its_config_or_file_changes(tmp_path):
+    a = make_synthetic(60, 20, 10, 8)
+    path = tmp_path / "a.npz"
+    np.savez(path, x_train=a.x_train, y_train=a.y_train, x_test=a.x_test, y_test=a.y_test)
+    cfg = OmegaConf.structured(DataConfig(name="npz", path=str(path), val_size=10))
+    first = load_dataset(cfg, "cpu")
+    assert load_dataset(cfg, "cpu") is first  # the next trial of an in-process sweep
+    cfg.augment.flip = False  # augmentation is applied per batch: the same arrays
+    assert load_dataset(cfg, "cpu") is first
+    cfg.val_size = 20
+    assert len(load_dataset(cfg, "cpu").y_val) == 20
+    cfg.val_size = 10
+    np.savez(path, x_train=a.x_train[:40], y_train=a.y_train[:40], x_test=a.x_test, y_test=a.y_test)
+    assert len(load_dataset(cfg, "cpu").y_train) == 30  # the file was rewritten: read again

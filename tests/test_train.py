@@ -6,6 +6,7 @@ import pytest
 import models
 from contract import HISTORY_COLUMNS, METRICS_KEYS, STATUSES, SWEEP_FIELDS
 from trainer import train
+from trainer.loop import NONFINITE_CHECK_STEPS
 
 
 def read(run_dir):
@@ -84,6 +85,13 @@ def test_non_finite_loss_ends_the_run_as_diverged(tiny_cfg, tmp_path):
     assert metrics["status"] == "diverged" and "non-finite loss" in metrics["error"]
     assert metrics["objective"] is None and metrics["epochs"] < 3
     assert metrics["status"] in STATUSES
+
+
+def test_a_diverged_run_stops_within_the_check_interval(tiny_cfg, tmp_path):
+    # 48 steps an epoch; the loss is non-finite from the second: the first check (step 20) stops it
+    metrics = train(tiny_cfg(["optimizer=sgd", "optimizer.lr=1e30", "batch_size=2"]), tmp_path)
+    assert metrics["status"] == "diverged" and metrics["epochs"] == 0
+    assert metrics["error"] == f"non-finite loss at epoch 1, between steps 1 and {NONFINITE_CHECK_STEPS}"
 
 
 def test_epoch_callback_prunes_and_keeps_the_files(tiny_cfg, tmp_path):

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import models
@@ -25,6 +30,13 @@ log = logging.getLogger(__name__)
 # The `_target_`s an optimizer config may name (Hydra's execution whitelist: the config cannot
 # make the trainer call anything else). An optimizer from another package: add its prefix here.
 OPTIMIZER_TARGETS = ("torch.optim.*",)
+# Training jobs running at once on this machine, in total (several sweep workers, say): when
+# set, threads=auto divides the cores by it instead of by what the Hydra launcher says.
+JOBS_ENV = "BUDGETSWEEP_JOBS_PER_MACHINE"
+# compile=auto on a CPU compiles when a run plans more training steps than this: the first
+# epoch's extra compile time (~20 s for the 80k model, cold cache) against the per-step gain
+# (~15 ms a step of 128 images); measured by benchmarks/compile_break_even.py (RESULTS.md).
+CPU_COMPILE_BREAK_EVEN_STEPS = 1300
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,6 +54,57 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device.type}:{device.index or 0} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, which taskset and cgroups narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_per_job(cores: int, jobs: int) -> int:
+    """The cores shared evenly by `jobs` jobs running at once: never more threads than cores
+    in total (threads spinning on a busy core slow every job several-fold), at least one each."""
+    return max(1, cores // max(1, jobs))
+
+
+def launcher_jobs(hydra_cfg: Any, cores: int) -> int:
+    """Jobs a Hydra launcher runs at once: joblib's `n_jobs` (-1 = one per core, -2 = all but
+    one, as joblib counts), bounded by the batch the sweeper hands it (`n_jobs` of the Optuna
+    sweeper, `max_batch_size` of the others); 1 for the basic launcher, which runs jobs in turn."""
+    n_jobs = hydra_cfg.get("launcher", {}).get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    at_once = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    sweeper = hydra_cfg.get("sweeper", {})
+    batch = sweeper.get("n_jobs") or sweeper.get("max_batch_size")
+    return min(at_once, batch) if isinstance(batch, int) and batch > 0 else at_once
+
+
+def jobs_on_this_machine(cores: int, env: Mapping[str, str] = os.environ) -> int:
+    """BUDGETSWEEP_JOBS_PER_MACHINE when set, else what the running Hydra job's launcher runs at once."""
+    if env.get(JOBS_ENV):
+        try:
+            jobs = int(env[JOBS_ENV])
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise TrainConfigError(f"threads: ${JOBS_ENV} must be a positive int, got {env[JOBS_ENV]!r}")
+        return jobs
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return 1
+    return launcher_jobs(HydraConfig.get(), cores)
+
+
+def resolve_threads(setting: int | str | None) -> int | None:
+    """The torch thread count of `threads`: an int as given, `auto` the cores divided among the
+    jobs that run at once on this machine, null torch's own default (None)."""
+    if setting != "auto":
+        return setting  # type: ignore[return-value]
+    cores = available_cores()
+    return threads_per_job(cores, jobs_on_this_machine(cores))
 
 
 def make_optimizer(optimizer_cfg: DictConfig, params) -> torch.optim.Optimizer:
@@ -109,8 +172,29 @@ class Setup:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
 
-def build_model(cfg: DictConfig, device: torch.device) -> Setup:
-    """The seeded model on `device`, in channels_last when asked and safe, compiled when asked."""
+def should_compile(setting: bool | str, device: torch.device, planned_steps: int) -> bool:
+    """`compile`: true/false as given; auto on CUDA, and on a CPU for runs long enough to win
+    back the compile time (more than CPU_COMPILE_BREAK_EVEN_STEPS training steps)."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" or planned_steps > CPU_COMPILE_BREAK_EVEN_STEPS
+
+
+def compile_cache_dir() -> Path:
+    """Where inductor keeps compiled kernels: $TORCHINDUCTOR_CACHE_DIR when set, else the user's
+    cache (~/.cache/budgetsweep/torchinductor), shared by every trial and sweep of this user on
+    this machine and kept across reboots (torch's default is under /tmp)."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "budgetsweep" / "torchinductor"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)  # read by inductor at its first compile
+    return path
+
+
+def build_model(cfg: DictConfig, device: torch.device, planned_steps: int = 0) -> Setup:
+    """The seeded model on `device`, in channels_last when asked and safe, compiled when asked
+    (or, with compile=auto, when `planned_steps` make it pay)."""
     torch.manual_seed(cfg.seed)
     model = models.create_model(cfg.model)
     channels_last = cfg.channels_last != ChannelsLast.off  # auto: measured faster on this CPU (+4..33%) and GPUs
@@ -122,5 +206,8 @@ def build_model(cfg: DictConfig, device: torch.device) -> Setup:
     if bf16 and device.type == "cpu":
         log.warning("amp=bf16 on a CPU: without native bf16 this is ~15x slower than float32")
     model = model.to(device=device, memory_format=memory_format)
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = model
+    if should_compile(cfg.compile, device, planned_steps):
+        log.info("torch.compile (kernel cache: %s)", compile_cache_dir())
+        step_model = torch.compile(model)
     return Setup(device, model, step_model, memory_format, bf16)

@@ -21,11 +21,14 @@ from tqdm import tqdm
 from contract import CHECKPOINT_FILE, write_history
 from data import DeviceDataset, eval_batches, n_train_batches, train_batches
 
-from .build import Setup, build_model, make_optimizer, make_scheduler
+from .build import Setup, build_model, make_optimizer, make_scheduler, resolve_threads
 from .checkpoint import Progress, config_fingerprint, restore_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict], bool]  # (epoch, history row) -> stop now (pruned)?
+# Steps between reads of the device-side non-finite flag: a read waits for the device, and a
+# diverged run wastes at most this many steps (on NaN weights) before it stops.
+NONFINITE_CHECK_STEPS = 20
 
 
 @dataclass
@@ -60,11 +63,15 @@ def evaluate(setup: Setup, ds: DeviceDataset, x, y, batch_size: int) -> tuple[fl
 
 def train_epoch(cfg: DictConfig, setup: Setup, ds: DeviceDataset, opt, sched, gen, epoch: int) -> dict:
     """One pass over the training split; the history row's train_* figures and `images`.
-    Raises Diverged at the first non-finite loss."""
+
+    No step waits for the device: the loss, the accuracy and a non-finite flag accumulate
+    there, and the flag is read every NONFINITE_CHECK_STEPS steps and at the end, so a
+    diverged run raises Diverged within that many steps."""
     setup.model.train()
     loss_sum = torch.zeros((), device=setup.device)
     correct = torch.zeros((), device=setup.device, dtype=torch.long)
-    seen = 0
+    nonfinite = torch.zeros((), device=setup.device, dtype=torch.bool)
+    seen = checked = 0
     batches = train_batches(ds, cfg.batch_size, gen, cfg.data.augment, setup.memory_format)
     with tqdm(
         batches,
@@ -73,12 +80,11 @@ def train_epoch(cfg: DictConfig, setup: Setup, ds: DeviceDataset, opt, sched, ge
         leave=False,
         disable=None if cfg.progress else True,
     ) as bar:
-        for xb, yb in bar:
+        for step, (xb, yb) in enumerate(bar, 1):
             with setup.autocast():
                 logits = setup.step_model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):  # one sync a step: a diverged run must not waste its epochs
-                raise Diverged(f"non-finite loss ({loss.item()}) at epoch {epoch}")
+            nonfinite |= ~torch.isfinite(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -86,21 +92,30 @@ def train_epoch(cfg: DictConfig, setup: Setup, ds: DeviceDataset, opt, sched, ge
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
-    if setup.device.type == "cuda":
-        torch.cuda.synchronize(setup.device)
+            if step % NONFINITE_CHECK_STEPS == 0:
+                _raise_if_diverged(nonfinite, epoch, checked, step)
+                checked = step
+    _raise_if_diverged(nonfinite, epoch, checked, n_train_batches(len(ds.y_train), cfg.batch_size))
     return dict(train_loss=loss_sum.item() / max(seen, 1), train_acc=correct.item() / max(seen, 1), images=seen)
+
+
+def _raise_if_diverged(nonfinite: torch.Tensor, epoch: int, after_step: int, to_step: int) -> None:
+    if nonfinite.item():  # the one host sync, every NONFINITE_CHECK_STEPS steps
+        raise Diverged(f"non-finite loss at epoch {epoch}, between steps {after_step + 1} and {to_step}")
 
 
 def fit(
     cfg: DictConfig, ds: DeviceDataset, device: torch.device, run_dir: Path, on_epoch: EpochCallback | None = None
 ) -> FitResult:
     """Train `cfg.epochs` epochs (fewer when resumed, diverged or pruned), then test once."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = resolve_threads(cfg.threads)
+    if threads:
+        torch.set_num_threads(threads)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    setup = build_model(cfg, device)
+    total_steps = n_train_batches(len(ds.y_train), cfg.batch_size) * cfg.epochs
+    setup = build_model(cfg, device, planned_steps=total_steps)
     opt = make_optimizer(cfg.optimizer, setup.model.parameters())
-    sched = make_scheduler(cfg, opt, n_train_batches(len(ds.y_train), cfg.batch_size) * cfg.epochs)
+    sched = make_scheduler(cfg, opt, total_steps)
     ckpt_path, fingerprint = run_dir / CHECKPOINT_FILE, config_fingerprint(cfg)
     progress = Progress()
     if cfg.checkpoint:

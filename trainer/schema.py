@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -102,8 +102,12 @@ class TrainConfig:
     objective: str = "val_acc"  # the metrics.json key returned to Hydra (val_acc: the best epoch's)
     amp: Amp = Amp.auto
     channels_last: ChannelsLast = ChannelsLast.auto
-    compile: bool = False  # torch.compile the model
-    threads: Optional[int] = None  # CPU threads for torch (null: torch's default); 1 per job when jobs share a CPU
+    # torch.compile the model: true | false | auto (on CUDA; on a CPU for runs of more than
+    # trainer.build.CPU_COMPILE_BREAK_EVEN_STEPS steps, where the compile time pays back)
+    compile: Union[bool, str] = "auto"
+    # CPU threads for torch: an int | auto (the cores divided among the jobs that run at once on
+    # this machine: the launcher's n_jobs, or $BUDGETSWEEP_JOBS_PER_MACHINE) | null (torch's default)
+    threads: Optional[Union[int, str]] = "auto"
     checkpoint: bool = True  # save the last epoch atomically so a killed run resumes
     progress: bool = True  # a tqdm bar per epoch
     eval_batch_size: int = 1000
@@ -126,7 +130,8 @@ RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("optimizer.lr", _positive, "a positive number"),
     ("warmup_epochs", lambda v: v >= 0, "a number >= 0"),
     ("label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("threads", lambda v: v is None or v >= 1, "a positive int or null"),
+    ("threads", lambda v: v in (None, "auto") or (_number(v) and v >= 1), "auto, a positive int or null"),
+    ("compile", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
     ("budget.max_params", _positive, "a positive int"),
     ("objective", lambda v: v in METRICS_KEYS, "a key of metrics.json, e.g. val_acc or test_acc"),
 )
