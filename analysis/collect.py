@@ -19,6 +19,8 @@ Columns:
   value, baseline, repeat     else the config's `sweep.*`, so a run with a corrupt
                               metrics.json keeps its place
   has_history                 history.csv exists and was readable
+  test_epoch, weights         schema 2 as written; a schema 1 run (test_acc of the last epoch's
+                              weights, none kept) gets its last epoch and None, so both read alike
   label                       a short name: the overrides not shared by every run
 
 Files that are missing, partial or corrupt cost one warning line each (logger "analysis",
@@ -224,6 +226,8 @@ def _read_run(run: Path, sweep_dir: Path, warn: _Warnings) -> dict[str, Any]:
     }
     metrics = _read_metrics(run, warn)
     row.update(metrics)
+    if metrics.get("schema_version") == 1:  # its test split was measured on the last epoch's weights
+        row.update(test_epoch=metrics.get("epochs") if metrics.get("test_acc") is not None else None, weights=None)
     hydra_dir = run / ".hydra"
     row["config"] = config = _read_config(hydra_dir, warn)
     overrides = _read_yaml(hydra_dir / "overrides.yaml", warn)
@@ -296,12 +300,26 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         rows += [_read_run(run, root, warn) for run in runs]
 
     df = pd.DataFrame(rows)
-    for name in SWEEP_FIELDS:
+    for name in (*SWEEP_FIELDS, "test_epoch", "weights"):
         if name not in df.columns:
             df[name] = None
     df["label"] = _labels(df)
     df.attrs["warnings"] = warn.lines
     return df
+
+
+def best_run(df: pd.DataFrame) -> pd.Series | None:
+    """The completed run with the best validation accuracy (the first of equals), or None."""
+    done = df[df["status"] == "completed"] if "val_acc" in df else df.iloc[0:0]
+    done = done[pd.to_numeric(done["val_acc"], errors="coerce").notna()] if len(done) else done
+    return done.loc[pd.to_numeric(done["val_acc"]).idxmax()] if len(done) else None
+
+
+def weights_path(run: pd.Series) -> Path | None:
+    """The absolute path of a run's kept weights (metrics.json's `weights`), None when none were kept."""
+    name = run.get("weights")
+    path = Path(run["run_dir"]).resolve() / str(name) if isinstance(name, str) and name else None
+    return path if path is not None and path.is_file() else None
 
 
 @dataclass

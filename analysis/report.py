@@ -3,14 +3,17 @@ nothing here computes a result or writes a file (`output.write` does)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from analysis import tables
 from analysis.ablation import slug
-from analysis.collect import STATUS_ORDER
+from analysis.collect import STATUS_ORDER, best_run, weights_path
 from analysis.combine import Combination, CombineResult
 from analysis.pipeline import Analysis
 from analysis.study import COUNT_KEYS, StudySummary
+from contract import is_missing
 
 
 def status_counts(df: pd.DataFrame) -> str:
@@ -18,6 +21,20 @@ def status_counts(df: pd.DataFrame) -> str:
     counts = df["status"].value_counts()
     order = [s for s in STATUS_ORDER if s in counts] + [s for s in counts.index if s not in STATUS_ORDER]
     return ", ".join(f"{counts[s]} {s}" for s in order)
+
+
+def describe_best_run(df: pd.DataFrame) -> str | None:
+    """The best completed run's folder and kept weights, as absolute paths (what
+    `python -m trainer.evaluate` takes)."""
+    run = best_run(df)
+    if run is None:
+        return None
+    weights = weights_path(run)
+    test = f", test acc {100 * float(run['test_acc']):.2f}%" if not is_missing(run.get("test_acc")) else ""
+    epoch = run.get("test_epoch")
+    test += f" (epoch {int(epoch)} weights)" if test and not is_missing(epoch) else ""
+    kept = f"weights: {weights}" if weights else "no weights kept (schema 1, or save_weights=none)"
+    return f"Best run: {Path(run['run_dir']).resolve()} (val acc {100 * float(run['val_acc']):.2f}%{test}); {kept}"
 
 
 def _verdict(c: Combination) -> str:
@@ -85,6 +102,9 @@ def terminal_text(analysis: Analysis) -> str:
     parts = []
     if analysis.runs is not None:
         parts.append(f"{len(analysis.runs)} runs: {status_counts(analysis.runs)}")
+        best = describe_best_run(analysis.runs)
+        if best:
+            parts.append(best)
     for factor, table in (analysis.ablation.tables if analysis.ablation else {}).items():
         parts.append(f"## {factor}\n{tables.to_markdown(tables.ablation_display(table))}")
     if analysis.combined is not None:
@@ -135,6 +155,7 @@ def _runs_md(df: pd.DataFrame, written: set[str]) -> list[str]:
     if "val_acc" in df and len(done):
         top = done.sort_values("val_acc", ascending=False).head(10)
         md += ["### Best runs\n", tables.to_markdown(tables.runs_display(top)) + "\n"]
+        md.append(describe_best_run(df).replace("Best run: ", "**Best run:** ", 1) + "\n")
     others = df[df["status"] != "completed"]
     if len(others):
         shown = tables.runs_display(others)[["run", "status", "params"]]

@@ -17,6 +17,7 @@ app) can import it cheaply. Modules:
 from .errors import first_line, is_missing
 from .run import (
     CHECKPOINT_FILE,
+    EVAL_FILE,
     FAILED_STATUSES,
     HISTORY_COLUMNS,
     HISTORY_FILE,
@@ -26,6 +27,8 @@ from .run import (
     SCHEMA_VERSION,
     STATUSES,
     SWEEP_FIELDS,
+    TRACKERS_FILE,
+    WEIGHTS_FILE,
     ContractError,
     load_metrics,
     new_metrics,
@@ -37,6 +40,7 @@ from .run import (
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "EVAL_FILE",
     "FAILED_STATUSES",
     "HISTORY_COLUMNS",
     "HISTORY_FILE",
@@ -46,6 +50,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "SWEEP_FIELDS",
+    "TRACKERS_FILE",
+    "WEIGHTS_FILE",
     "ContractError",
     "first_line",
     "is_missing",

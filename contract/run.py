@@ -6,6 +6,9 @@ Every run, single or inside a sweep, writes into its Hydra output folder:
     metrics.json       the result, written once at the end (METRICS_KEYS; schema SCHEMA_VERSION)
     history.csv        one row per finished epoch (HISTORY_COLUMNS), rewritten after each epoch
     checkpoint.pt      the last finished epoch, for resuming; deleted when the run ends
+    weights.pt         the kept weights (`save_weights`: best or last epoch) and the model config
+    eval.json          written by `python -m trainer.evaluate`: the kept weights on a data source
+    trackers.json      the experiment trackers' run ids, so a resumed run continues them
     run.log            the log (Hydra's job logging)
 
 Files are written atomically (a temporary name in the same folder, flushed, renamed over
@@ -26,8 +29,11 @@ from typing import Any, Iterable
 
 from .errors import first_line
 
-SCHEMA_VERSION = 1
+# 2: test_acc/test_loss are measured on the kept weights (test_epoch says which epoch's; in 1
+# always the last epoch's); weights, test_epoch, tags and the provenance keys added.
+SCHEMA_VERSION = 2
 METRICS_FILE, HISTORY_FILE, CHECKPOINT_FILE, LOG_FILE = "metrics.json", "history.csv", "checkpoint.pt", "run.log"
+WEIGHTS_FILE, EVAL_FILE, TRACKERS_FILE = "weights.pt", "eval.json", "trackers.json"
 
 STATUSES = ("completed", "over_budget", "invalid", "diverged", "failed", "pruned")
 # Statuses that end a trial without a result and count as a failure of the job.
@@ -50,6 +56,8 @@ METRICS_KEYS = (
     "final_val_loss",
     "test_acc",
     "test_loss",
+    "test_epoch",
+    "weights",
     "params",
     "flops",
     "max_params",
@@ -62,7 +70,12 @@ METRICS_KEYS = (
     "overrides",
     "error",
     *SWEEP_FIELDS,
+    "tags",
     "torch_version",
+    "versions",
+    "git_commit",
+    "git_dirty",
+    "host",
 )
 
 
@@ -76,7 +89,7 @@ def new_metrics(**known: Any) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"not metrics.json keys: {sorted(unknown)}")
     metrics: dict[str, Any] = dict.fromkeys(METRICS_KEYS)
-    metrics.update(schema_version=SCHEMA_VERSION, baseline=False, repeat=0, epochs=0, train_seconds=0.0)
+    metrics.update(schema_version=SCHEMA_VERSION, baseline=False, repeat=0, epochs=0, train_seconds=0.0, tags=[])
     metrics.update(known)
     return metrics
 

@@ -1,8 +1,9 @@
 """Training: `train(cfg, run_dir)` runs one config and writes the run contract.
 
-Order, cheapest first: the training settings (invalid), the model against the budget
-(`models.check_budget`: invalid or over_budget, never trained), the data (DataError is the
-caller's to report), then `fit`, then metrics.json.
+Order, cheapest first: the training settings and the loggers (invalid), the model against the
+budget (`models.check_budget`: invalid or over_budget, never trained), the data (DataError is
+the caller's to report), then `fit` (weights.pt kept, see `weights`; the trackers fed each
+epoch, see `trackers`), then metrics.json (with provenance: `provenance`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import models
-from contract import SWEEP_FIELDS, new_metrics, write_history, write_metrics
+from contract import SWEEP_FIELDS, WEIGHTS_FILE, new_metrics, write_history, write_metrics
 from data import DataError, DeviceDataset, load_dataset
 
 from .build import check_optimizer, describe_device, pick_device
+from .checkpoint import config_fingerprint
 from .loop import EpochCallback, FitResult, fit
+from .provenance import provenance
 from .schema import TrainConfig, TrainConfigError, register_configs, validate
+from .trackers import Trackers, build_trackers
 
 __all__ = ["DataError", "TrainConfig", "TrainConfigError", "register_configs", "train"]
 log = logging.getLogger(__name__)
@@ -56,6 +60,7 @@ def record_result(metrics: dict, result: FitResult, objective: str) -> None:
         epochs=len(history),
         test_acc=result.test_acc,
         test_loss=result.test_loss,
+        test_epoch=result.test_epoch,
         train_seconds=round(result.train_seconds, 3),
         images_per_second=result.images_per_second,
     )
@@ -82,13 +87,16 @@ def train(
         epochs_planned=cfg.epochs,
         seed=cfg.seed,
         overrides=list(overrides),
+        tags=list(cfg.tags),
         torch_version=torch.__version__,
+        **provenance(),
         **sweep_coordinates(cfg),
     )
     try:
         validate(cfg)
         device = pick_device(cfg.device)
         check_optimizer(cfg.optimizer)
+        trackers = Trackers(build_trackers(cfg), run_dir, config_fingerprint(cfg))
     except TrainConfigError as e:  # reported by the caller: one line, or a row of the sweep
         return _finish(run_dir, metrics, "invalid", str(e))
 
@@ -112,17 +120,30 @@ def train(
             cfg.model.name,
             f"{metrics['params']:,}",
         )
-        result = fit(cfg, ds, device, run_dir, on_epoch)
+        trackers.start(cfg)
+        result = fit(cfg, ds, device, run_dir, _both(trackers.on_epoch, on_epoch))
     except DataError as e:
         _finish(run_dir, metrics, "failed", str(e))
         raise
     except TrainConfigError as e:
         return _finish(run_dir, metrics, "invalid", str(e))
     except Exception as e:
-        _finish(run_dir, metrics, "failed", f"{type(e).__name__}: {e}")
+        trackers.end(_finish(run_dir, metrics, "failed", f"{type(e).__name__}: {e}"))
         raise
 
     if not result.history:
         write_history(run_dir, result.history)  # the header alone: the file always exists
     record_result(metrics, result, cfg.objective)
-    return _finish(run_dir, metrics, result.status, result.error)
+    metrics["weights"] = WEIGHTS_FILE if (run_dir / WEIGHTS_FILE).is_file() and cfg.save_weights != "none" else None
+    trackers.end(_finish(run_dir, metrics, result.status, result.error))  # after weights.pt and metrics.json
+    return metrics
+
+
+def _both(log_epoch, on_epoch: EpochCallback | None) -> EpochCallback:
+    """The trackers first (so a pruned or killed epoch is logged), then the caller's callback."""
+
+    def call(epoch: int, row: dict) -> bool:
+        log_epoch(epoch, row)
+        return bool(on_epoch(epoch, row)) if on_epoch is not None else False
+
+    return call

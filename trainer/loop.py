@@ -23,6 +23,7 @@ from data import DeviceDataset, eval_batches, n_train_batches, train_batches
 
 from .build import Setup, build_model, make_optimizer, make_scheduler, resolve_threads
 from .checkpoint import Progress, config_fingerprint, restore_checkpoint, save_checkpoint
+from .weights import KeptWeights
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict], bool]  # (epoch, history row) -> stop now (pruned)?
@@ -37,6 +38,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     test_loss: float | None = None
     test_acc: float | None = None
+    test_epoch: int | None = None  # the epoch whose weights were tested (save_weights)
     train_seconds: float = 0.0
     images_per_second: float | None = None
     error: str | None = None
@@ -120,6 +122,7 @@ def fit(
     progress = Progress()
     if cfg.checkpoint:
         progress = restore_checkpoint(ckpt_path, fingerprint, setup.model, opt, sched, gen)
+    kept = KeptWeights(cfg, run_dir, ds, progress.history)
 
     result = FitResult(status="completed")
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
@@ -145,6 +148,7 @@ def fit(
         progress.epoch, progress.seconds = epoch, progress.seconds + seconds
         progress.history.append(row)
         write_history(run_dir, progress.history)
+        kept.epoch_done(setup.model, row)
         log.info(
             "epoch %d/%d train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
             epoch,
@@ -165,6 +169,7 @@ def fit(
     result.history, result.train_seconds = progress.history, progress.seconds
     result.images_per_second = progress.images / progress.train_seconds if progress.train_seconds > 0 else None
     if result.status != "diverged":
+        result.test_epoch = kept.restore(setup.model, progress.epoch)  # test what is kept
         result.test_loss, result.test_acc = evaluate(setup, ds, ds.x_test, ds.y_test, cfg.eval_batch_size)
     ckpt_path.unlink(missing_ok=True)  # the run is over: its result is in metrics.json
     return result

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -37,6 +37,12 @@ class Amp(str, Enum):
     auto = "auto"  # bf16 on CUDA only (a CPU without native bf16 is ~15x slower with it)
     bf16 = "bf16"
     off = "off"
+
+
+class SaveWeights(str, Enum):  # weights.pt in the run folder; test_acc is measured on the kept weights
+    best = "best"  # the best validation epoch's (the epoch the objective comes from)
+    last = "last"  # the last epoch's
+    none = "none"  # keep nothing (test_acc on the last epoch's weights)
 
 
 class ChannelsLast(str, Enum):  # in a YAML file write "on"/"off" quoted: bare, YAML reads a boolean
@@ -111,6 +117,10 @@ class TrainConfig:
     checkpoint: bool = True  # save the last epoch atomically so a killed run resumes
     progress: bool = True  # a tqdm bar per epoch
     eval_batch_size: int = 1000
+    save_weights: SaveWeights = SaveWeights.best
+    # Experiment trackers, one node per logger group option: {name: {_target_: ..., settings}}
+    logger: Dict[str, Any] = field(default_factory=dict)
+    tags: List[str] = field(default_factory=list)  # copied into metrics.json and sent to the trackers
     sweep: SweepInfo = field(default_factory=SweepInfo)
 
 

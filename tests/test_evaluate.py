@@ -1,0 +1,162 @@
+"""`python -m trainer.evaluate`: the kept weights on the run's own data (its recorded test_acc,
+exactly), on other data sources, from a study folder (its best trial); export to pt2 and ONNX
+with the same logits; README's "Using the results" commands run with tiny overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from contract import EVAL_FILE, WEIGHTS_FILE, load_metrics
+from tests._sweep import TINY as SWEEP_TINY
+from tests._sweep import run_folders, run_sweep, study_dirs
+from tests.conftest import ROOT, TINY, run_app
+
+ENV = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+
+
+def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.evaluate", *args],
+        cwd=cwd,
+        env={**ENV, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A tiny run trained by the app, as a user would."""
+    cwd = tmp_path_factory.mktemp("app")
+    r = run_app([*TINY, "epochs=2", "hydra.run.dir=outputs/runs/tiny"], cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return cwd / "outputs" / "runs" / "tiny"
+
+
+def test_evaluation_reproduces_the_recorded_test_accuracy_exactly(run_dir):
+    r = evaluate(str(run_dir), cwd=run_dir)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(r.stdout.strip().splitlines()) == 1 and "test_acc" in r.stdout
+    metrics = load_metrics(run_dir)
+    (entry,) = json.loads((run_dir / EVAL_FILE).read_text())["evaluations"]
+    assert entry["test_acc"] == metrics["test_acc"] and entry["test_loss"] == metrics["test_loss"]
+    assert entry["epoch"] == metrics["test_epoch"] and entry["images"] == 64
+    assert entry["weights"] == str((run_dir / WEIGHTS_FILE).resolve())
+
+
+def test_other_data_sources_are_evaluated_and_recorded_side_by_side(run_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "mine.npz"
+    images = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+    np.savez(npz, x_train=images(40), y_train=np.arange(40) % 10, x_test=images(30), y_test=np.arange(30) % 10)
+    r1 = evaluate(str(run_dir), "data=npz", f"data.path={npz}", "data.val_size=10", cwd=tmp_path)
+    r2 = evaluate(str(run_dir), "data=cifar10_sample", "data.test_subset=100", cwd=tmp_path)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr[-2000:] + r2.stderr[-2000:]
+    assert str(npz) in r1.stdout and "cifar10_sample" in r2.stdout
+    entries = json.loads((run_dir / EVAL_FILE).read_text())["evaluations"]
+    by_source = {e["data"]["name"]: e for e in entries}
+    assert by_source["npz"]["images"] == 30 and by_source["cifar10_sample"]["images"] == 100
+    assert 0 <= by_source["npz"]["test_acc"] <= 1
+    # evaluating the same source again replaces its entry
+    evaluate(str(run_dir), "data=cifar10_sample", "data.test_subset=100", cwd=tmp_path)
+    assert len(json.loads((run_dir / EVAL_FILE).read_text())["evaluations"]) == len(entries)
+
+
+def test_export_gives_the_same_logits_as_the_trained_model(run_dir, tmp_path):
+    from data import augment
+    from trainer.export import run_exported
+    from trainer.weights import load_weights
+
+    r = evaluate(str(run_dir), "--export", "pt2,onnx", "--out", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "model.pt2").is_file() and (tmp_path / "model.onnx").is_file()
+    kept = load_weights(run_dir)
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)  # a batch size not seen at export
+    with torch.no_grad():  # what the training loop computes: normalise with the training stats, then the model
+        original = kept.model(augment.normalize(images, kept.mean, kept.std))
+    for name in ("model.pt2", "model.onnx"):
+        assert torch.allclose(run_exported(tmp_path / name, images), original, atol=1e-4), name
+
+
+def test_a_study_folder_gives_its_best_trial(tmp_path):
+    r = run_sweep(tmp_path, "model.C=choice(8,12)", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (study_dir,) = study_dirs(tmp_path)
+    results = yaml.safe_load((study_dir / "optimization_results.yaml").read_text())
+    best = Path(results["best_run_dir"])
+    assert best.is_absolute() and best == (study_dir / str(results["best_trial"])).resolve()
+    assert results["best_weights"] == str(best / WEIGHTS_FILE) and Path(results["best_weights"]).is_file()
+    r = evaluate(str(study_dir), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith(f"{best}:") and (best / EVAL_FILE).is_file()
+    others = [p for p in run_folders(study_dir) if p.resolve() != best]
+    assert others and not any((p / EVAL_FILE).exists() for p in others)
+
+
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["nowhere"], "nowhere: no such file or folder"),
+        (["RUN", "epochs=3"], "only data overrides"),
+        (["RUN", "data=nope"], "nope"),
+        (["RUN", "--export", "tflite"], "unknown format 'tflite'"),
+    ],
+)
+def test_bad_input_is_one_line(run_dir, tmp_path, args, says):
+    r = evaluate(*[str(run_dir) if a == "RUN" else a for a in args], cwd=tmp_path)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_run_without_weights_is_one_line(tmp_path):
+    r = run_app([*TINY, "save_weights=none", "hydra.run.dir=outputs/runs/none"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = evaluate("outputs/runs/none", cwd=tmp_path)
+    assert r.returncode == 2 and "save_weights=none" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------- README
+
+
+def readme_commands() -> list[str]:
+    """The bash block of README's "Using the results" section, one command a line."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Using the results", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    lines = block.replace("\\\n", " ").splitlines()
+    return [line.split(" #", 1)[0].strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+# servers and uploads: started by hand, not in a test
+NOT_RUN = ("tensorboard ", "mlflow ui", "optuna-dashboard ", "python -m trainer.dashboard", "wandb sync", "pip ")
+
+
+def test_readme_using_the_results_commands_run(tmp_path):
+    commands = readme_commands()
+    assert any(c.startswith("python -m trainer.evaluate") for c in commands)
+    assert any(c.startswith("tensorboard --logdir") for c in commands) and any("mlflow ui" in c for c in commands)
+    env = {**ENV, "PYTHONPATH": str(ROOT)}
+    for command in commands:
+        if command.startswith(NOT_RUN):
+            continue
+        args = shlex.split(command)
+        if args[:2] == ["python", "run.py"]:  # tiny and quick: the same tools, seconds
+            multirun = "-m" in args
+            args = [sys.executable, str(ROOT / "run.py"), *args[2:], *(SWEEP_TINY if multirun else TINY)]
+            if multirun:
+                args += ["hydra.sweeper.n_trials=2", "hydra.sweeper.params=null", "model.C=choice(8,12)"]
+        elif args[0] == "python":
+            args[0] = sys.executable
+        r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{command}\n{r.stderr[-3000:]}"

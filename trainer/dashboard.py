@@ -1,0 +1,78 @@
+"""`python -m trainer.dashboard STUDY_DIR`: optuna-dashboard on a study of our Optuna sweeper.
+
+STUDY_DIR's study.json says where the study is (a SQLite file, or PostgreSQL with the password
+masked); the password comes from $BUDGETSWEEP_STORAGE_PASSWORD (or libpq's PGPASSWORD /
+~/.pgpass), never from the command line. A storage URL works too. Needs the `dashboard` extra.
+
+In the dashboard each trained trial shows its params, its per-epoch validation accuracy
+(intermediate values) and our user attributes (status, params = its size, run_dir); a
+suggestion over the budget is PRUNED with a positive `params` constraint and status
+`over_budget`, which tells it from a trial the pruner stopped (constraints <= 0, status `pruned`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from contract import first_line
+from contract.layouts import read_study
+from contract.storage import connect_url, mask
+
+
+class DashboardError(ValueError):
+    """A path that is not a study folder, or a missing package; one line."""
+
+
+def storage_url(path_or_url: str) -> str:
+    """The URL to connect with: a study folder's study.json (password put back from the
+    environment), or a URL as given."""
+    if "://" in path_or_url:
+        return connect_url(path_or_url)
+    folder = Path(path_or_url)
+    try:
+        record = read_study(folder)
+    except Exception as e:  # ContractError: unreadable study.json
+        raise DashboardError(first_line(e)) from None
+    if record is None:
+        raise DashboardError(f"{folder}: no study.json (pass an Optuna study folder or a storage URL)")
+    return connect_url(record.storage, folder)
+
+
+def dashboard_app(path_or_url: str):
+    """optuna-dashboard's WSGI app on that storage."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise DashboardError(
+            "the optuna-dashboard package is not installed: pip install 'budgetsweep[dashboard]'"
+        ) from None
+    return optuna_dashboard.wsgi(storage_url(path_or_url))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.dashboard", description=__doc__.splitlines()[0])
+    parser.add_argument("study", help="an Optuna study folder (study.json) or a storage URL")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    try:
+        app = dashboard_app(args.study)
+    except DashboardError as e:
+        print(f"dashboard: error: {e}", file=sys.stderr)
+        return 2
+    from wsgiref.simple_server import make_server
+
+    with make_server(args.host, args.port, app) as server:
+        print(f"optuna-dashboard on http://{args.host}:{args.port}/ ({mask(storage_url(args.study))}); Ctrl-C stops")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""`python -m trainer.evaluate PATH [data overrides] [--export pt2,onnx]`: the kept weights of a
+run on any data source the app knows, and the model in deployable files.
+
+PATH is a run folder (its weights.pt), a weights.pt file, or a folder of runs: an Optuna
+study folder (its best trial: the best completed run in the study's direction; infeasible
+suggestions have no folder), a sweep folder or `outputs/runs` (the best completed run by its
+objective, as `python -m analysis` ranks them). The data is the run's own (`.hydra/config.yaml`)
+unless overridden: `data=cifar10`, `data=npz data.path=FILE`, `data=cifar10_sample`, or any
+`data.<key>=...` on the run's data node. Images go through the training split's normalisation
+stored in weights.pt, in the run's precision and memory format, so the run's own test split
+gives back its recorded `test_acc` exactly.
+
+Writes `eval.json` next to weights.pt (one entry per data source, the latest kept) and prints
+one line; `--export` writes `model.pt2` / `model.onnx` there too (or in `--out`) and checks
+each against the model on a test batch (the largest logit difference is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from contract import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, first_line, read_metrics, write_atomic
+from contract.layouts import read_study
+from data import DataError, load_dataset
+
+from .build import Setup, channels_last_is_safe, describe_device, pick_device
+from .export import FORMATS, ExportError, export, run_exported
+from .loop import evaluate as evaluate_split
+from .schema import DataConfig, TrainConfigError, register_configs
+from .weights import Deployable, Kept, WeightsError, load_weights
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+class EvalError(ValueError):
+    """Bad input to the command (no weights, no runs, an override that is not about data)."""
+
+
+# --- which run -----------------------------------------------------------------------------
+
+
+def _runs_under(root: Path) -> list[tuple[Path, dict]]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in {"analysis", ".hydra", "__pycache__"})
+        if METRICS_FILE in filenames:
+            metrics = read_metrics(dirpath)
+            if metrics and metrics["status"] == "completed" and metrics.get("objective") is not None:
+                found.append((Path(dirpath), metrics))
+    return found
+
+
+def find_run(path: str | Path) -> Path:
+    """The run folder PATH stands for (see the module docstring); EvalError says why none."""
+    path = Path(path)
+    if not path.exists():
+        raise EvalError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.name != WEIGHTS_FILE:
+            raise EvalError(f"{path}: not a {WEIGHTS_FILE} (pass a run folder, a study or sweep folder)")
+        return path.parent
+    if (path / WEIGHTS_FILE).is_file():
+        return path
+    if (path / METRICS_FILE).is_file():
+        raise EvalError(f"{path}: no {WEIGHTS_FILE} (the run was trained with save_weights=none, or did not train)")
+    runs = _runs_under(path)
+    if not runs:
+        raise EvalError(f"{path}: no completed run under it ({METRICS_FILE} with status completed)")
+    try:
+        study = read_study(path)
+    except Exception:  # an unreadable study.json: rank by each run's objective name
+        study = None
+    if study is not None:
+        minimize = study.direction == "minimize"
+    else:  # the objective's name says it: val_acc is maximised, a loss minimised
+        minimize = "loss" in str(OmegaConf.select(_run_config(runs[0][0]) or {}, "objective", default="val_acc"))
+    best_dir, best = (min if minimize else max)(runs, key=lambda r: r[1]["objective"])
+    if not (best_dir / WEIGHTS_FILE).is_file():
+        raise EvalError(f"{best_dir}: the best run ({best['objective']:.4f}) has no {WEIGHTS_FILE} (save_weights=none)")
+    return best_dir
+
+
+# --- which data ----------------------------------------------------------------------------
+
+
+def _run_config(run_dir: Path) -> DictConfig | None:
+    path = run_dir / ".hydra" / "config.yaml"
+    return OmegaConf.load(path) if path.is_file() else None
+
+
+def data_config(run_cfg: DictConfig | None, overrides: Sequence[str]) -> DictConfig:
+    """The data node to evaluate on: composed from the app's `conf/` when a `data=` option is
+    given, else the run's own data node with the `data.<key>=` overrides applied."""
+    for o in overrides:
+        if o.split("=", 1)[0].lstrip("+~").split(".")[0] != "data" or "=" not in o:
+            raise EvalError(f"{o}: only data overrides are accepted (data=NAME, data.KEY=VALUE)")
+    if any(o.split("=", 1)[0] == "data" for o in overrides):
+        from hydra import compose, initialize_config_dir
+
+        register_configs()
+        try:
+            with initialize_config_dir(config_dir=str(CONF), version_base=None):
+                return compose(config_name="config", overrides=list(overrides)).data
+        except Exception as e:  # Hydra's own errors: an unknown option, a bad value
+            raise EvalError(first_line(e)) from None
+    if run_cfg is None:
+        raise EvalError("the run folder has no .hydra/config.yaml: name the data (data=cifar10, data=npz ...)")
+    node = OmegaConf.merge(OmegaConf.structured(DataConfig), run_cfg.data)
+    try:
+        return OmegaConf.merge(node, OmegaConf.from_dotlist([o.removeprefix("data.") for o in overrides]))
+    except Exception as e:  # an unknown key, a wrong type
+        raise EvalError(first_line(e)) from None
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+
+def _setup(kept: Kept, run_cfg: DictConfig | None, device: torch.device) -> Setup:
+    """The model as the run's test pass ran it: its memory format and precision."""
+    get = (lambda key, default: OmegaConf.select(run_cfg, key, default=default)) if run_cfg else (lambda k, d: d)
+    channels_last = str(get("channels_last", "auto")) != "off" and channels_last_is_safe(kept.model, device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    amp = str(get("amp", "auto"))
+    bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    model = kept.model.to(device=device, memory_format=memory_format)
+    return Setup(device, model, model, memory_format, bf16)
+
+
+def evaluate_run(run_dir: Path, overrides: Sequence[str] = (), device: str = "auto") -> dict:
+    """Evaluate the run's kept weights on the test split of the data; record it in eval.json."""
+    kept = load_weights(run_dir)
+    run_cfg = _run_config(run_dir)
+    data_cfg = data_config(run_cfg, overrides)
+    dev = pick_device(device)
+    ds = load_dataset(data_cfg, dev)
+    spec = kept.model_config
+    shape = (spec.get("in_channels", 3), spec.get("image_size", 32), spec.get("image_size", 32))
+    if ds.image_shape != shape or ds.num_classes > spec.get("num_classes", ds.num_classes):
+        raise EvalError(
+            f"the model takes {'x'.join(map(str, shape))} images of {spec.get('num_classes')} classes; "
+            f"the data has {'x'.join(map(str, ds.image_shape))} images of {ds.num_classes} classes"
+        )
+    ds = dataclasses.replace(ds, mean=kept.mean.to(dev), std=kept.std.to(dev))  # the training normalisation
+    batch_size = int(OmegaConf.select(run_cfg, "eval_batch_size", default=1000)) if run_cfg else 1000
+    loss, acc = evaluate_split(_setup(kept, run_cfg, dev), ds, ds.x_test, ds.y_test, batch_size)
+    record = dict(
+        data=OmegaConf.to_container(data_cfg, resolve=True),
+        images=len(ds.y_test),
+        test_acc=acc,
+        test_loss=loss,
+        weights=str((run_dir / WEIGHTS_FILE).resolve()),
+        epoch=kept.epoch,
+        kept=kept.kept,
+        device=describe_device(dev),
+        evaluated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    _record(run_dir / EVAL_FILE, record)
+    return dict(record, test_images=ds.x_test)
+
+
+def _record(path: Path, record: dict) -> None:
+    """eval.json: {"evaluations": [...]}, one entry per data node (a new one replaces its own)."""
+    try:
+        old = json.loads(path.read_text()).get("evaluations", []) if path.is_file() else []
+    except (ValueError, OSError, AttributeError):
+        old = []
+    kept = [e for e in old if isinstance(e, dict) and e.get("data") != record["data"]]
+    write_atomic(path, (json.dumps({"evaluations": [*kept, record]}, indent=2) + "\n").encode())
+
+
+def export_run(run_dir: Path, formats: Sequence[str], images: torch.Tensor, out: Path | None = None) -> list[str]:
+    """Export the kept model in each format; one line per file, with its check on `images`."""
+    kept = load_weights(run_dir)
+    out = Path(out or run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    batch = images[:16].cpu()
+    with torch.no_grad():
+        expected = Deployable(kept).eval()(batch)
+    lines = []
+    for fmt in formats:
+        path = export(kept, fmt, out / FORMATS.get(fmt, fmt), batch)
+        diff = (run_exported(path, batch) - expected).abs().max().item()
+        lines.append(f"exported {fmt}: {path} (largest logit difference on {len(batch)} test images: {diff:.2e})")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.evaluate",
+        description="Evaluate a run's kept weights (weights.pt) on a data source; export the model.",
+    )
+    parser.add_argument("path", help="a run folder, a weights.pt, or a study/sweep folder (its best run)")
+    parser.add_argument("overrides", nargs="*", help="data overrides: data=cifar10, data=npz data.path=FILE, ...")
+    parser.add_argument("--export", default="", help=f"comma-separated formats: {','.join(FORMATS)}")
+    parser.add_argument("--out", type=Path, help="folder for the exported files (default: the run folder)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    args = parser.parse_args(argv)
+    try:
+        formats = [f for f in args.export.split(",") if f]
+        for fmt in formats:
+            if fmt not in FORMATS:
+                raise ExportError(f"--export: unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+        run_dir = find_run(args.path).resolve()
+        result = evaluate_run(run_dir, args.overrides, args.device)
+        data = result["data"]
+        source = data.get("path") or data.get("name")
+        print(
+            f"{run_dir}: epoch {result['epoch']} weights ({result['kept']}) on {source} test split "
+            f"({result['images']} images): test_acc {result['test_acc']:.4f} test_loss {result['test_loss']:.4f} "
+            f"-> {run_dir / EVAL_FILE}"
+        )
+        for line in export_run(run_dir, formats, result["test_images"], args.out) if formats else []:
+            print(line)
+    except (EvalError, WeightsError, DataError, ExportError, TrainConfigError) as e:
+        print(f"evaluate: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
