@@ -23,7 +23,7 @@ import io
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -94,11 +94,31 @@ def new_metrics(**known: Any) -> dict[str, Any]:
     return metrics
 
 
+def partial_writes(path: str | Path) -> list[Path]:
+    """The temporary files `write_atomic` left beside `path` when its process was killed mid-write."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*"))
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    # Mode 0666 less the umask, as open() gives: tempfile.mkstemp's 0600 would keep colleagues
+    # on a shared outputs/ from reading the results.
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+    """Write `data` to `path` so that readers see the old file or the new one, never a part.
+
+    The new file's mode honours the umask. A process killed mid-write leaves `.NAME.*.tmp`
+    beside it (`partial_writes`), never a partial `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
