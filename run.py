@@ -9,7 +9,9 @@ run with one line on stderr and exit code 2; inside a sweep an invalid config is
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -61,5 +63,27 @@ def main(cfg: DictConfig) -> float | None:
     return metrics["objective"]
 
 
+def unusable_output_folder(argv: list[str]) -> str | None:
+    """Why a run or sweep folder given on the command line cannot be created, or None.
+
+    Hydra creates it before any code of ours runs, and a folder it cannot create (a file in
+    the way, no write permission) would end in a traceback."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value:
+            continue
+        existing = Path(value.strip("'\""))
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            return f"{key}: cannot create {value}: {existing} is a file"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{key}: cannot create {value}: {existing} is not writable"
+    return None
+
+
 if __name__ == "__main__":
+    if problem := unusable_output_folder(sys.argv[1:]):
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -9,14 +9,36 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from analysis.collect import AnalysisError, newest_sweep
 from analysis.output import output_dir, write
 from analysis.pipeline import analyze
+from contract.values import parse_override
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line, as every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"analysis: error: {message} (see python -m analysis --help)\n")
+
+
+def check_baseline(items: list[str] | None) -> str | None:
+    """Why the --baseline items are not KEY=VALUE pairs with distinct keys, or None."""
+    seen = set()
+    for text in items or []:
+        parsed = parse_override(text)
+        if parsed is None or not parsed[0] or parsed[1] == "":
+            return f"--baseline {text!r}: expected KEY=VALUE, e.g. model.C=32"
+        if parsed[0] in seen:
+            return f"--baseline {parsed[0]}: given twice"
+        seen.add(parsed[0])
+    return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m analysis",
         description="Ablation tables, the combined-best config, Optuna summaries, plots and "
         "report.md for sweep folders (written under SWEEP_DIR/analysis/).",
@@ -50,6 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--storage and --study go together")
     if args.top_k < 1:
         p.error(f"--top-k must be >= 1, got {args.top_k}")
+    if args.budget is not None and args.budget < 1:
+        p.error(f"--budget must be a positive number of parameters, got {args.budget}")
+    if problem := check_baseline(args.baseline):
+        p.error(problem)
     return args
 
 

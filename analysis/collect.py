@@ -98,14 +98,28 @@ def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optun
 
 
 def check_folders(paths: Iterable[str | Path]) -> list[Path]:
-    """The paths as Paths; AnalysisError for one that is not an existing folder."""
-    paths = [Path(p) for p in paths]
-    for p in paths:
+    """The paths as Paths, each folder once; AnalysisError for one that is not an existing folder.
+
+    A folder given twice, or inside another one given, is dropped with a warning: its runs
+    would otherwise be counted twice."""
+    kept: list[Path] = []
+    for p in map(Path, paths):
         if not p.exists():
             raise AnalysisError(f"{p}: no such folder")
         if not p.is_dir():
             raise AnalysisError(f"{p}: not a folder (pass a sweep or run folder)")
-    return paths
+        kept.append(p)
+    unique = []
+    for i, p in enumerate(kept):
+        here = p.resolve()
+        outer = next((q for q in kept if here != q.resolve() and here.is_relative_to(q.resolve())), None)
+        if outer is not None:
+            log.warning(f"{p}: inside {outer}, also given; read once")
+        elif any(here == q.resolve() for q in kept[:i]):
+            log.warning(f"{p}: given twice; read once")
+        else:
+            unique.append(p)
+    return unique
 
 
 # --- one run's config, as nested data ----------------------------------------------------
@@ -170,10 +184,57 @@ def _read_yaml(path: Path, warn: _Warnings) -> Any:
         return None
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return _is_number(v) and float(v).is_integer()
+
+
+# The metrics.json values analysis computes with, by type (README "The run contract"); null is
+# always allowed. A value of another type makes the run `corrupt` with one warning naming the
+# key, not a crash in a table. Keys not listed are carried as they are.
+METRICS_TYPES: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(
+        ("objective", "val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "train_seconds"),
+        (_is_number, "a number"),
+    ),
+    "images_per_second": (_is_number, "a number"),
+    **dict.fromkeys(
+        ("schema_version", "best_epoch", "params", "flops", "max_params", "epochs", "epochs_planned", "seed"),
+        (_is_int, "an int"),
+    ),
+    **dict.fromkeys(("trial", "repeat", "test_epoch"), (_is_int, "an int")),
+    "weights": (lambda v: isinstance(v, str), "a string"),
+    "tags": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
+    **dict.fromkeys(
+        ("device", "error", "study", "factor", "torch_version"), (lambda v: isinstance(v, str), "a string")
+    ),
+    "value": (lambda v: isinstance(v, (str, int, float, bool)), "a string"),
+    "baseline": (lambda v: isinstance(v, bool), "true or false"),
+    "overrides": (lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v), "a list of strings"),
+}
+
+
+def wrong_type(metrics: dict[str, Any]) -> str | None:
+    """Why a metrics.json's values do not follow the contract's types, or None when they do."""
+    if metrics.get("status") not in STATUSES:
+        return f"'status' is {metrics.get('status')!r}, not one of {', '.join(STATUSES)}"
+    for key, value in metrics.items():
+        ok, expected = METRICS_TYPES.get(key, (None, ""))
+        if ok is not None and value is not None and not ok(value):
+            return f"{key!r} is {value!r}, not {expected}"
+    return None
+
+
 def _read_metrics(run: Path, warn: _Warnings) -> dict[str, Any]:
     """metrics.json, or a stand-in whose status says why there is none (the contract's reason)."""
     try:
-        return load_metrics(run)
+        metrics = load_metrics(run)
+        if problem := wrong_type(metrics):
+            raise ContractError(f"{run / METRICS_FILE}: {problem}")
+        return metrics
     except ContractError as e:
         if not (run / METRICS_FILE).exists():
             warn(f"{e} (run unfinished or crashed); shown with status '{INCOMPLETE}'")

@@ -51,6 +51,7 @@ def load_npz(path: str | Path) -> Arrays:
             raise DataError(f"data.path: x_{split} in {path} must be NHWC uint8 images, got {x.dtype} {x.shape}")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"data.path: y_{split} in {path} must be {len(x)} integer labels, got {y.dtype} {y.shape}")
+    _check_npz_contents(path, arrays, classes)
     n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     return Arrays(
         arrays["x_train"],
@@ -59,6 +60,25 @@ def load_npz(path: str | Path) -> Arrays:
         arrays["y_test"].astype(np.int64),
         classes or tuple(str(i) for i in range(n_classes)),
     )
+
+
+def _check_npz_contents(path: Path, arrays: dict[str, np.ndarray], classes: tuple[str, ...] | None) -> None:
+    """What the shapes and dtypes do not say: images in each split, the same image shape in
+    both, and labels 0..K-1 (a label of -1 or past the class list breaks training midway)."""
+    if arrays["x_test"].shape[1:] != arrays["x_train"].shape[1:]:
+        raise DataError(
+            f"data.path: x_test in {path} has images of {arrays['x_test'].shape[1:]}, x_train of "
+            f"{arrays['x_train'].shape[1:]}: both splits need the same image shape"
+        )
+    for split in ("train", "test"):
+        y = arrays[f"y_{split}"]
+        if len(y) == 0:
+            raise DataError(f"data.path: x_{split} in {path} has no images")
+        if y.min() < 0 or (classes is not None and y.max() >= len(classes)):
+            top = f"{len(classes) - 1} (its 'classes' array has {len(classes)})" if classes is not None else "K-1"
+            raise DataError(
+                f"data.path: y_{split} in {path} has labels from {y.min()} to {y.max()}; labels must be 0 to {top}"
+            )
 
 
 def load_cifar10(root: str | Path) -> Arrays:

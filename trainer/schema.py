@@ -18,9 +18,9 @@ from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from contract import METRICS_KEYS
+import models
 
 
 class TrainConfigError(ValueError):
@@ -132,27 +132,87 @@ def _positive(v: Any) -> bool:
     return _number(v) and v > 0
 
 
+def _at_least(low: int, optional: bool = False) -> Callable[[Any], bool]:
+    return lambda v: (optional and v is None) or (_number(v) and v >= low)
+
+
+# The metrics.json keys a run can be optimised on: numbers every run measures. The first
+# three need the validation split (data.val_size > 0).
+OBJECTIVES = ("val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "train_seconds")
+VALIDATION_OBJECTIVES = OBJECTIVES[:3]
+
+
 # What the types cannot express: (key, predicate, what was expected).
 RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("batch_size", _positive, "a positive int"),
     ("eval_batch_size", _positive, "a positive int"),
     ("epochs", _positive, "a positive int"),
     ("optimizer.lr", _positive, "a positive number"),
+    ("optimizer._partial_", lambda v: v is True, "true (the trainer passes the model's parameters)"),
+    ("optimizer.weight_decay", _at_least(0, optional=True), "a number >= 0"),
+    ("optimizer.momentum", lambda v: v is None or (_number(v) and 0 <= v < 1), "a number in [0, 1)"),
+    ("optimizer.nesterov", lambda v: v is None or isinstance(v, bool), "true or false"),
+    (
+        "optimizer.betas",
+        lambda v: (
+            v is None or (isinstance(v, ListConfig) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v))
+        ),
+        "two numbers in [0, 1)",
+    ),
     ("warmup_epochs", lambda v: v >= 0, "a number >= 0"),
     ("label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("threads", lambda v: v in (None, "auto") or (_number(v) and v >= 1), "auto, a positive int or null"),
     ("compile", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
     ("budget.max_params", _positive, "a positive int"),
-    ("objective", lambda v: v in METRICS_KEYS, "a key of metrics.json, e.g. val_acc or test_acc"),
+    ("objective", lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)} (metrics.json keys)"),
+    ("data.val_size", _at_least(0), "an int >= 0"),
+    ("data.split_seed", _at_least(0), "an int >= 0"),
+    ("data.train_subset", _at_least(1, optional=True), "a positive int or null (all)"),
+    ("data.test_subset", _at_least(1, optional=True), "a positive int or null (all)"),
+    ("data.n_train", _at_least(1), "a positive int"),
+    ("data.n_test", _at_least(1), "a positive int"),
+    ("data.image_size", _at_least(1), "a positive int"),
+    ("data.num_classes", _at_least(2), "an int >= 2"),
+    ("data.augment.crop_padding", _at_least(0), "an int >= 0 (0: off)"),
+    ("data.augment.cutout", _at_least(0), "an int >= 0 (0: off)"),
+    ("sweep.trial", _at_least(0, optional=True), "an int >= 0 or null"),
+    ("sweep.repeat", _at_least(0), "an int >= 0"),
 )
 
 
+def _check_together(cfg: DictConfig) -> None:
+    """Settings each in range that cannot work together."""
+    if cfg.warmup_epochs > cfg.epochs:
+        raise TrainConfigError(f"warmup_epochs: {cfg.warmup_epochs} is longer than the run (epochs={cfg.epochs})")
+    if cfg.data.val_size == 0 and cfg.objective in VALIDATION_OBJECTIVES:
+        raise TrainConfigError(
+            f"data.val_size: 0 leaves no validation split, which objective={cfg.objective} is measured on "
+            "(set data.val_size > 0, or objective=test_acc)"
+        )
+    try:  # the model's image side, its family's default included; the data must match it
+        side = models.resolve_model_config(cfg.model).image_size
+    except (models.ConfigError, AttributeError):  # the model's own error, reported by models.check_budget
+        side = None
+    if _positive(side):
+        if cfg.data.augment.crop_padding >= side:
+            raise TrainConfigError(
+                f"data.augment.crop_padding: {cfg.data.augment.crop_padding} must be under "
+                f"the image side ({side} px, model.image_size)"
+            )
+        if cfg.data.augment.cutout > side:
+            raise TrainConfigError(
+                f"data.augment.cutout: {cfg.data.augment.cutout} is larger than the image ({side} px, model.image_size)"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check the ranges of RANGES; TrainConfigError names the first key out of range."""
+    """Check the ranges of RANGES, then the settings that depend on each other; TrainConfigError
+    names the first key that is wrong."""
     for key, ok, expected in RANGES:
         value = OmegaConf.select(cfg, key)
         if not ok(value):
             raise TrainConfigError(f"{key}: expected {expected}, got {value!r}")
+    _check_together(cfg)
 
 
 def register_configs() -> None:
