@@ -113,3 +113,11 @@ def test_the_temporary_file_of_a_killed_write_is_removed(interrupted, caplog):
     assert (run_dir / "other.bin").exists()  # only the checkpoint's own leftovers go
     assert any(str(partial) in r.getMessage() for r in caplog.records)
     assert json.loads((run_dir / METRICS_FILE).read_text())["epochs"] == 2
+
+
+def test_adding_a_tracker_or_a_tag_keeps_the_checkpoint_resumable():
+    from trainer.checkpoint import config_fingerprint
+
+    base = config_fingerprint(compose_cfg())
+    assert config_fingerprint(compose_cfg(["logger=[csv,tensorboard]", "tags=[rerun]"])) == base
+    assert config_fingerprint(compose_cfg(["optimizer.lr=0.5"])) != base

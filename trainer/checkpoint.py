@@ -43,9 +43,10 @@ class Progress:
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
-    """What a checkpoint must match to be resumed: the config, less what does not change results."""
+    """What a checkpoint must match to be resumed: the config, less what does not change results
+    (the progress bar, checkpointing itself, which trackers watch, the run's tags)."""
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key in ("progress", "checkpoint"):
+    for key in ("progress", "checkpoint", "logger", "tags"):
         plain.pop(key, None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
