@@ -11,7 +11,8 @@ budget we search instead, by this rule:
 2. Score of a combination: the predicted gain, the sum of the chosen values' differences to
    the baseline (`delta_val_acc`). This is the premise of one-at-a-time ablation: effects add.
 3. Size every combination (`combinations`: the baseline run's model config with each chosen
-   variant's model changes applied in factor order); drop those over the budget or invalid.
+   variant's model changes applied in factor order); drop those over the budget (parameters,
+   and FLOPs when the runs were held to `budget.max_flops`) or invalid.
 4. Pick (`choose`) the highest score; ties go to fewer parameters, then to fewer changes.
 
 The all-best combination has the highest possible score, so when it fits, it is the pick.
@@ -39,8 +40,9 @@ MAX_COMBINATIONS = 20_000  # sizing costs ~1-20 ms each: keep the search under a
 FITS = "fits"  # models.check_budget's statuses: "fits" | "over_budget" | "invalid"
 NOT_SIZED = "not sized"  # no model config recorded: nothing to size
 
-# (model config, max_params) -> models.Sizing; `models.check_budget` unless a test injects one.
-CheckBudget = Callable[[dict, "int | None"], Any]
+# (model config, max_params[, max_flops]) -> models.Sizing; `models.check_budget` unless a test
+# injects one (max_flops is passed only when there is a FLOPs budget).
+CheckBudget = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Combination:
     status: str  # "fits", "over_budget", "invalid" (models.check_budget) or "not sized"
     overrides: list[str] = field(default_factory=list)  # for `python run.py`
     error: str | None = None  # why it is over budget or invalid
+    flops: int | None = None  # forward FLOPs of one image; None: not sized or invalid
 
     @property
     def command(self) -> str:
@@ -81,6 +84,7 @@ class CombineResult:
     searched: int  # combinations sized
     top_k: int
     notes: list[str] = field(default_factory=list)
+    max_flops: int | None = None  # the FLOPs budget, when the runs had one
 
     @property
     def fallback(self) -> bool:
@@ -169,17 +173,27 @@ def pools(ablation: Ablation, ranked: dict[str, list[Option]], k: int) -> list[l
 class _Sizer:
     """`check_budget` with one answer per distinct model config (canonical text as the key)."""
 
-    def __init__(self, check: CheckBudget, budget: int | None) -> None:
-        self.check, self.budget, self.seen = check, budget, {}
+    def __init__(self, check: CheckBudget, budget: int | None, max_flops: int | None = None) -> None:
+        self.check, self.budget, self.max_flops, self.seen = check, budget, max_flops, {}
 
-    def __call__(self, model: dict) -> tuple[int | None, str, str | None]:
+    def __call__(self, model: dict) -> tuple[int | None, str, str | None, int | None]:
         if not model:
-            return None, NOT_SIZED, None
+            return None, NOT_SIZED, None, None
         key = canon(model)
         if key not in self.seen:
-            sizing = self.check(model, self.budget)
-            self.seen[key] = (sizing.params, sizing.status, sizing.error)
+            flops_budget = () if self.max_flops is None else (self.max_flops,)
+            sizing = self.check(model, self.budget, *flops_budget)
+            self.seen[key] = (sizing.params, sizing.status, sizing.error, getattr(sizing, "flops", None))
         return self.seen[key]
+
+
+def recorded_flops_budget(df: pd.DataFrame) -> int | None:
+    """The FLOPs budget the runs were held to (metrics' max_flops, else the config's); None: none."""
+    recorded = df["max_flops"] if "max_flops" in df else pd.Series(dtype=float)
+    if recorded.isna().all() and "config" in df:
+        recorded = df["config"].map(lambda c: (c.get("budget") or {}).get("max_flops") if isinstance(c, dict) else None)
+    recorded = pd.to_numeric(recorded, errors="coerce").dropna()
+    return int(recorded.max()) if len(recorded) else None
 
 
 def build(base_model: dict, base_overrides: list[str], choice: Iterable[Option], size: _Sizer) -> Combination:
@@ -192,8 +206,8 @@ def build(base_model: dict, base_overrides: list[str], choice: Iterable[Option],
         gain += option.gain
         model.update(option.model_change)
         overrides = _apply(overrides, option.override)
-    params, status, error = size(model)
-    return Combination(changes, gain, params, status, overrides, error)
+    params, status, error, flops = size(model)
+    return Combination(changes, gain, params, status, overrides, error, flops)
 
 
 def combinations(option_pools: list[list[Option]]) -> Iterator[tuple[Option, ...]]:
@@ -213,6 +227,7 @@ def combine_best(
     budget: int | None = None,
     top_k: int = 3,
     check_budget: CheckBudget | None = None,
+    max_flops: int | None = None,
 ) -> CombineResult | None:
     """Pick the configuration to train next from one-at-a-time results (rule: module docstring).
 
@@ -220,7 +235,8 @@ def combine_best(
         df: the collected runs; ablation: their `ablation_tables`.
         budget: max trainable parameters; default: the runs' recorded `max_params`.
         top_k: values per factor to search when the all-best combination is over budget.
-        check_budget: (model config, max_params) -> models.Sizing; default `models.check_budget`.
+        check_budget: (model config, max_params[, max_flops]) -> models.Sizing; default `models.check_budget`.
+        max_flops: max forward FLOPs of one image; default: the runs' recorded `max_flops` (none: no limit).
 
     Returns:
         None when there is no completed baseline to compare against.
@@ -235,6 +251,7 @@ def combine_best(
     if check_budget is None:
         from models import check_budget  # sizes only: analysis never builds weights or trains
     budget = budget if budget is not None else recorded_budget(df)
+    max_flops = max_flops if max_flops is not None else recorded_flops_budget(df)
     base_model, base_overrides = _model(done.iloc[0]), _base_overrides(done.iloc[0])
     baseline_val_acc = float(done["val_acc"].astype(float).mean())
 
@@ -246,13 +263,13 @@ def combine_best(
         else [(f"top_k lowered from {top_k} to {k} to keep the search under {MAX_COMBINATIONS} combinations")]
     )
     option_pools = pools(ablation, ranked, k)
-    size = _Sizer(check_budget, budget)
+    size = _Sizer(check_budget, budget, max_flops)
     best_each = build(base_model, base_overrides, [pool[0] for pool in option_pools], size)
     if best_each.status in (FITS, NOT_SIZED):
-        return CombineResult(baseline_val_acc, budget, best_each, best_each, 1, k, notes)
+        return CombineResult(baseline_val_acc, budget, best_each, best_each, 1, k, notes, max_flops)
 
     combos = [build(base_model, base_overrides, choice, size) for choice in combinations(option_pools)]
     chosen = choose(combos)
     if chosen is None:
         notes.append("no searched combination fits the budget (not even the baseline's)")
-    return CombineResult(baseline_val_acc, budget, best_each, chosen, len(combos), k, notes)
+    return CombineResult(baseline_val_acc, budget, best_each, chosen, len(combos), k, notes, max_flops)

@@ -7,6 +7,7 @@ accuracy_vs_params.png         with the budget line and the Pareto front
 learning_curves.png            the best runs
 combined.txt                   the combine-the-best step and its `python run.py` line
 optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,importances}.png
+optuna_<study>_pareto.{md,csv,tex,png}  several objectives: the front (study.best_trials), knee choices
 report.md                      all of the above, with relative links (readable on GitHub)
 """
 
@@ -64,10 +65,18 @@ def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = 
             out / f"optuna_{name}_trials",
             f"Optuna study {summary.name}: trials",
         )
+        if summary.pareto is not None:
+            files += tables.write_table(
+                summary.pareto.table,
+                tables.pareto_display(summary.pareto),
+                out / f"optuna_{name}_pareto",
+                f"Optuna study {summary.name}: Pareto front",
+            )
         if make_plots:
             files += _drawn(
                 plots.optuna_history(summary.study, out / f"optuna_{name}_history.png"),
                 plots.importances_chart(summary.importances, out / f"optuna_{name}_importances.png"),
+                summary.pareto and plots.pareto_chart(summary.study, summary.pareto, out / f"optuna_{name}_pareto.png"),
             )
     path = out / "report.md"
     path.write_text(report.markdown(analysis, {f.name for f in files}))
@@ -87,10 +96,16 @@ def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
         files[-1].write_text(report.describe_combine(analysis.combined) + "\n")
     if make_plots:
         files += _drawn(
-            plots.accuracy_vs_params(df, analysis.budget, out / "accuracy_vs_params.png"),
+            plots.accuracy_vs_params(df, analysis.budget, out / "accuracy_vs_params.png", _study_fronts(analysis)),
             plots.learning_curves(df, out / "learning_curves.png"),
         )
     return files
+
+
+def _study_fronts(analysis: Analysis) -> list[str]:
+    """The run folders (resolved) of the studies' Pareto fronts, to ring on the accuracy plot."""
+    fronts = [s.pareto.table["run_dir"] for s in analysis.studies if s.pareto is not None]
+    return [str(Path(d).resolve()) for column in fronts for d in column]
 
 
 def _drawn(*paths: Path | None) -> list[Path]:

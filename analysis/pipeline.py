@@ -71,8 +71,9 @@ def analyze(
     analysis = Analysis(paths)
     if run_paths:
         _analyze_runs(analysis, run_paths, baseline, budget, top_k)
+    folders = {s: p for p in reversed(paths) for s in found[p]}  # the study's folder: its trials' run folders
     for storage, name in dict.fromkeys([s for p in paths for s in found[p]] + list(studies or [])):
-        _analyze_study(analysis, storage, name)
+        _analyze_study(analysis, storage, name, folders.get((storage, name)))
     return analysis
 
 
@@ -96,9 +97,9 @@ def _analyze_runs(
     analysis.combined = combine_best(df, abl, budget=budget, top_k=top_k)
 
 
-def _analyze_study(analysis: Analysis, storage: str, name: str) -> None:
+def _analyze_study(analysis: Analysis, storage: str, name: str, folder: Path | None = None) -> None:
     try:
-        analysis.studies.append(summarize(storage, name))
+        analysis.studies.append(summarize(storage, name, folder))
     except Exception as e:  # a missing study / unreachable storage: report it, go on
         line = f"{storage} ({name}): study not readable ({type(e).__name__}: {first_line(e)})"
         line = hide_password(line, storage)  # the URL given may hold it, a server's error may quote it

@@ -50,8 +50,11 @@ def pareto_front(params: pd.Series, acc: pd.Series) -> pd.Index:
     return pd.Index(front)
 
 
-def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path | None:
-    """Validation accuracy against parameters (log x), the budget line and the Pareto front."""
+def accuracy_vs_params(
+    df: pd.DataFrame, budget: int | None, path: Path, study_front: list[str] | None = None
+) -> Path | None:
+    """Validation accuracy against parameters (log x), the budget line and the Pareto front;
+    `study_front`: run folders of a multi-objective study's front (`study.best_trials`), ringed."""
     done = _completed(df)
     if done.empty:
         return None
@@ -83,6 +86,19 @@ def accuracy_vs_params(df: pd.DataFrame, budget: int | None, path: Path) -> Path
             clip_on=False,
             ms=7,
             label="over budget (not trained)",
+        )
+    if study_front and "run_dir" in done:
+        ringed = done[done["run_dir"].map(lambda d: str(Path(d).resolve())).isin(study_front)]
+        ax.scatter(
+            ringed["params"].astype(float),
+            100 * ringed["val_acc"].astype(float),
+            s=110,
+            marker="D",
+            facecolors="none",
+            edgecolors="tab:green",
+            lw=1.5,
+            label="study's Pareto front (best_trials)",
+            zorder=4,
         )
     if budget:
         ax.axvline(budget, color="tab:red", ls="--", lw=1, label=f"budget {budget:,}")
@@ -184,12 +200,13 @@ def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
 
 
 def optuna_history(study, path: Path) -> Path | None:
-    """Optuna's own optimisation-history plot (it draws infeasible trials in grey)."""
+    """Optuna's own optimisation-history plot (it draws infeasible trials in grey); a study of
+    several objectives has none (its front is `pareto_chart`)."""
     import matplotlib.pyplot as plt  # optuna draws with pyplot: imported only here
     import optuna
 
     trials = study.get_trials(deepcopy=False)
-    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+    if len(study.directions) > 1 or not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         return None
     # rc_context: optuna's plot switches matplotlib to the ggplot style globally; keep it here.
     with matplotlib.rc_context(), warnings.catch_warnings():
@@ -208,6 +225,53 @@ def optuna_history(study, path: Path) -> Path | None:
             return _save(ax.figure, path)
         finally:
             plt.close(ax.figure)
+
+
+def pareto_chart(study, front, path: Path) -> Path | None:
+    """A two-objective study: every feasible completed trial, its Pareto front (`study.best_trials`,
+    a step line) and the two knee choices (`analysis.pareto`)."""
+    import optuna
+
+    if len(front.objectives) != 2 or front.table.empty:
+        return None
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if all(v <= 0 for v in t.constraints.values())
+    ]
+    # the minimized objective on x (a size), the maximized one on y (an accuracy), when mixed
+    x_i = front.directions.index("minimize") if "minimize" in front.directions else 1
+    y_i = 1 - x_i
+    ax = _axes(7.0, 4.6)
+    ax.scatter([t.values[x_i] for t in done], [t.values[y_i] for t in done], s=24, alpha=0.6, label="completed trial")
+    x, y = front.table[f"objective {front.objectives[x_i]}"], front.table[f"objective {front.objectives[y_i]}"]
+    order = np.argsort(x.to_numpy(dtype=float), kind="stable")
+    ax.step(
+        x.iloc[order],
+        y.iloc[order],
+        where="post",
+        color="tab:orange",
+        marker="o",
+        mfc="none",
+        ms=9,
+        label=f"Pareto front ({len(front.table)})",
+    )
+    choices = (
+        (front.best, "*", "tab:green", "best under the budget"),
+        (front.smallest_within, "P", "tab:purple", "smallest within 0.5 points"),
+    )
+    for row, marker, color, label in choices:
+        if row is not None:
+            xy = [row[f"objective {front.objectives[x_i]}"]], [row[f"objective {front.objectives[y_i]}"]]
+            ax.scatter(*xy, s=160, marker=marker, color=color, label=label, zorder=4)
+    if front.objectives[x_i] in ("params", "flops"):
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{front.objectives[x_i]} ({front.directions[x_i]})")
+    ax.set_ylabel(f"{front.objectives[y_i]} ({front.directions[y_i]})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
+    ax.set_title(f"Pareto front of {study.study_name!r}")
+    return _save(ax.figure, path)
 
 
 def importances_chart(importances: dict[str, float], path: Path) -> Path | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import tables
+from analysis import pareto, tables
 from analysis.ablation import slug
 from analysis.collect import STATUS_ORDER, best_run, weights_path
 from analysis.combine import Combination, CombineResult
@@ -48,12 +48,14 @@ def describe_combine(result: CombineResult, markdown: bool = False) -> str:
         changes = " ".join(f"{f}={v}" for f, v in c.changes.items()) or "the baseline (no change)"
         changes = f"`{changes}`" if markdown else changes
         params = f"{c.params:,} params" if c.params is not None else "params unknown"
+        params += f", {c.flops:,} FLOPs" if c.flops is not None and result.max_flops is not None else ""
         predicted = 100 * (result.baseline_val_acc + c.gain)
         return f"{changes}: {params}, predicted val acc {predicted:.2f}% (baseline + summed gains)"
 
     budget = f"{result.budget:,}" if result.budget is not None else "none"
+    budget += f" params, {result.max_flops:,} FLOPs" if result.max_flops is not None else " params"
     lines = [
-        f"Baseline val acc {100 * result.baseline_val_acc:.2f}%; budget {budget} params.",
+        f"Baseline val acc {100 * result.baseline_val_acc:.2f}%; budget {budget}.",
         f"Each factor's best value together: {line(result.best_each)} [{_verdict(result.best_each)}].",
     ]
     if result.chosen is None:
@@ -86,7 +88,9 @@ def describe_study(summary: StudySummary) -> str:
     """The study in a few lines for the terminal and the report."""
     counts = ", ".join(f"{summary.counts[k]} {k}" for k in COUNT_KEYS if summary.counts[k] or k != "other")
     out = [f"Study {summary.name!r} ({summary.direction}): {len(summary.trials)} trials: {counts}."]
-    if summary.best:
+    if summary.pareto is not None:
+        out += pareto.describe(summary.pareto)
+    elif summary.best:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.best["params"].items())
         out.append(f"Best feasible trial #{summary.best['number']}: value {summary.best['value']:.4f} ({params}).")
     else:
@@ -201,6 +205,10 @@ def _study_md(summary: StudySummary, written: set[str]) -> str:
         _img(written, f"optuna_{s}_history.png", "optimisation history"),
         _img(written, f"optuna_{s}_importances.png", "parameter importances"),
     ]
+    if summary.pareto is not None and not summary.pareto.table.empty:
+        md.append(f"Pareto front (all in [optuna_{s}_pareto.csv](optuna_{s}_pareto.csv)):\n")
+        md.append(tables.to_markdown(tables.pareto_display(summary.pareto)) + "\n")
+        md.append(_img(written, f"optuna_{s}_pareto.png", "Pareto front"))
     if len(summary.trials):
         shown = tables.trials_display(summary.trials, summary.direction)
         md.append(f"Trials, best feasible first (all in [optuna_{s}_trials.csv](optuna_{s}_trials.csv)):\n")

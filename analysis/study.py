@@ -25,6 +25,8 @@ from contract import ContractError, first_line
 from contract.layouts import read_study
 from contract.storage import connect_url, mask, scrub, split_password, sqlite_url
 
+from .pareto import ParetoFront, pareto_front
+
 log = logging.getLogger("analysis")
 
 COUNT_KEYS = ["complete", "pruned", "infeasible", "failed", "other"]
@@ -43,6 +45,7 @@ class StudySummary:
     importances: dict[str, float] | None
     study: object = None
     notes: list[str] = field(default_factory=list)
+    pareto: ParetoFront | None = None  # several objectives: the front and its knee choices
 
 
 def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
@@ -114,8 +117,9 @@ def trials_table(study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(storage: str, study_name: str) -> StudySummary:
-    """Load one study and summarize it (counts, best feasible trial, importances).
+def summarize(storage: str, study_name: str, study_dir: str | Path | None = None) -> StudySummary:
+    """Load one study and summarize it (counts, best feasible trial, importances; with several
+    objectives the Pareto front instead, its run folders under `study_dir` when given).
 
     `storage` may hold its password or the mask (then $BUDGETSWEEP_STORAGE_PASSWORD has it);
     the summary keeps the masked URL only.
@@ -128,8 +132,9 @@ def summarize(storage: str, study_name: str) -> StudySummary:
     counts = {k: int((table["kind"] == k).sum()) if len(table) else 0 for k in COUNT_KEYS}
     notes = []
     if len(study.directions) > 1:
-        notes.append("multi-objective study: no single best trial or importances")
-        return StudySummary(study_name, storage, "multi", table, counts, None, None, study, notes)
+        notes.append("multi-objective study: no single best trial or importances; its Pareto front instead")
+        front = pareto_front(study, study_dir)
+        return StudySummary(study_name, storage, "multi", table, counts, None, None, study, notes, front)
 
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best = None

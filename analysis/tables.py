@@ -62,6 +62,7 @@ def runs_display(df: pd.DataFrame) -> pd.DataFrame:
             "run": df["label"],
             "status": df["status"],
             "params": df["params"].map(thousands) if "params" in df else "",
+            "FLOPs": df["flops"].map(thousands) if "flops" in df else "",
             "val acc (%)": df["val_acc"].map(pct) if "val_acc" in df else "",
             "test acc (%)": df["test_acc"].map(pct) if "test_acc" in df else "",
             "epochs": df["epochs"].map(short) if "epochs" in df else "",
@@ -94,6 +95,26 @@ def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
             out[name] = ranked[column].map(_cell)
     out["seconds"] = ranked["duration_s"].map(short)
     return out.reset_index(drop=True)
+
+
+def pareto_display(front) -> pd.DataFrame:
+    """A study's Pareto front (`analysis.pareto.ParetoFront`) for reading: smallest first, the
+    knee choices marked."""
+    t = front.table
+    marks = {}
+    for row, mark in ((front.smallest_within, "smallest within 0.5 pt"), (front.best, "best under budget")):
+        if row is not None:
+            marks[row["trial"]] = f"{marks[row['trial']]}; {mark}" if row["trial"] in marks else mark
+    out = pd.DataFrame({"trial": t["trial"], "choice": t["trial"].map(lambda n: marks.get(n, ""))})
+    for name in front.objectives:
+        column = t[f"objective {name}"]
+        out[name] = column.map(pct if name.endswith("acc") else thousands if name in ("params", "flops") else _cell)
+    out["params"] = t["params"].map(thousands)
+    out["FLOPs"] = t["flops"].map(thousands)
+    out["val acc (%)"] = t["val_acc"].map(pct)
+    out["test acc (%)"] = t["test_acc"].map(pct)
+    out["run folder"] = t["run_dir"]
+    return out.loc[:, ~out.columns.duplicated()].reset_index(drop=True)
 
 
 def _cell(v) -> str:

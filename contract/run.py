@@ -61,6 +61,7 @@ METRICS_KEYS = (
     "params",
     "flops",
     "max_params",
+    "max_flops",
     "epochs",
     "epochs_planned",
     "train_seconds",

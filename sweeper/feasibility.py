@@ -4,20 +4,26 @@ Every suggestion is composed here, in the sweeper's process, exactly as its job 
 (`ConfigLoader.load_sweep_config`, as Hydra's launchers do), and sized by `sweeper.sizing`
 (a registry family's `models.check_budget`, a `_target_` model on the meta device, or the
 user's size function; no weights allocated). Without a budget nothing is sized. The verdict
-is written on the trial for the samplers: Optuna 5 constraints (`Trial.set_constraint`, a value > 0 is infeasible) named
+is written on the trial for the samplers: Optuna 5 constraints (`Trial.set_constraint`, a
+value > 0 is infeasible), from `violations`:
 
-    params   n_params / budget.max_params - 1   (> 0: over budget)
-    valid    1 when the model cannot be built from this config (invalid), else 0
+    params   log2(n_params / budget.max_params)   (> 0: over budget; 1: twice the budget)
+    flops    log2(flops / budget.max_flops)       (only with a FLOPs budget)
+    valid    INVALID (100) when the model cannot be built from this config, else 0
 
-so that samplers that handle constraints (TPE, NSGA-II, GP) learn the boundary and
-`best_trial` never picks an infeasible trial. The loop then tells an infeasible trial PRUNED
-(it has no objective value; samplers without constraints skip pruned trials) without
-launching it, and it does not count in n_trials. A bug in a model family (any other
-exception) propagates.
+Samplers rank infeasible trials by the sum of their violations (TPE puts the least violating
+ones among its "good" trials), so the scale matters: an over-budget config is told how far it
+is from the budget, and an invalid one is told it is worse than any over-budget one (2^100
+times a budget is not a size), never "nearly feasible". Otherwise, with a tight budget, TPE
+walks into the invalid corner of the space instead of toward small models (benchmarks/
+RESULTS.md, "feasible suggestions"). The loop then tells an infeasible trial PRUNED (it has no
+objective value; samplers without constraints skip pruned trials) without launching it, and it
+does not count in n_trials. A bug in a model family (any other exception) propagates.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from omegaconf import DictConfig
@@ -25,30 +31,46 @@ from omegaconf import DictConfig
 from .errors import SweeperError
 from .sizing import WAYS_OUT, Sizer, Unsizable
 
+INVALID = 100.0  # the `valid` violation of a config that cannot build a model: beyond any log2 size ratio
+
 
 def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> DictConfig:
     """The job's config for these overrides; raises what Hydra raises for a key or type it refuses."""
     return hydra_context.config_loader.load_sweep_config(config, list(overrides))
 
 
+def violations(sizing: Any, max_params: int | None, max_flops: int | None = None) -> dict[str, float]:
+    """The constraint values of a sized config (`models.Sizing`): > 0 is infeasible, and the
+    larger the farther from feasible (see the module's docstring)."""
+    values = {}
+    if max_params is not None:
+        values["params"] = math.log2(sizing.params / max_params) if sizing.params else 0.0
+    if max_flops is not None:
+        values["flops"] = math.log2(sizing.flops / max_flops) if sizing.flops else 0.0
+    values["valid"] = INVALID if sizing.status == "invalid" else 0.0
+    if sizing.status == "over_budget" and not any(v > 0 for v in values.values()):
+        values["valid"] = 1.0  # over a limit it could not measure: infeasible all the same
+    return values
+
+
 def size_trial(trial: Any, cfg: DictConfig, sizer: Sizer) -> Any:
     """Size the trial's config under its budget (`sweeper.sizing`); the result is recorded on the
-    trial (user attributes `params`, `max_params`, `status`/`error` when infeasible; the
-    constraints). Returns the `models.Sizing`, or None when there is no budget (nothing recorded).
-    Raises SweeperError when the config cannot be sized at all."""
+    trial (user attributes `params`, `flops`, `max_params`, `max_flops`, `status`/`error` when
+    infeasible; the constraints). Returns the `models.Sizing`, or None when there is no budget
+    (nothing recorded). Raises SweeperError when the config cannot be sized at all."""
     try:
         sizing = sizer.size(cfg)
     except Unsizable as e:
         raise SweeperError(f"trial {trial.number}: cannot size the config for the budget: {e}; {WAYS_OUT}") from None
     if sizing is None:
         return None
-    max_params, _ = sizer.budget(cfg)
-    if sizing.params is not None:
-        trial.set_user_attr("params", sizing.params)
-        trial.set_user_attr("max_params", max_params)
-    over = sizing.params / max_params - 1.0 if sizing.params is not None and max_params else 0.0
-    trial.set_constraint("params", over)
-    trial.set_constraint("valid", 1.0 if sizing.status == "invalid" else 0.0)
+    (max_params, _), (max_flops, _) = sizer.budget(cfg), sizer.flops_budget(cfg)
+    known = {"params": sizing.params, "flops": sizing.flops, "max_params": max_params, "max_flops": max_flops}
+    for key, value in known.items():
+        if value is not None:
+            trial.set_user_attr(key, value)
+    for key, value in violations(sizing, max_params, max_flops).items():
+        trial.set_constraint(key, value)
     if not sizing.fits:
         trial.set_user_attr("status", sizing.status)
         trial.set_user_attr("error", sizing.error)

@@ -66,10 +66,11 @@ class Jobs:
 @dataclass
 class Outcome:
     status: str  # a contract status (contract.STATUSES)
-    value: float | None  # the objective, for a completed trial
+    value: float | list[float] | None  # the objective (a list: one per direction), for a completed trial
     error: str | None  # one line
     epochs: Any = None
     counted: bool = True  # a failure that counts against max_failure_rate (a NaN result does not)
+    metrics: dict | None = None  # the job's metrics.json, when it is one of our run contract
 
     @property
     def state(self) -> TrialState:
@@ -90,9 +91,13 @@ def run_metrics(run_dir: Path) -> dict | None:
     return metrics
 
 
-def outcome(future: cf.Future, run_dir: Path, pruned_at: Any = None) -> Outcome:
+def outcome(
+    future: cf.Future, run_dir: Path, pruned_at: Any = None, objectives: list[str] | None = None, n_values: int = 1
+) -> Outcome:
     """How a trial's job ended: our metrics.json, else what the launcher returned or raised.
-    `pruned_at`: the step at which the job's reporter said stop (sweeper.report.PRUNED_AT)."""
+    `pruned_at`: the step at which the job's reporter said stop (sweeper.report.PRUNED_AT).
+    `objectives`: read by name from metrics.json; `n_values`: the study's number of directions
+    (several without `objectives`: the task returns one number per direction)."""
     try:
         ret, error = future.result(), None
     except Exception as e:  # the launcher itself failed (a killed worker process, ...)
@@ -102,10 +107,13 @@ def outcome(future: cf.Future, run_dir: Path, pruned_at: Any = None) -> Outcome:
     if metrics is None and (pruned_at is not None or isinstance(failed, optuna.TrialPruned)):
         return Outcome("pruned", None, None, pruned_at)
     status, value = _status_and_value(ret, metrics)
+    problem = None
+    if status == "completed" and (objectives is not None or n_values > 1):
+        value, problem = _objective_values(ret, metrics, objectives, n_values)
     counted = True
     if status == "completed" and value is None:
         got = metrics.get("objective") if metrics else ret.return_value if _completed(ret) else None
-        status, error = "failed", f"no objective value: {got!r}"
+        status, error = "failed", problem or f"no objective value: {got!r}"
         # the plugin tells Optuna a NaN result as FAIL and goes on: not a failure of the sweep
         counted = not (metrics is None and isinstance(got, float) and math.isnan(got))
     if metrics:
@@ -113,7 +121,30 @@ def outcome(future: cf.Future, run_dir: Path, pruned_at: Any = None) -> Outcome:
     if status != "completed" and error is None and failed is not None:
         error = f"{type(failed).__name__}: {first_line(failed)}"
     epochs = metrics.get("epochs") if metrics else None
-    return Outcome(status, value if status == "completed" else None, error, epochs, counted)
+    return Outcome(status, value if status == "completed" else None, error, epochs, counted, metrics)
+
+
+def _objective_values(
+    ret: JobReturn | None, metrics: dict | None, objectives: list[str] | None, n_values: int
+) -> tuple[list[float] | None, str | None]:
+    """(the objectives' values, None) or (None, why they cannot be had)."""
+    if objectives is not None:
+        if metrics is None:
+            return None, f"no metrics.json of the run contract to read the objectives {objectives} from"
+        got = [metrics.get(name) for name in objectives]
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(objectives, got))
+    else:
+        got = ret.return_value if _completed(ret) else None
+        if not isinstance(got, (list, tuple)) or len(got) != n_values:
+            return None, f"returned {got!r}: expected {n_values} numbers, one per direction"
+        shown = repr(got)
+    try:
+        values = [float(v) for v in got]
+    except (TypeError, ValueError):
+        return None, f"no objective value: {shown}"
+    if not all(math.isfinite(v) for v in values):
+        return None, f"no objective value: {shown}"
+    return values, None
 
 
 def _completed(ret: JobReturn | None) -> bool:

@@ -8,8 +8,10 @@
     a job ends -> its metrics.json -> tell COMPLETE / PRUNED / FAIL (sweeper.launch)
 
 Queued trials (interrupted earlier, by this or another worker: sweeper.heartbeat) are run
-again first, with their number and folder, before anything new is asked. The loop ends when
-the study holds n_trials slots and none of them is still running anywhere.
+again first, with their number and folder, before anything new is asked (then the `enqueue`
+configs, through Optuna's queue). The loop ends when the study holds n_trials slots and none of
+them is still running anywhere, or, with `timeout`, once this process's time is up and its own
+trials ended (no trial starts after it; other workers keep their own clocks).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from .slots import Slots
 from .space import trial_overrides
 from .study import Sweep
 from .summary import failure_hint, write_results
+
+REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
 log = logging.getLogger("sweeper.optuna")
 
@@ -86,10 +90,23 @@ class StudyLoop:
         self.ended: set[int] = set()
         self.batches_judged = 0
         self.record = self.record_prefix()
+        self.deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+        self.timed_out = False
 
     @property
     def objective(self) -> str:
+        if self.settings.objectives:
+            return ",".join(self.settings.objectives)
         return str(OmegaConf.select(self.config, "objective", default="objective"))
+
+    def check_objectives(self) -> None:
+        """Several directions need as many values: named in metrics.json (run.py returns one)."""
+        n = len(self.study.directions)
+        if n > 1 and self.settings.objectives is None and OmegaConf.select(self.config, "objective") is not None:
+            raise SweeperError(
+                f"hydra.sweeper.direction has {n} directions: name the objectives to read from each run's "
+                f"metrics.json, e.g. hydra.sweeper.objectives=[val_acc,params]"
+            )
 
     # --------------------------------------------------------------------------------- main
     def run(self) -> None:
@@ -106,6 +123,9 @@ class StudyLoop:
             self.parallel,
         )
         log.info(self.settings.sizer.describe(self.config))
+        self.check_objectives()
+        if self.settings.timeout is not None:
+            log.info("timeout %g s: no trial starts after it (this process's clock)", self.settings.timeout)
         self.heartbeats.start()
         try:
             self.loop()
@@ -128,7 +148,7 @@ class StudyLoop:
                 for future in done:
                     self.finish(future)
                 continue
-            if self.stopping is not None:
+            if self.stopping is not None or self.timed_out:
                 return
             if all(t.state.is_finished() for t in self.slots.holders()):
                 return
@@ -163,7 +183,8 @@ class StudyLoop:
         if sizing is not None and not sizing.fits:
             self.drop(trial, trial_id, TrialState.PRUNED)
             self.infeasible[sizing.status] += 1
-            log.info("trial %d: %s, not trained: %s", trial.number, sizing.status, sizing.error)
+            enqueued = " (enqueued)" if trial.user_attrs.get("enqueued") else ""
+            log.info("trial %d%s: %s, not trained: %s", trial.number, enqueued, sizing.status, sizing.error)
             return True
         if not self.slots.take(trial_id, trial.number):  # another worker took the last slot first
             self.heartbeats.forget(trial_id)
@@ -177,6 +198,9 @@ class StudyLoop:
 
     def next_trial(self) -> tuple[optuna.Trial, int, bool] | None:
         """(trial, its id, whether it already holds a slot), now RUNNING for this process."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+            return None
         trial_id = self.slots.claim_queued()
         if trial_id is not None:
             self.heartbeats.watch(trial_id)
@@ -186,7 +210,13 @@ class StudyLoop:
         if self.suggested >= self.settings.max_suggestions:
             self.stop_suggesting()
             return None
-        trial = self.study.ask(fixed_distributions=self.sweep.space.distributions)
+        try:
+            trial = self.study.ask(fixed_distributions=self.sweep.space.distributions)
+        except ImportError as e:  # a sampler's optional package (sweeper.settings checks the known ones)
+            raise SweeperError(
+                f"hydra.sweeper.sampler: {type(self.study.sampler).__name__} needs a package that is not "
+                f"installed ({first_line(e)}): pip install {e.name or 'it'}"
+            ) from None
         self.suggested += 1
         trial_id = self.slots.trial_id(trial.number)
         self.heartbeats.watch(trial_id)
@@ -268,8 +298,11 @@ class StudyLoop:
         trial = running.trial
         run_dir = self.sweep.study_dir / str(trial.number)
         pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
-        result = outcome(future, run_dir, pruned_at)
+        result = outcome(future, run_dir, pruned_at, self.settings.objectives, len(self.study.directions))
         trial.set_user_attr("status", result.status)
+        for key in REPORTED:  # what analysis shows beside the objective, without reading the folder
+            if result.metrics and isinstance(result.metrics.get(key), (int, float)):
+                trial.set_user_attr(key, result.metrics[key])
         if result.error:
             trial.set_user_attr("error", scrub(result.error))
         tell(self.study, trial, result.value, result.state)
@@ -277,7 +310,9 @@ class StudyLoop:
         self.trained[result.status] += 1
         took = time.monotonic() - running.started
         if result.status == "completed":
-            log.info("trial %d: completed, %s=%.4f (%.0f s)", trial.number, self.objective, result.value, took)
+            values = result.value if isinstance(result.value, list) else [result.value]
+            shown = ",".join(f"{v:.6g}" for v in values)
+            log.info("trial %d: completed, %s=%s (%.0f s)", trial.number, self.objective, shown, took)
         elif result.status == "pruned":
             log.info("trial %d: pruned after %s epoch(s) (%.0f s)", trial.number, result.epochs or "?", took)
         else:
@@ -329,6 +364,13 @@ class StudyLoop:
     def end(self) -> None:
         self.judge_batches(final=True)
         completed = write_results(self.study, self.sweep.study_dir, self.objective)
+        if self.timed_out:
+            log.info(
+                "Stopped on time: hydra.sweeper.timeout=%g s reached, no trial started after it; %d trained in "
+                "this run. Rerun the command to continue the study.",
+                self.settings.timeout,
+                sum(self.trained.values()),
+            )
         hint = failure_hint(self.failures, self.sweep.study_dir, str(self.config.hydra.job.name))
         if self.stopping is not None:
             raise SweeperError(f"Optuna sweep {self.study.study_name!r}: {self.stopping}. {hint}")

@@ -9,9 +9,11 @@ override grammar it reuses):
 
 - the parameter budget is a constraint: every suggestion is sized in this process before
   launch (`sweeper.sizing`: a registry family, a `_target_` model on the meta device, or a
-  function the user names; no weights); one over `budget.max_params` (or one that
-  cannot build a model) is told to Optuna at once as infeasible, never trained, and does not
-  use up `n_trials`, which counts trained trials;
+  function the user names; no weights); one over `budget.max_params` or `budget.max_flops`
+  (or one that cannot build a model) is told to Optuna at once as infeasible, never trained,
+  and does not use up `n_trials`, which counts trained trials; with several objectives
+  (`direction: [maximize, minimize]`, `objectives: [val_acc, params]`) too;
+- `timeout` (no trial starts after it) and `enqueue` (known configs tried first, once per study);
 - `pruner`: any `optuna.pruners.*` via `_target_`; each job reports its intermediate values
   to its own trial (`sweeper.report.trial_reporter`, run.py's epochs) and stops when told to;
 - no key required of the app: the job's trial reaches it through Hydra's job config
@@ -78,6 +80,13 @@ class BudgetOptunaSweeperConf(OptunaSweeperConf):
     record: Optional[str] = "sweep"
     budget: BudgetConf = field(default_factory=BudgetConf)
     heartbeat: HeartbeatConf = field(default_factory=HeartbeatConf)
+    # several objectives (direction: [maximize, minimize]): each read by name from the job's
+    # metrics.json (run contract), e.g. [val_acc, params]; null: the task's return value(s)
+    objectives: Optional[Any] = None
+    # seconds: no trial starts after this long (each sweep process on its own clock); null: none
+    timeout: Optional[float] = None
+    # configs tried first, once per study (Study.enqueue_trial), e.g. [{model.C: 68, model.N: 3}]
+    enqueue: Optional[Any] = None
 
 
 ConfigStore.instance().store(

@@ -144,6 +144,8 @@ class TrialReporter:
             sampler=optuna.samplers.RandomSampler(),
             pruner=build_pruner(self.pruner_cfg),
         )
+        if len(study.directions) > 1:
+            return None  # Optuna prunes single-objective studies only (the sweeper refuses a pruner there)
         study_id = storage.get_study_id_from_name(self.study_name)
         self.storage = storage
         self.trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
@@ -160,6 +162,9 @@ class TrialReporter:
         try:
             if self.trial is None:
                 self.trial = self.connect()
+                if self.trial is None:
+                    self.broken = True  # nothing to report to
+                    return False
             self.trial.report(float(value), step)
             prune = bool(self.trial.should_prune())
             if prune:

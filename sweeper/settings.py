@@ -8,7 +8,7 @@ Imports Optuna (through the sampler and pruner) only when called.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -24,7 +24,7 @@ SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"
 @dataclass
 class OptunaSettings:
     sampler: Any  # an optuna sampler; for the grid, a partial that takes the grid (sweeper.space.grid_choices)
-    direction: str  # "minimize" | "maximize"
+    direction: Any  # "minimize" | "maximize", or a list of them (several objectives)
     storage: str | None  # a database URL as given (password not yet taken out); None: SQLite in the study folder
     study_name: str | None  # None: derived from the search space (sweeper.space.default_study_name)
     n_trials: int  # trained trials the study should have
@@ -42,6 +42,15 @@ class OptunaSettings:
     allow_space_change: bool = False
     record: str | None = "sweep"  # the config node that receives sweep.trial / sweep.study, when present
     sizer: Any = None  # sweeper.sizing.Sizer
+    # the objectives by name, read from the job's metrics.json (the run contract); None: the
+    # task's return value (a number, or a sequence of one number per direction)
+    objectives: list[str] | None = None
+    timeout: float | None = None  # seconds: no trial starts after it (this process's clock)
+    enqueue: list[dict] = field(default_factory=list)  # configs tried first (Study.enqueue_trial)
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.direction) if isinstance(self.direction, list) else [self.direction]
 
     @property
     def is_grid(self) -> bool:
@@ -64,21 +73,83 @@ def _rate(key: str, value: Any) -> None:
         raise SweeperError(f"hydra.sweeper.{key}: expected a number in [0, 1], got {value!r}")
 
 
-def _direction(direction: Any) -> str:
-    directions = list(direction) if OmegaConf.is_list(direction) or isinstance(direction, list) else [direction]
-    names = [getattr(d, "name", d) for d in directions]
-    if len(names) != 1 or names[0] not in ("minimize", "maximize"):
-        raise SweeperError(f"hydra.sweeper.direction: expected minimize or maximize (one objective), got {direction!r}")
-    return names[0]
+def _direction(direction: Any) -> str | list[str]:
+    """One direction as a string; several (a list of two or more) as a list."""
+    several = OmegaConf.is_list(direction) or isinstance(direction, (list, tuple))
+    names = [getattr(d, "name", d) for d in (direction if several else [direction])]
+    if not names or any(n not in ("minimize", "maximize") for n in names):
+        raise SweeperError(
+            f"hydra.sweeper.direction: expected minimize or maximize, or a list of them (one per objective), "
+            f"got {direction!r}"
+        )
+    return names if len(names) > 1 else names[0]
 
 
-def _sampler(sampler: Any) -> Any:
+def _objectives(objectives: Any, directions: list[str]) -> list[str] | None:
+    if objectives is None:
+        return None
+    names = list(objectives) if OmegaConf.is_list(objectives) or isinstance(objectives, (list, tuple)) else None
+    if not names or any(not isinstance(n, str) for n in names):
+        raise SweeperError(
+            f"hydra.sweeper.objectives: expected a list of metrics.json keys (e.g. [val_acc, params]), "
+            f"got {objectives!r}"
+        )
+    if len(names) != len(directions):
+        raise SweeperError(
+            f"hydra.sweeper.objectives: {len(names)} objective(s) {names} but {len(directions)} direction(s) "
+            f"{directions}: give one direction per objective"
+        )
+    return names
+
+
+# What each sampler needs beyond Optuna (they fail only at their first model-based suggestion)
+SAMPLER_NEEDS = {"CmaEsSampler": ("cmaes",), "QMCSampler": ("scipy",), "GPSampler": ("scipy", "torch")}
+SINGLE_OBJECTIVE_SAMPLERS = ("CmaEsSampler",)
+
+
+def _sampler(sampler: Any, directions: list[str]) -> Any:
+    from importlib.util import find_spec
+
     from hydra.utils import instantiate
 
     try:
-        return instantiate(sampler, _execution_whitelist_=SAMPLER_WHITELIST)
+        built = instantiate(sampler, _execution_whitelist_=SAMPLER_WHITELIST)
     except Exception as e:
         raise SweeperError(f"hydra.sweeper.sampler: {first_line(e)}") from None
+    name = getattr(getattr(built, "func", None), "__name__", None) or type(built).__name__
+    for package in SAMPLER_NEEDS.get(name, ()):
+        if find_spec(package) is None:
+            raise SweeperError(
+                f"hydra.sweeper.sampler: {name} needs the {package!r} package: pip install {package} "
+                f"(or pip install 'budgetsweep[samplers]')"
+            )
+    if len(directions) > 1 and name in SINGLE_OBJECTIVE_SAMPLERS:
+        raise SweeperError(
+            f"hydra.sweeper.sampler: {name} optimizes one objective, the direction has {len(directions)}: "
+            f"use hydra/sweeper/sampler=tpe or nsgaii"
+        )
+    return built
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SweeperError(f"hydra.sweeper.timeout: expected a positive number of seconds or null, got {value!r}")
+    return float(value)
+
+
+def _enqueue(configs: Any) -> list[dict]:
+    """`hydra.sweeper.enqueue`: a list of {key: value} mappings (the search space's keys)."""
+    if configs is None:
+        return []
+    plain = OmegaConf.to_container(configs) if OmegaConf.is_config(configs) else configs
+    if not isinstance(plain, list) or not all(isinstance(c, dict) and c for c in plain):
+        raise SweeperError(
+            f"hydra.sweeper.enqueue: expected a list of {{key: value}} mappings, e.g. [{{model.C: 68}}], "
+            f"got {configs!r}"
+        )
+    return [{str(k): v for k, v in c.items()} for c in plain]
 
 
 def _custom_search_space(path: str | None) -> Callable[[Any, Any], None] | None:
@@ -110,6 +181,9 @@ def parse_settings(
     allow_space_change: bool = False,
     record: str | None = "sweep",
     budget: Any = None,
+    objectives: Any = None,
+    timeout: Any = None,
+    enqueue: Any = None,
 ) -> OptunaSettings:
     """The schema's keys (sweeper.optuna.BudgetOptunaSweeperConf), checked; SweeperError names the bad one."""
     from .sizing import Sizer
@@ -129,9 +203,16 @@ def parse_settings(
     if storage is not None and not isinstance(storage, str):
         raise SweeperError("hydra.sweeper.storage: expected a database URL (sqlite:///... or postgresql://...)")
     params_to_overrides(params)  # a mapping, or a one-line error now
+    direction = _direction(direction)
+    directions = direction if isinstance(direction, list) else [direction]
+    if len(directions) > 1 and pruner is not None:
+        raise SweeperError(
+            f"hydra.sweeper.pruner: Optuna prunes single-objective studies only; this one has {len(directions)} "
+            f"directions: drop the pruner (hydra.sweeper.pruner=null)"
+        )
     return OptunaSettings(
-        sampler=_sampler(sampler),
-        direction=_direction(direction),
+        sampler=_sampler(sampler, directions),
+        direction=direction,
         storage=storage,
         study_name=study_name,
         n_trials=n_trials,
@@ -149,4 +230,7 @@ def parse_settings(
         allow_space_change=bool(allow_space_change),
         record=record,
         sizer=Sizer.from_settings(budget),
+        objectives=_objectives(objectives, directions),
+        timeout=_timeout(timeout),
+        enqueue=_enqueue(enqueue),
     )

@@ -1,23 +1,26 @@
 """Sizing any app's model before launch, for both sweepers: does this config fit the budget?
 
-The budget is `hydra.sweeper.budget.max_params`, else the app's own `budget.max_params`; with
-neither, nothing is sized (the sweepers say so in one line at the start). A config is sized by
-the first of these that applies:
+The budget is `hydra.sweeper.budget.max_params`, else the app's own `budget.max_params`, and
+likewise `max_flops` (forward FLOPs of one input; either limit or both); with neither, nothing is
+sized (the sweepers say so in one line at the start). A config is sized by the first of these
+that applies:
 
 1. a function the user names, `hydra.sweeper.budget.size_fn: my_pkg.sizes.count` called as
    `fn(cfg) -> int` (the job's composed config): naming one says the automatic ways below do
-   not fit this model, so it is not second-guessed;
+   not fit this model, so it is not second-guessed (a FLOPs budget: `fn(cfg) -> (params, flops)`);
 2. a family of our registry (`<model_key>.name` registered in `models`): `models.check_budget`,
    the verdict the trainer gives too;
 3. a model node with `_target_`: `<model_key>`, else `<model_key>.net` (the
    lightning-hydra-template layout: a LightningModule around a `net`), instantiated inside
    `torch.device("meta")` (shapes only, no weights allocated), its trainable parameters counted.
 
-Counts from 1 and 3 get the same verdict words as 2 (`models.judge`). A config whose own values
-are refused (the family's ConfigError, an exception from the model's constructor or from the
-size function) is `invalid`: that config is not trained. A sweep whose configs cannot be sized
-at all (no model node, a `_target_` that cannot be imported, a size function that returns no
-int) gets `Unsizable`, which the sweepers report once with the reason and the way out.
+Counts from 1 and 3 get the same verdict words as 2 (`models.judge`). FLOPs are counted for
+registry families (their `flops()`); a FLOPs budget with a `_target_` model needs a size
+function. A config whose own values are refused (the family's ConfigError, an exception from
+the model's constructor or from the size function) is `invalid`: that config is not trained.
+A sweep whose configs cannot be sized at all (no model node, a `_target_` that cannot be
+imported, a size function that returns no int) gets `Unsizable`, which the sweepers report
+once with the reason and the way out.
 
 Imports Hydra and OmegaConf only: torch and `models` are loaded on the first sizing.
 """
@@ -45,9 +48,12 @@ class BudgetConf:
 
     # null: the app's budget.max_params; when that is absent or null too, nothing is sized
     max_params: Optional[int] = None
+    # null: the app's budget.max_flops (forward FLOPs of one input); null there too: no FLOPs limit
+    max_flops: Optional[int] = None
     # the node sized: <model_key> (a registry family or a _target_ node), else <model_key>.net
     model_key: str = "model"
-    # "module.fn": fn(cfg) -> int trainable parameters; used instead of the automatic sizing
+    # "module.fn": fn(cfg) -> int trainable parameters (or (params, flops)); used instead of the
+    # automatic sizing
     size_fn: Optional[str] = None
 
 
@@ -61,15 +67,19 @@ class Sizer:
     model_key: str
     size_fn: Any  # a callable, or None
     size_fn_name: str | None
+    max_flops: int | None = None  # the sweeper's setting; None: the app's budget.max_flops
 
     @classmethod
     def from_settings(cls, budget: Any) -> Sizer:
         """`hydra.sweeper.budget` checked; SweeperError names the bad key."""
         budget = OmegaConf.to_container(budget) if OmegaConf.is_config(budget) else dict(budget or {})
-        unknown = sorted(set(budget) - {"max_params", "model_key", "size_fn"})
+        unknown = sorted(set(budget) - {"max_params", "max_flops", "model_key", "size_fn"})
         if unknown:
-            raise SweeperError(f"hydra.sweeper.budget.{unknown[0]}: not a setting (max_params, model_key, size_fn)")
+            raise SweeperError(
+                f"hydra.sweeper.budget.{unknown[0]}: not a setting (max_params, max_flops, model_key, size_fn)"
+            )
         max_params = _max_params("hydra.sweeper.budget.max_params", budget.get("max_params"))
+        max_flops = _max_params("hydra.sweeper.budget.max_flops", budget.get("max_flops"))
         model_key = budget.get("model_key") or "model"
         if not isinstance(model_key, str):
             raise SweeperError(f"hydra.sweeper.budget.model_key: expected a config key, got {model_key!r}")
@@ -82,7 +92,7 @@ class Sizer:
                 fn = get_method(name)
             except Exception as e:
                 raise SweeperError(f"hydra.sweeper.budget.size_fn: {first_line(e)}") from None
-        return cls(max_params, model_key, fn, name)
+        return cls(max_params, model_key, fn, name, max_flops)
 
     def budget(self, cfg: DictConfig) -> tuple[int | None, str]:
         """(max_params, where it comes from) for this config; (None, ...) means no budget."""
@@ -92,46 +102,64 @@ class Sizer:
             "budget.max_params"
         )
 
+    def flops_budget(self, cfg: DictConfig) -> tuple[int | None, str]:
+        """(max_flops, where it comes from) for this config; (None, ...) means no FLOPs limit."""
+        if self.max_flops is not None:
+            return self.max_flops, "hydra.sweeper.budget.max_flops"
+        return _max_params("budget.max_flops", OmegaConf.select(cfg, "budget.max_flops", default=None)), (
+            "budget.max_flops"
+        )
+
     def describe(self, cfg: DictConfig) -> str:
         """One line for the start of a sweep: the budget and how configs are sized, or that they are not."""
-        max_params, source = self.budget(cfg)
-        if max_params is None:
+        (max_params, source), (max_flops, flops_source) = self.budget(cfg), self.flops_budget(cfg)
+        if max_params is None and max_flops is None:
             return (
-                "no budget (no budget.max_params in the config, hydra.sweeper.budget.max_params unset): "
-                "configs are not sized"
+                "no budget (no budget.max_params in the config, hydra.sweeper.budget.max_params unset; "
+                "nor a max_flops): configs are not sized"
             )
+        limits = [f"{max_params:,} parameters ({source})"] if max_params is not None else []
+        limits += [f"{max_flops:,} FLOPs ({flops_source})"] if max_flops is not None else []
         how = f"by {self.size_fn_name}(cfg)" if self.size_fn else f"from {self.model_key}, on the meta device"
-        return f"budget {max_params:,} parameters ({source}): each config is sized {how} before launch"
+        return f"budget {' and '.join(limits)}: each config is sized {how} before launch"
 
     def size(self, cfg: DictConfig) -> Any:
         """The `models.Sizing` of this config under its budget; None when there is no budget.
         Raises Unsizable when no way of sizing applies."""
-        max_params, _ = self.budget(cfg)
-        if max_params is None:
+        (max_params, _), (max_flops, _) = self.budget(cfg), self.flops_budget(cfg)
+        if max_params is None and max_flops is None:
             return None
         import models
 
         if self.size_fn is not None:
-            return self._by_function(cfg, max_params)
+            return self._by_function(cfg, max_params, max_flops)
         node = OmegaConf.select(cfg, self.model_key, default=None)
         if not OmegaConf.is_dict(node):
             raise Unsizable(f"the config has no `{self.model_key}` node to size")
         if node.get("name") in models.list_models():
-            return models.check_budget(node, max_params)
+            return models.check_budget(node, max_params, max_flops)
+        if max_flops is not None:
+            raise Unsizable(
+                f"budget.max_flops: FLOPs are counted for the families of our registry only, and "
+                f"`{self.model_key}` is a _target_ node; name a size function returning (params, flops)"
+            )
         return self._by_target(node, max_params)
 
-    def _by_function(self, cfg: DictConfig, max_params: int) -> Any:
+    def _by_function(self, cfg: DictConfig, max_params: int | None, max_flops: int | None) -> Any:
         import models
 
         try:
-            params = self.size_fn(cfg)
+            size = self.size_fn(cfg)
         except Exception as e:  # the function refuses this config's values
             return models.Sizing(models.budget.INVALID, None, None, f"{self.size_fn_name}: {first_line(e)}")
-        if isinstance(params, bool) or not isinstance(params, int):
-            raise Unsizable(f"{self.size_fn_name}(cfg) returned {params!r}, not an int")
-        return models.judge(params, max_params=max_params)
+        params, flops = size if isinstance(size, (tuple, list)) and len(size) == 2 else (size, None)
+        if not _is_count(params) or not (flops is None or _is_count(flops)):
+            raise Unsizable(f"{self.size_fn_name}(cfg) returned {size!r}, not an int (or (params, flops) ints)")
+        if max_flops is not None and flops is None:
+            raise Unsizable(f"budget.max_flops: {self.size_fn_name}(cfg) returned no FLOPs; return (params, flops)")
+        return models.judge(params, flops, max_params=max_params, max_flops=max_flops)
 
-    def _by_target(self, node: DictConfig, max_params: int) -> Any:
+    def _by_target(self, node: DictConfig, max_params: int | None) -> Any:
         import models
 
         candidates = [(self.model_key, node)]
@@ -194,6 +222,10 @@ def _cause(e: BaseException) -> str:
     """The constructor's own exception under Hydra's InstantiationException, in one line."""
     cause = e.__cause__
     return f"{type(cause).__name__}: {first_line(cause)}" if cause is not None else first_line(e)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _max_params(key: str, value: Any) -> int | None:

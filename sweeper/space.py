@@ -166,3 +166,34 @@ def trial_overrides(
         raise SweeperError(f"hydra.sweeper: {', '.join(overlap)} both fixed and searched (custom_search_space)")
     params = [f"{key}={override_value(value)}" for key, value in trial.params.items()]
     return [*params, *(f"{key}={value}" for key, value in space.fixed.items()), *space.deletions]
+
+
+def check_enqueued(space: SearchSpace, config: dict, where: str) -> tuple[dict, list[str]]:
+    """An `enqueue` entry as the trial's fixed parameters, and the keys left out because the
+    search fixes them (to another value: a plain value on the command line wins, as it does over
+    the YAML's space). Each other key must be searched and its value inside its distribution;
+    SweeperError names the first that is not."""
+    from optuna.distributions import CategoricalDistribution
+
+    params, dropped = {}, []
+    for key, value in config.items():
+        dist = space.distributions.get(key)
+        if dist is None:
+            if key in space.fixed:
+                if canon(value) != canon(space.fixed[key]):
+                    dropped.append(f"{key}={canon(value)} (fixed to {space.fixed[key]})")
+                continue  # the same in every trial anyway
+            searched = ", ".join(sorted(space.distributions)) or "none"
+            raise SweeperError(f"{where}: {key} is not a searched key (searched: {searched})")
+        if isinstance(dist, CategoricalDistribution):
+            inside = any(canon(value) == canon(c) for c in dist.choices)
+            value = next((c for c in dist.choices if canon(value) == canon(c)), value)
+        else:
+            ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+            inside = ok_type and dist.low <= value <= dist.high
+            if inside and getattr(dist, "step", None) is not None:
+                inside = abs((value - dist.low) / dist.step - round((value - dist.low) / dist.step)) < 1e-9
+        if not inside:
+            raise SweeperError(f"{where}: {key}={value!r} is outside its search space ({dist})")
+        params[key] = value
+    return params, dropped

@@ -1,6 +1,7 @@
 """One sweep's study: its search space, name, folder and storage, decided before any trial runs.
 
-    outputs/optuna/<study name>/     the study's folder (`hydra.sweeper.dir`)
+    outputs/optuna/<study name>/     the study's folder (`hydra.sweeper.dir`, or a `hydra.sweep.dir`
+                                     given on the command line)
         study.json                   where the study is (contract.layouts.StudyRecord)
         study.db                     the SQLite storage, unless `hydra.sweeper.storage` names one
         <trial number>/              each trial's run folder
@@ -11,6 +12,7 @@ The storage password (if the URL has one) is taken out as the sweep starts
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -31,6 +33,7 @@ from .errors import SweeperError
 from .settings import OptunaSettings
 from .space import (
     SearchSpace,
+    check_enqueued,
     default_study_name,
     grid_choices,
     params_to_overrides,
@@ -42,6 +45,7 @@ from .storage import SweepStorage, open_study
 log = logging.getLogger("sweeper.optuna")
 
 SPACE = "budgetsweep:space"  # study system attr: SearchSpace.plain() of the search the study runs
+ENQUEUED = "budgetsweep:enqueued"  # study system attr: the `enqueue` configs already put in the queue
 
 
 @dataclass
@@ -93,7 +97,9 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
             log.info("grid sampler: n_trials %d -> %d, the size of the grid", n_trials, size)
             n_trials = size
     name = settings.study_name or default_study_name(space, config.hydra.runtime.choices.get("experiment"))
-    study_dir = (Path(config.hydra.runtime.cwd) / (settings.dir or Path("outputs") / "optuna" / name)).resolve()
+    user_dir = _user_sweep_dir(config, settings.dir)
+    folder = settings.dir or user_dir or Path("outputs") / "optuna" / name
+    study_dir = (Path(config.hydra.runtime.cwd) / folder).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
     url = settings.storage or sqlite_url(study_dir / "study.db")
     masked = mask(url)
@@ -104,18 +110,89 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
     _pin(config, "hydra.sweeper.storage", masked)
     _pin(config, "hydra.sweeper.study_name", name)
     _pin(config, "hydra.sweep.dir", str(study_dir))  # also where launchers create their folder
+    if len(settings.directions) > 1:
+        _create_multi_objective(url, name, settings.directions)
     study, storage = open_study(
         url,
         name,
         sampler=sampler,
         pruner=settings.pruner,
-        direction=settings.direction,
+        direction=settings.directions[0],  # a multi-objective study exists by now: loaded as it is
         heartbeat_interval=settings.heartbeat_interval,
         grace_period=settings.grace_period,
     )
+    _check_directions(study, settings.directions, masked)
     _check_space(storage, study, space, masked, settings.allow_space_change)
+    _name_objectives(study, settings.objectives or [str(OmegaConf.select(config, "objective", default="objective"))])
+    _enqueue(study, storage, space, settings.enqueue)
     write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials))
     return Sweep(study, storage, space, n_trials, study_dir, masked)
+
+
+def _user_sweep_dir(config: DictConfig, sweeper_dir: str | None) -> str | None:
+    """A `hydra.sweep.dir` the user gave on the command line: honoured as the study's folder
+    (Hydra's habit); refused when `hydra.sweeper.dir` names another one."""
+    given = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0].lstrip("+~") == "hydra.sweep.dir"]
+    if not given:
+        return None
+    user_dir = str(config.hydra.sweep.dir)
+    if sweeper_dir is not None and Path(sweeper_dir) != Path(user_dir):
+        raise SweeperError(
+            f"hydra.sweep.dir={user_dir} and hydra.sweeper.dir={sweeper_dir}: the study's folder is "
+            f"hydra.sweeper.dir; give only one of them"
+        )
+    return user_dir
+
+
+def _create_multi_objective(url: str, name: str, directions: list[str]) -> None:
+    """Create a study of several directions (open_study loads it as it is); a failure here (a
+    race with another worker, an unreachable server) is reported by open_study."""
+    from .storage import make_storage
+
+    try:
+        optuna.create_study(storage=make_storage(url), study_name=name, directions=directions, load_if_exists=True)
+    except Exception:  # open_study reports it, password masked
+        pass
+
+
+def _name_objectives(study: optuna.Study, names: list[str]) -> None:
+    """Optuna's metric names (shown by optuna-dashboard, read by analysis for the Pareto table)."""
+    import warnings
+
+    if len(names) != len(study.directions) or study.metric_names == names:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # public since Optuna 3.2
+        study.set_metric_names(names)
+
+
+def _check_directions(study: optuna.Study, directions: list[str], masked: str) -> None:
+    had = [d.name.lower() for d in study.directions]
+    if had != directions:
+        raise SweeperError(
+            f"study {study.study_name!r} in {masked} was made with direction {had}, not {directions}: "
+            f"give this search its own hydra.sweeper.study_name"
+        )
+
+
+def _enqueue(study: optuna.Study, storage: SweepStorage, space: SearchSpace, configs: list[dict]) -> None:
+    """`hydra.sweeper.enqueue`: each config put in the study's queue once (kept in the study's
+    system attribute ENQUEUED, so a rerun does not queue it again); sized like any suggestion."""
+    if not configs:
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    done = list(storage.get_study_system_attrs(study_id).get(ENQUEUED, []))
+    for i, config in enumerate(configs):
+        params, dropped = check_enqueued(space, config, f"hydra.sweeper.enqueue[{i}]")
+        if dropped:
+            log.warning("hydra.sweeper.enqueue[%d]: the search fixes %s: left out", i, ", ".join(dropped))
+        key = json.dumps(params, sort_keys=True)
+        if not params or key in done:
+            continue
+        study.enqueue_trial(params, user_attrs={"enqueued": True})
+        done.append(key)
+        log.info("enqueued, to be tried first: %s", " ".join(f"{k}={v}" for k, v in params.items()))
+    storage.set_study_system_attr(study_id, ENQUEUED, done)
 
 
 def _refuse_another_study(study_dir: Path, name: str, masked: str) -> None:

@@ -2,7 +2,10 @@
 
 The file has the standard plugin's name; its keys: name, study_name, n_trained, statuses,
 n_infeasible, and, once a trial completed, best_trial, best_value, best_params, best_run_dir and
-best_weights (absolute paths; best_weights null when the run kept none).
+best_weights (absolute paths; best_weights null when the run kept none). A study of several
+objectives has no single best: `objectives` (their names) and `pareto_front` instead, the
+feasible completed trials no other beats on every objective (`study.best_trials`), each with
+trial, values, params and run_dir, as the plugin writes `best_trials`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,24 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
         "n_infeasible": n_infeasible,
     }
     completed = any(t.state == TrialState.COMPLETE for t in holders)
-    if completed:
+    if completed and len(study.directions) > 1:
+        front = sorted(study.best_trials, key=lambda t: t.number)
+        results.update(
+            objectives=objective.split(","),
+            pareto_front=[
+                {
+                    "trial": t.number,
+                    "values": list(t.values),
+                    "params": t.params,
+                    "run_dir": str((study_dir / str(t.number)).resolve()),
+                }
+                for t in front
+            ],
+        )
+        log.info("Pareto front (%s): %d trials", objective, len(front))
+        for t in front:
+            log.info("  trial %d: %s", t.number, ", ".join(f"{v:.6g}" for v in t.values))
+    elif completed:
         best = study.best_trial
         results.update(
             best_trial=best.number,

@@ -100,7 +100,22 @@ def _settings(**changes):
     [
         ({"n_trials": 0}, "hydra.sweeper.n_trials: expected a positive int, got 0"),
         ({"max_failure_rate": 1.5}, "hydra.sweeper.max_failure_rate: expected a number in [0, 1], got 1.5"),
-        ({"direction": ["maximize", "minimize"]}, "hydra.sweeper.direction: expected minimize or maximize"),
+        ({"direction": ["maximize", "up"]}, "hydra.sweeper.direction: expected minimize or maximize"),
+        (
+            {"direction": ["maximize", "minimize"], "pruner": {"_target_": "optuna.pruners.MedianPruner"}},
+            "hydra.sweeper.pruner: Optuna prunes single-objective studies only",
+        ),
+        (
+            {"direction": ["maximize", "minimize"], "objectives": ["val_acc"]},
+            "hydra.sweeper.objectives: 1 objective(s) ['val_acc'] but 2 direction(s)",
+        ),
+        ({"objectives": "val_acc"}, "hydra.sweeper.objectives: expected a list of metrics.json keys"),
+        ({"timeout": 0}, "hydra.sweeper.timeout: expected a positive number of seconds or null, got 0"),
+        ({"enqueue": {"model.C": 68}}, "hydra.sweeper.enqueue: expected a list of {key: value} mappings"),
+        (
+            {"direction": ["maximize", "minimize"], "sampler": {"_target_": "optuna.samplers.CmaEsSampler"}},
+            "hydra.sweeper.sampler: CmaEsSampler optimizes one objective",
+        ),
         ({"pruner": {"_target_": "optuna.pruners.NoSuchPruner"}}, "hydra.sweeper.pruner:"),
         ({"pruner": {"_target_": "os.getcwd"}}, "hydra.sweeper.pruner:"),  # outside optuna.pruners.*
         ({"sampler": {"_target_": "optuna.samplers.TPESampler", "n_startup": 3}}, "hydra.sweeper.sampler:"),

@@ -84,6 +84,7 @@ def train(
     run_dir = Path(run_dir)
     metrics = new_metrics(
         max_params=cfg.budget.max_params,
+        max_flops=cfg.budget.max_flops,
         epochs_planned=cfg.epochs,
         seed=cfg.seed,
         overrides=list(overrides),
@@ -100,7 +101,7 @@ def train(
     except TrainConfigError as e:  # reported by the caller: one line, or a row of the sweep
         return _finish(run_dir, metrics, "invalid", str(e))
 
-    sizing = models.check_budget(cfg.model, cfg.budget.max_params)
+    sizing = models.check_budget(cfg.model, cfg.budget.max_params, cfg.budget.max_flops)
     metrics.update(params=sizing.params, flops=sizing.flops)
     if not sizing.fits:
         error = sizing.error if sizing.status == "invalid" else f"{sizing.error}: not trained"

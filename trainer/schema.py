@@ -78,6 +78,7 @@ class DataConfig:
 @dataclass
 class BudgetConfig:
     max_params: int = 5_000_000  # trainable parameters; a config above it is never trained
+    max_flops: Optional[int] = None  # forward FLOPs of one image (models.count_flops); null: no limit
 
 
 @dataclass
@@ -164,6 +165,7 @@ RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("threads", lambda v: v in (None, "auto") or (_number(v) and v >= 1), "auto, a positive int or null"),
     ("compile", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
     ("budget.max_params", _positive, "a positive int"),
+    ("budget.max_flops", _at_least(1, optional=True), "a positive int or null"),
     ("objective", lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)} (metrics.json keys)"),
     ("data.val_size", _at_least(0), "an int >= 0"),
     ("data.split_seed", _at_least(0), "an int >= 0"),
