@@ -2,7 +2,7 @@
 
     python benchmarks/feasible_suggestions.py [--suggestions 60] [--max-params 60000]
 
-The default search space (conf/hydra/sweeper/optuna.yaml), each suggestion sized with
+The whole family's search space (experiment=family_search), each suggestion sized with
 `models.check_budget` and told to Optuna as the sweeper tells it (nothing is trained; a
 feasible one gets a made-up value), for three sampler seeds: TPE (the options of
 sampler/tpe_explicit.yaml) and random search, with the constraint values of before the fix
@@ -59,7 +59,7 @@ def main() -> None:
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     root = Path(__file__).resolve().parents[1]
-    params = yaml.safe_load((root / "conf/hydra/sweeper/optuna.yaml").read_text())["params"]
+    params = yaml.safe_load((root / "conf/experiment/family_search.yaml").read_text())["hydra"]["sweeper"]["params"]
     space = parse_space(params_to_overrides({k: str(v) for k, v in params.items()}))
     samplers = {
         "TPE": lambda seed: optuna.samplers.TPESampler(

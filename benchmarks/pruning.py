@@ -1,6 +1,6 @@
 """The same Optuna sweep with and without a pruner: total training seconds and best val acc.
 
-    python benchmarks/pruning.py [--data /work/shared/data/cifar10-dev.npz] [--out outputs/bench-pruning]
+    python benchmarks/pruning.py [--data ../shared/data/cifar10-dev.npz] [--out outputs/bench-pruning]
 
 Runs `experiment=search_small` (8 trials of small ResNets, 3,000 training images, 4 epochs, 1 thread)
 twice with the TPE sampler's seed fixed: n_startup_trials=10 > 8 trials, so both sweeps train
@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRUNER = "+hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:3,n_warmup_steps:1}"
+NO_PRUNER = "hydra/sweeper/pruner=none"  # run.py's search prunes by default (pruner/median.yaml)
+PRUNER = "++hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:3,n_warmup_steps:1}"
 
 
 def sweep(name: str, data: str, out: Path, extra: list[str]) -> tuple[list[str], float]:
@@ -59,11 +60,11 @@ def summary(study_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/shared/data/cifar10-dev.npz")
+    parser.add_argument("--data", default="../shared/data/cifar10-dev.npz")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench-pruning")
     args = parser.parse_args()
     rows = []
-    for name, extra in (("no-pruner", []), ("median-pruner", [PRUNER])):
+    for name, extra in (("no-pruner", [NO_PRUNER]), ("median-pruner", [NO_PRUNER, PRUNER])):
         cmd, wall = sweep(name, args.data, args.out.resolve(), extra)
         rows.append((name, wall, summary(args.out.resolve() / name), cmd))
     print("| sweep | trials | pruned | epochs trained | total train s | sweep wall s | best val acc (trial) |")

@@ -16,8 +16,9 @@ APPS = ROOT / "tests" / "apps"
 
 
 def default_space(prefix: str = "") -> dict[str, str]:
-    """run.py's default search space (conf/hydra/sweeper/optuna.yaml), the keys under `prefix`."""
-    params = yaml.safe_load((ROOT / "conf" / "hydra" / "sweeper" / "optuna.yaml").read_text())["params"]
+    """The whole family's search space (experiment=family_search), the keys under `prefix`."""
+    preset = yaml.safe_load((ROOT / "conf" / "experiment" / "family_search.yaml").read_text())
+    params = preset["hydra"]["sweeper"]["params"]
     return {k: str(v) for k, v in params.items() if k.startswith(prefix)}
 
 

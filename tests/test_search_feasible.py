@@ -1,6 +1,6 @@
 """The sampler is steered toward the feasible region (issue 11, point 0).
 
-Default space (conf/hydra/sweeper/optuna.yaml), budget.max_params=60000: under 1/80 of the space
+The whole family's space (experiment=family_search), budget.max_params=60000: under 1/80 of the space
 fits. Each suggestion is sized and told to Optuna with the sweeper's own constraint values
 (`sweeper.feasibility.violations`), as the sweeper does, and nothing is trained: TPE must reach
 at least 3 feasible models within 60 suggestions for each of three sampler seeds, where random
