@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from hydra.core.override_parser.types import QuotedString, Transformer
 from hydra.errors import CompactHydraException
 
+from contract.layouts import AblationPlanRecord, PlannedVariant
 from contract.values import canon, quote, values_equal
 
 if TYPE_CHECKING:
@@ -275,3 +276,29 @@ def format_plan(plan: Plan, notes: Mapping[int, str] | None = None) -> list[str]
         what = "baseline" if job.factor is None else f"{job.factor}={job.value}"
         lines.append(f"  {what}: {note}")
     return lines
+
+
+def plan_changes(old: AblationPlanRecord, new: AblationPlanRecord) -> list[str]:
+    """How the plan recorded in a sweep folder differs from this run's (what it would mix into
+    that folder); [] when both run the same jobs. Sizing notes do not count."""
+
+    def name(v: PlannedVariant) -> str:
+        return "the baseline" if v.factor is None else f"{v.factor}={v.value}"
+
+    before = {name(v): v.overrides for v in old.variants}
+    now = {name(v): v.overrides for v in new.variants}
+    changes = []
+    if old.repeats != new.repeats:
+        changes.append(f"repeats {old.repeats} -> {new.repeats}")
+    if gone := [k for k in before if k not in now]:
+        changes.append(f"no longer planned: {', '.join(gone)}")
+    if added := [k for k in now if k not in before]:
+        changes.append(f"new: {', '.join(added)}")
+    for key in (k for k in now if k in before and before[k] != now[k]):
+        was = [o for o in before[key] if o not in now[key]]
+        changes.append(
+            f"{key} with {' '.join(o for o in now[key] if o not in before[key]) or 'fewer overrides'}"
+            f" (was {' '.join(was) or 'fewer overrides'})"
+        )
+        break  # one shows the change; a fixed override changes them all
+    return changes

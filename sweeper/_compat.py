@@ -14,6 +14,9 @@ What is here, and why there is no public way:
 - `stale_trial_ids`: RUNNING trials whose heartbeat is older than the grace period, by the
   database's own clock. Optuna's only public route, `optuna.storages.fail_stale_trials`, marks
   them FAIL at once, and a finished trial cannot go back to the queue (see `sweeper.heartbeat`).
+- `PRIVATE_STORAGE_CALLS`: the RDBStorage methods that Optuna's own cache (`_CachedStorage`, which
+  `Study` puts around every RDBStorage) calls besides the public API, and the stale-trial query:
+  `sweeper.storage` retries them too when the database connection is lost.
 - `job_error`: the exception a failed Hydra job raised. The public `JobReturn.return_value`
   re-raises it and first writes "Error executing job ..." to stderr; we want it as a value.
 - `is_basic_launcher`: Hydra's default launcher runs jobs one at a time in this process; its
@@ -25,6 +28,13 @@ from __future__ import annotations
 from typing import Any
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+PRIVATE_STORAGE_CALLS = (
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
+    "_get_trials",
+    "_get_stale_trial_ids",
+)
 
 
 def distribution_from_override(override: Any) -> Any:

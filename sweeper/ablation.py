@@ -32,11 +32,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from contract import first_line
-from contract.layouts import AblationPlanRecord, PlannedVariant, write_ablation_plan
+from contract import ContractError, first_line, read_metrics
+from contract.layouts import AblationPlanRecord, PlannedVariant, read_ablation_plan, write_ablation_plan
 from contract.values import quote
 
-from ._ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation
+from ._ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation, plan_changes
 from .sizing import WAYS_OUT, BudgetConf, Sizer, Unsizable
 
 log = logging.getLogger(__name__)
@@ -232,32 +232,89 @@ class AblationSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         skipped = {(plan.variants[i].factor, plan.variants[i].value) for i in skip}
         jobs = [[*j.overrides, *_job_env(j)] for j in plan.jobs if (j.factor, j.value) not in skipped]
-        write_ablation_plan(sweep_dir, _plan_record(plan, notes, len(jobs)))
+        record = _plan_record(plan, notes, len(jobs))
+        done = _finished_before(sweep_dir, record, jobs)
+        write_ablation_plan(sweep_dir, record)
         if not jobs:
             raise AblationError("ablation: every variant is over the budget or invalid; nothing to run")
-        size = self.max_batch_size or len(jobs)
+        todo = [k for k in range(len(jobs)) if k not in done]
+        if done:
+            log.info(
+                "Ablation: resuming in %s: %d of %d jobs finished before (kept, not run again), %d to run",
+                sweep_dir,
+                len(done),
+                len(jobs),
+                len(todo),
+            )
         returns: list[Sequence[JobReturn]] = []
         failed: list[tuple[int, JobReturn, str]] = []
-        for start in range(0, len(jobs), size):
-            results = self.launcher.launch(jobs[start : start + size], initial_job_idx=start)
-            for k, r in enumerate(results):
+        for batch in _batches(todo, self.max_batch_size or len(jobs)):
+            results = self.launcher.launch([jobs[k] for k in batch], initial_job_idx=batch[0])
+            for k, r in zip(batch, results):
                 if r.status == JobStatus.FAILED:
                     try:
                         _ = r.return_value  # re-raises the job's exception
                         reason = "failed"
                     except Exception as e:  # the job's own exception, re-raised by JobReturn
                         reason = f"{type(e).__name__}: {first_line(e)}"
-                    failed.append((start + k, r, reason))
+                    failed.append((k, r, reason))
             returns.append(results)
 
         if failed:
             num, r, reason = failed[0]
-            shown = " ".join(o for o in r.overrides or [] if not o.lstrip("+").startswith("hydra."))
-            summary = f"{len(failed)} of {len(jobs)} jobs raised (first: job {num} {shown}: {reason})"
-            if len(failed) / len(jobs) > self.max_failure_rate:
+            shown = " ".join(o for o in r.overrides or [] if not _is_hydra(o))
+            summary = f"{len(failed)} of {len(todo)} jobs raised (first: job {num} {shown}: {reason})"
+            if len(failed) / len(todo) > self.max_failure_rate:
                 raise AblationError(f"ablation: {' '.join(summary.split())}")
             log.warning(summary)
         return returns
+
+
+def _is_hydra(override: str) -> bool:
+    return override.lstrip("+~").startswith("hydra.")
+
+
+def _batches(numbers: list[int], size: int) -> list[list[int]]:
+    """Job numbers in launches of at most `size`, each of consecutive numbers: a launcher numbers
+    its jobs from `initial_job_idx` on, and job k must run in its own folder (`hydra.job.num`)."""
+    batches: list[list[int]] = []
+    for k in numbers:
+        if batches and len(batches[-1]) < size and batches[-1][-1] == k - 1:
+            batches[-1].append(k)
+        else:
+            batches.append([k])
+    return batches
+
+
+def _finished_before(sweep_dir: Path, record: AblationPlanRecord, jobs: list[list[str]]) -> set[int]:
+    """The jobs an earlier run of this plan in `sweep_dir` finished: a run folder with the job's
+    overrides and a metrics.json of any status but `failed` (a failed job runs again, resuming
+    from its checkpoint, as does one that never wrote metrics.json). A folder that holds another
+    plan, or runs without a plan, is refused: analysis would mix the two sweeps' runs."""
+    try:
+        previous = read_ablation_plan(sweep_dir)
+    except ContractError as e:
+        raise AblationError(f"ablation: {e}") from None
+    runs = [p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
+    if previous is None:
+        if runs:
+            raise AblationError(
+                f"ablation: {sweep_dir} holds runs of another sweep ({runs[0].name}/ and others, no "
+                f"ablation_plan.yaml): set hydra.sweep.dir to a new folder, or move those away"
+            )
+        return set()
+    if changes := plan_changes(previous, record):
+        raise AblationError(
+            f"ablation: {sweep_dir} holds an ablation with another plan ({'; '.join(changes)}); its runs would "
+            f"mix with this one's in analysis: set hydra.sweep.dir to a new folder, or move that one away"
+        )
+    finished = {}
+    for run in runs:
+        metrics = read_metrics(run)
+        if metrics is not None and metrics.get("status") != "failed":
+            overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
+            finished[tuple(str(o) for o in overrides)] = run
+    return {k for k, job in enumerate(jobs) if tuple(o for o in job if not _is_hydra(o)) in finished}
 
 
 def _job_env(job: Job) -> list[str]:

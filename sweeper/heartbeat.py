@@ -5,7 +5,9 @@ The sweeper records a heartbeat (`RDBStorage.record_heartbeat`, the database's c
 whose heartbeat is older than `heartbeat.grace_period` was left by a process that died: any
 worker (or the rerun) puts it back in the queue (`Slots.requeue`), to run again with the same
 trial number in the same folder, where the trainer resumes from its checkpoint. Ctrl-C (or any
-error) puts this process's own trials back at once.
+error) puts this process's own trials back at once, each only while it is still under this
+process's claim (`Slots.owns`): a worker that was paused past the grace period and wakes up
+finds its trial taken by another worker, and neither beats for it nor queues it again.
 
 Why not Optuna's `optuna.storages.RetryHeartbeatStaleTrialCallback` (checked in optuna 5.0.0,
 `optuna/storages/_callbacks.py` and `_heartbeat.py`): it is run by `fail_stale_trials`, which
@@ -47,7 +49,7 @@ class Heartbeats:
         self.storage, self.slots = storage, slots
         self.interval, self.grace_period = interval, grace_period
         self.study_dir = study_dir
-        self.beating: set[int] = set()
+        self.beating: dict[int, str] = {}  # trial id -> this process's claim on it
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.beat_forever, name="heartbeat", daemon=True)
@@ -58,25 +60,35 @@ class Heartbeats:
     def stop(self) -> None:
         self.stopped.set()
 
-    def watch(self, trial_id: int) -> None:
-        """Beat for this trial from now on (the first beat at once)."""
+    def watch(self, trial_id: int) -> str:
+        """Claim this trial and beat for it from now on (the first beat at once); the claim token."""
+        claim = self.slots.claim(trial_id)
         self.storage.record_heartbeat(trial_id)
         with self.lock:
-            self.beating.add(trial_id)
+            self.beating[trial_id] = claim
+        return claim
 
     def forget(self, trial_id: int) -> None:
         with self.lock:
-            self.beating.discard(trial_id)
+            self.beating.pop(trial_id, None)
 
-    def own(self) -> set[int]:
+    def claim(self, trial_id: int) -> str | None:
+        """This process's claim on a trial it runs; None once it lost it (or never had it)."""
         with self.lock:
-            return set(self.beating)
+            return self.beating.get(trial_id)
+
+    def own(self) -> dict[int, str]:
+        with self.lock:
+            return dict(self.beating)
 
     def beat_forever(self) -> None:
         while not self.stopped.wait(self.interval):
-            for trial_id in self.own():
+            for trial_id, claim in self.own().items():
                 try:
-                    self.storage.record_heartbeat(trial_id)
+                    if self.slots.owns(trial_id, claim):
+                        self.storage.record_heartbeat(trial_id)
+                    else:  # paused past the grace period: another worker runs it now (its job stops itself)
+                        self.forget(trial_id)
                 except Exception as e:  # a storage hiccup: the next beat may pass
                     log.debug("heartbeat of trial id %d failed: %s", trial_id, e)
 
@@ -99,10 +111,12 @@ class Heartbeats:
             except UpdateFinishedTrialError:  # another worker finished or failed it meanwhile
                 pass
 
-    def requeue_own(self) -> None:
-        """On the way out (Ctrl-C, an error): this process's trials go back to the queue now."""
-        for trial_id in self.own():
+    def requeue_own(self) -> int:
+        """On the way out (Ctrl-C, an error): this process's trials go back to the queue now; how many."""
+        queued = 0
+        for trial_id, claim in self.own().items():
             try:
-                self.slots.requeue(trial_id)
+                queued += self.slots.requeue(trial_id, claim)
             except Exception:  # best effort; the heartbeat's grace period covers the rest
                 pass
+        return queued

@@ -6,6 +6,10 @@ goes through a thread pool, `n_jobs` at a time, so a finished trial frees its pl
 instead of waiting for a whole batch. The job's `metrics.json` (the run contract) says how it
 ended when the app is ours (run.py); for any other app, what its task function returned (a
 number, as for the standard plugin) or raised, and whether its reporter stopped it.
+
+On the way out (Ctrl-C, an error) `Jobs.stop` ends the jobs still running before their trials
+go back to the queue: the pool's threads are not waited for, and joblib's worker processes
+(loky) are killed, so a job never writes to a folder whose trial was handed back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from optuna.trial import TrialState
 from contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_line, read_metrics
 
 from ._compat import job_error
+from .report import TrialLost
 
 log = logging.getLogger("sweeper.optuna")
 
@@ -44,7 +49,7 @@ class Jobs:
         future: cf.Future = cf.Future()  # the basic launcher: run it here, now
         try:
             future.set_result(self.launch(overrides, number))
-        except Exception as e:
+        except (Exception, TrialLost) as e:
             future.set_exception(e)
         return future
 
@@ -61,6 +66,16 @@ class Jobs:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self) -> None:
+        """End the running jobs now: the pool stops taking work, joblib's worker processes are killed
+        (their launches in the pool's threads then return at once, which the interpreter's exit
+        waits for). Other launchers' jobs run in this process (basic) or end with it (submitit)."""
+        self.close()
+        if type(self.launcher).__module__.startswith("hydra_plugins.hydra_joblib_launcher"):
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=True)
 
 
 @dataclass
@@ -100,7 +115,7 @@ def outcome(
     (several without `objectives`: the task returns one number per direction)."""
     try:
         ret, error = future.result(), None
-    except Exception as e:  # the launcher itself failed (a killed worker process, ...)
+    except (Exception, TrialLost) as e:  # the launcher itself failed (a killed worker process, ...)
         ret, error = None, f"{type(e).__name__}: {first_line(e)}"
     metrics = run_metrics(run_dir)
     failed = job_error(ret) if ret is not None and ret.status == JobStatus.FAILED else None

@@ -17,7 +17,9 @@ trials ended (no trial starts after it; other workers keep their own clocks).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -35,10 +37,11 @@ from .errors import SweeperError
 from .feasibility import compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import LAUNCHED, Jobs, outcome, run_metrics, tell
-from .report import PRUNED_AT, STUDY_ENV, TRIAL_ENV
+from .report import CLAIM_ENV, PRUNED_AT, STUDY_ENV, TRIAL_ENV
 from .settings import OptunaSettings
 from .slots import Slots
 from .space import trial_overrides
+from .storage import StorageUnavailable, disk_full
 from .study import Sweep
 from .summary import failure_hint, write_results
 
@@ -127,15 +130,48 @@ class StudyLoop:
         if self.settings.timeout is not None:
             log.info("timeout %g s: no trial starts after it (this process's clock)", self.settings.timeout)
         self.heartbeats.start()
+        # a log line that cannot be written (a full disk) is dropped: Python would print a traceback for
+        # each one (in-process jobs too), burying the one line that says why the sweep stopped
+        logging.raiseExceptions = False
         try:
             self.loop()
-        except BaseException:
-            self.heartbeats.requeue_own()  # Ctrl-C, SystemExit, an error: our trials go back to the queue now
+        except KeyboardInterrupt:
+            with contextlib.suppress(ValueError):  # (main thread only)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the hand-back short
+            queued = self.hand_back()
+            raise SweeperError(
+                f"Optuna sweep {self.study.study_name!r}: interrupted; {queued} running trial(s) queued again. "
+                f"Rerun the same command to resume them"
+            ) from None
+        except StorageUnavailable:  # nothing to hand back to: the heartbeats go stale, the rerun takes the trials
+            self.jobs.stop()
+            raise
+        except BaseException as e:
+            self.hand_back()  # SystemExit, an error: our trials go back to the queue now
+            self.raise_if_disk_full(e)
             raise
         finally:
             self.heartbeats.stop()
             self.jobs.close()
-        self.end()
+        try:
+            self.end()
+        except Exception as e:
+            self.raise_if_disk_full(e)
+            raise
+
+    def hand_back(self) -> int:
+        """Stop this process's jobs, then queue their trials again (in that order: a job must not write
+        to a folder whose trial another worker may take); how many were queued."""
+        self.jobs.stop()
+        return self.heartbeats.requeue_own()
+
+    def raise_if_disk_full(self, error: BaseException | str | None) -> None:
+        """A full disk (or a file-size limit) is the machine's problem, not a trial's: one line."""
+        if not isinstance(error, SweeperError) and disk_full(error):
+            raise SweeperError(
+                f"Optuna sweep {self.study.study_name!r}: the disk is full ({scrub(first_line(error))}): free some "
+                f"space and rerun the same command, which resumes the trials that were running"
+            ) from None
 
     def loop(self) -> None:
         while True:
@@ -163,7 +199,9 @@ class StudyLoop:
         if nxt is None:
             return False
         trial, trial_id, holds_slot = nxt
-        overrides = self.job_overrides(trial)
+        # the worker's claim: the job checks it each epoch and stops once another worker took the trial
+        claim = quote(str(self.heartbeats.claim(trial_id)))
+        overrides = [*self.job_overrides(trial), f"++hydra.job.env_set.{CLAIM_ENV}={claim}"]
         if holds_slot:  # queued again: sized when it was first asked
             return self.launch(trial, trial_id, overrides)
         try:
@@ -297,8 +335,14 @@ class StudyLoop:
         running = self.in_flight.pop(future)
         trial = running.trial
         run_dir = self.sweep.study_dir / str(trial.number)
+        claim = self.heartbeats.claim(running.trial_id)
+        if claim is None or not self.slots.owns(running.trial_id, claim):
+            self.lost(running)
+            return
         pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
         result = outcome(future, run_dir, pruned_at, self.settings.objectives, len(self.study.directions))
+        if result.status == "failed":  # a job that could not write: not told, queued again with the others
+            self.raise_if_disk_full(result.error)
         trial.set_user_attr("status", result.status)
         for key in REPORTED:  # what analysis shows beside the objective, without reading the folder
             if result.metrics and isinstance(result.metrics.get(key), (int, float)):
@@ -319,6 +363,19 @@ class StudyLoop:
             self.failed(trial.number, result.status, result.error or "-", run_dir, result.counted)
         self.ended.add(trial.number)
         self.judge_batches()
+
+    def lost(self, running: Running) -> None:
+        """A trial queued again and taken by another worker while this process was paused past the
+        grace period: the result is that worker's to tell; this one's job stopped itself
+        (sweeper.report.TrialLost) and wrote nothing."""
+        self.heartbeats.forget(running.trial_id)
+        self.ended.add(running.trial.number)
+        log.warning(
+            "trial %d: taken over by another worker while this process was paused (no heartbeat for more than "
+            "grace_period=%d s); left to that worker",
+            running.trial.number,
+            self.settings.grace_period,
+        )
 
     def failed(self, number: int, status: str, error: str, run_dir: Any, counted: bool = True) -> None:
         log.warning("trial %d: %s: %s (see %s)", number, status, error, run_dir)

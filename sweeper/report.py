@@ -25,11 +25,21 @@ reach it logs one warning and trains on. Importing this module is light: Optuna 
 the first report.
 
 `run.py` asks `epoch_reporter(cfg)` for the trainer's `on_epoch` callback, the same reporter.
+
+A job whose worker was paused past the grace period (Ctrl-Z, SIGSTOP, a suspended laptop) may
+wake to find its trial re-queued and run by another worker in the same folder. Each job gets its
+worker's claim on the trial (`BUDGETSWEEP_CLAIM`); the reporter checks it at every step and at
+once when the process is continued (SIGCONT), and raises `TrialLost` when the trial is no longer
+RUNNING under that claim. TrialLost is not an `Exception`, so the app's and the trainer's
+`except Exception` do not catch it and record the run: the folder is the other worker's now.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +50,7 @@ log = logging.getLogger("sweeper.report")
 
 PRUNER_WHITELIST = ("optuna.pruners.*", "sweeper.*")
 TRIAL_ENV, STUDY_ENV = "BUDGETSWEEP_TRIAL", "BUDGETSWEEP_STUDY"  # set for each job by the Optuna sweeper
+CLAIM_ENV = "BUDGETSWEEP_CLAIM"  # the worker's claim on the trial (sweeper.slots.OWNER)
 PRUNED_AT = "budgetsweep:pruned_at"  # trial system attr: the step at which the job's reporter said stop
 
 
@@ -51,6 +62,12 @@ class TrialInfo:
     number: int
     storage: str  # password masked
     pruner_cfg: Any
+    claim: str | None = None  # None: a sweeper that gives no claim
+
+
+class TrialLost(BaseException):
+    """This job's trial was re-queued and taken by another worker while this one was paused: stop
+    at once, write nothing. A BaseException so that `except Exception` handlers let it through."""
 
 
 def current_trial() -> TrialInfo | None:
@@ -68,7 +85,8 @@ def current_trial() -> TrialInfo | None:
         return None
     if "pruner" not in sweeper_cfg or not sweeper_cfg.get("storage"):
         return None  # not our sweeper
-    return TrialInfo(str(study), int(number), str(sweeper_cfg.storage), sweeper_cfg.pruner)
+    claim = env.get(CLAIM_ENV)
+    return TrialInfo(str(study), int(number), str(sweeper_cfg.storage), sweeper_cfg.pruner, claim and str(claim))
 
 
 class NullReporter:
@@ -86,7 +104,7 @@ def trial_reporter() -> TrialReporter | NullReporter:
     info = current_trial()
     if info is None:
         return NullReporter()
-    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key="value")
+    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key="value", claim=info.claim)
 
 
 def build_pruner(pruner_cfg: Any):
@@ -115,7 +133,7 @@ def epoch_reporter(cfg: Any) -> Callable[[int, dict], bool] | None:
     if info is None:
         return None
     key = cfg.objective if cfg.objective in ("val_acc", "val_loss") else "val_acc"
-    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key)
+    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key, claim=info.claim)
 
 
 class TrialReporter:
@@ -123,7 +141,15 @@ class TrialReporter:
     problems never stop training: a job whose storage is unreachable logs one warning and
     trains to the end."""
 
-    def __init__(self, storage_url: str, study_name: str, number: int, pruner_cfg: Any, key: str = "val_acc") -> None:
+    def __init__(
+        self,
+        storage_url: str,
+        study_name: str,
+        number: int,
+        pruner_cfg: Any,
+        key: str = "val_acc",
+        claim: str | None = None,
+    ) -> None:
         self.storage_url, self.study_name, self.number = storage_url, study_name, number
         self.pruner_cfg, self.key = pruner_cfg, key
         self.trial = None
@@ -131,6 +157,45 @@ class TrialReporter:
         self.storage: Any = None
         self.broken = False
         self.pruned = False
+        self.claim = claim
+        self.claim_at: tuple[Any, int] | None = None  # (storage, trial id) for the claim checks
+        self.busy = False  # inside a storage call: a SIGCONT check waits for the next step
+        if claim is not None:
+            _watch_resume(self)
+
+    def check_claim(self) -> None:
+        """Raise TrialLost when the trial is no longer RUNNING under this job's claim. A storage
+        that cannot be reached says nothing: the reporting warns, training goes on."""
+        if self.claim is None or self.busy:
+            return
+        from optuna.trial import TrialState
+
+        from .slots import OWNER
+
+        self.busy = True
+        try:
+            if self.claim_at is None:
+                from .storage import make_storage
+
+                storage = make_storage(self.storage_url)
+                study_id = storage.get_study_id_from_name(self.study_name)
+                self.claim_at = storage, storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
+            storage, trial_id = self.claim_at
+            trial = storage.get_trial(trial_id)
+        except Exception:
+            return
+        finally:
+            self.busy = False
+        if trial.state != TrialState.RUNNING or trial.system_attrs.get(OWNER) != self.claim:
+            self.claim = None  # said once
+            state = trial.state.name if trial.state != TrialState.RUNNING else "RUNNING under another worker"
+            log.warning(
+                "trial %d: taken over by another worker while this process was paused (now %s); stopping, "
+                "its folder is left to that worker",
+                self.number,
+                state,
+            )
+            raise TrialLost(f"trial {self.number} was taken over by another worker (now {state})")
 
     def connect(self):
         import optuna
@@ -156,9 +221,12 @@ class TrialReporter:
         return self.report(epoch, row[self.key])
 
     def report(self, step: int, value: float) -> bool:
-        """Report `value` at `step` (e.g. the epoch, 1-based) to the trial; True: stop now."""
+        """Report `value` at `step` (e.g. the epoch, 1-based) to the trial; True: stop now.
+        Raises TrialLost when another worker runs the trial now."""
+        self.check_claim()
         if self.broken:
             return False
+        self.busy = True
         try:
             if self.trial is None:
                 self.trial = self.connect()
@@ -176,7 +244,31 @@ class TrialReporter:
             msg = scrub(first_line(e))
             log.warning("trial %d: cannot report to the study (%s); training on without pruning", self.number, msg)
             return False
+        finally:
+            self.busy = False
         if prune:
             self.pruned = True
             log.info("trial %d: the pruner stops it after step %d (%s %.4f)", self.number, step, self.key, value)
         return prune
+
+
+_resuming: weakref.ref | None = None  # the reporter of the job running in this process
+
+
+def _on_resume(signum: int, frame: Any) -> None:
+    """SIGCONT: the process was stopped (Ctrl-Z, SIGSTOP) and goes on; its trial may be another's now.
+    Raised here, TrialLost stops the epoch under way before it writes to the folder."""
+    reporter = _resuming() if _resuming is not None else None
+    if reporter is not None:
+        reporter.check_claim()
+
+
+def _watch_resume(reporter: TrialReporter) -> None:
+    """Check the reporter's claim as soon as this process is continued (main thread only: where
+    Python runs signal handlers). The handler holds the reporter weakly: a finished job's is gone."""
+    global _resuming
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCONT"):
+        return
+    _resuming = weakref.ref(reporter)
+    if signal.getsignal(signal.SIGCONT) is not _on_resume:
+        signal.signal(signal.SIGCONT, _on_resume)

@@ -16,12 +16,22 @@ untrained, where a longer run may pick it up. A slot-holding trial whose process
 queued again (WAITING) and claimed by exactly one worker: `set_trial_state_values(RUNNING)`
 succeeds only from WAITING, under the database's row lock.
 
+Each time a worker gets a trial (asked or claimed from the queue) it writes a fresh claim token
+(system attribute OWNER) that its job also receives. A worker that was paused past the grace
+period (Ctrl-Z, a suspended laptop) finds on waking that its trial was queued and claimed by
+another: `owns` is False, so neither it nor its job may write to that trial or its folder again.
+Queuing a trial clears the token first, so no moment shows the old claim on a re-queued trial.
+
 Public Optuna storage calls only; no Hydra. Unit-tested against SQLite (tests/test_slots.py).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +39,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 SLOT = "budgetsweep:slot"
+OWNER = "budgetsweep:owner"  # the claim token of the worker that runs the trial now
 
 
 class Slots:
@@ -37,6 +48,8 @@ class Slots:
         self.study_id = storage.get_study_id_from_name(study_name)
         self.n_trials = n_trials
         self.wait = wait
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.claims = itertools.count(1)
 
     # ------------------------------------------------------------------------------ reading
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
@@ -58,6 +71,11 @@ class Slots:
     def holds(self, trial_id: int) -> bool:
         return self.storage.get_trial_system_attrs(trial_id).get(SLOT) is True
 
+    def owns(self, trial_id: int, claim: str) -> bool:
+        """Whether the trial is still RUNNING under this claim (not re-queued and taken by another)."""
+        trial = self.storage.get_trial(trial_id)
+        return trial.state == TrialState.RUNNING and trial.system_attrs.get(OWNER) == claim
+
     def rank(self, number: int) -> int:
         """Slot holders numbered before `number`; waits (briefly) for older trials whose
         feasibility another worker is still deciding."""
@@ -70,6 +88,12 @@ class Slots:
             time.sleep(0.1)
 
     # ------------------------------------------------------------------------------ writing
+    def claim(self, trial_id: int) -> str:
+        """Mark a trial this worker just got (asked, or claimed from the queue) as its own: the token."""
+        token = f"{self.process}:{next(self.claims)}"
+        self.storage.set_trial_system_attr(trial_id, OWNER, token)
+        return token
+
     def begin(self, trial_id: int) -> bool:
         """A trial this worker just got from `Study.ask`. True: it already holds a slot (a queued
         trial that `ask` handed out again); otherwise it is marked undecided while it is sized."""
@@ -83,6 +107,7 @@ class Slots:
         queue (WAITING), untrained, holding none."""
         if self.rank(number) >= self.n_trials:
             self.storage.set_trial_system_attr(trial_id, SLOT, False)
+            self.storage.set_trial_system_attr(trial_id, OWNER, None)
             self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
             return False
         self.storage.set_trial_system_attr(trial_id, SLOT, True)
@@ -105,10 +130,14 @@ class Slots:
                 continue
         return None
 
-    def requeue(self, trial_id: int) -> bool:
+    def requeue(self, trial_id: int, claim: str | None = None) -> bool:
         """A trial whose process stopped. Holding a slot: back to the queue, to run again with its
-        number and folder (True). Otherwise it never trained: FAIL, holding none (False)."""
+        number and folder (True). Otherwise it never trained: FAIL, holding none (False).
+        `claim`: only while the trial is still under that claim (a worker handing back its own)."""
+        if claim is not None and not self.owns(trial_id, claim):
+            return False
         if self.holds(trial_id):
+            self.storage.set_trial_system_attr(trial_id, OWNER, None)  # the old claim ends before the queue
             self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
             return True
         self.refuse(trial_id)

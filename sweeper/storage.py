@@ -3,12 +3,24 @@
 URLs, the password variable, masking and the connect URL are the run contract's
 (`contract.storage`): the sweeper, its jobs and analysis connect the same way. Imported only
 once a sweep (or a job reporting to its trial) needs the storage, never at Hydra's start.
+
+The sweeper's storage rides out a database outage (a restart, a network blip): every storage
+call that fails because the connection failed is retried with back-off for up to
+`RETRY_SECONDS` (`$BUDGETSWEEP_STORAGE_RETRY`), then the sweep ends with one line
+(`StorageUnavailable`); its running trials come back to the queue once their heartbeats are
+older than the grace period. A full disk is not waited for (`disk_full`): the sweep ends with
+one line and the rerun resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
+import logging
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +32,59 @@ from optuna.trial import TrialState
 from contract import first_line
 from contract.storage import connect_url, mask, scrub
 
+from ._compat import PRIVATE_STORAGE_CALLS
 from .errors import SweeperError
+
+log = logging.getLogger("sweeper.optuna")
+
+RETRY_SECONDS = 60.0  # how long the sweeper's storage calls wait out a database outage
+RETRY_ENV = "BUDGETSWEEP_STORAGE_RETRY"  # seconds, to wait longer (or less) than RETRY_SECONDS
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_DISK_FULL_TEXT = ("database or disk is full", "No space left on device", "File too large", "Disk quota exceeded")
+
+
+class StorageUnavailable(SweeperError):
+    """The storage stayed unreachable for longer than the retries wait."""
+
+
+def retry_seconds() -> float:
+    """How long the sweeper waits out a database outage: $BUDGETSWEEP_STORAGE_RETRY, else RETRY_SECONDS."""
+    text = os.environ.get(RETRY_ENV, "").strip()
+    try:
+        return max(float(text), 0.0) if text else RETRY_SECONDS
+    except ValueError:
+        raise SweeperError(f"${RETRY_ENV}: expected a number of seconds, got {text!r}") from None
+
+
+def disk_full(error: BaseException | str | None) -> bool:
+    """Whether an error (or its one-line text) says a disk is full or a file may grow no more."""
+    if error is None:
+        return False
+    if isinstance(error, str):
+        return any(text in error for text in _DISK_FULL_TEXT)
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(seen) for text in _DISK_FULL_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def connection_lost(error: BaseException) -> str | None:
+    """Why a storage call failed when it failed for its connection (server down or restarting,
+    connection dropped, SQLite locked), directly or under Optuna's StorageInternalError (whose own
+    text blames the data): the database's message, worth retrying. None for any other error."""
+    import sqlalchemy.exc as sa
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sa.DBAPIError):
+            lost = seen.connection_invalidated or isinstance(seen, (sa.OperationalError, sa.InterfaceError))
+            return first_line(seen.orig or seen) if lost and not disk_full(seen) else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class SweepStorage(RDBStorage):
@@ -39,6 +103,45 @@ class SweepStorage(RDBStorage):
     """
 
     claim_lock: Path | None = None
+    retry_for = 0.0  # seconds a call retries a lost connection (the sweeper's storage: RETRY_SECONDS)
+    shown_url = ""  # password masked, for messages
+    _inside = threading.local()  # a retried call's own storage calls are not retried again
+
+    def retrying(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.retry_for or getattr(self._inside, "active", False):
+            return method(self, *args, **kwargs)
+        deadline, delay = None, 0.5
+        self._inside.active = True
+        try:
+            while True:
+                try:
+                    result = method(self, *args, **kwargs)
+                except Exception as e:
+                    why = connection_lost(e)
+                    if why is None:
+                        raise
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.retry_for
+                        log.warning(
+                            "storage %s unreachable (%s): retrying for up to %.0f s",
+                            self.shown_url,
+                            scrub(why),
+                            self.retry_for,
+                        )
+                    if now >= deadline:
+                        raise StorageUnavailable(
+                            f"storage {self.shown_url} unreachable for {self.retry_for:.0f} s "
+                            f"({scrub(why)}): rerun the same command once it is back to resume the study"
+                        ) from None
+                    time.sleep(min(delay, max(deadline - now, 0.0)))
+                    delay = min(delay * 2, 8.0)
+                    continue
+                if deadline is not None:
+                    log.info("storage %s reachable again", self.shown_url)
+                return result
+        finally:
+            self._inside.active = False
 
     def get_heartbeat_interval(self) -> int | None:
         return None
@@ -48,6 +151,53 @@ class SweepStorage(RDBStorage):
             return super().set_trial_state_values(trial_id, state, values)
         with _locked(self.claim_lock):  # committed before the next process reads the state
             return super().set_trial_state_values(trial_id, state, values)
+
+
+# Every storage call the sweeper and Optuna's ask/tell make (BaseStorage's API, and the stale-trial query).
+_RETRIED = (
+    "create_new_study",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "get_trial_params",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "record_heartbeat",
+    *PRIVATE_STORAGE_CALLS,
+)
+
+
+def _retried(name: str) -> Any:
+    method = getattr(SweepStorage, name)
+
+    @functools.wraps(method)
+    def call(self: SweepStorage, *args: Any, **kwargs: Any) -> Any:
+        return self.retrying(method, *args, **kwargs)
+
+    return call
+
+
+for _name in _RETRIED:
+    if hasattr(SweepStorage, _name):
+        setattr(SweepStorage, _name, _retried(_name))
 
 
 @contextlib.contextmanager
@@ -60,12 +210,17 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> SweepStorage:
+def make_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, retry_for: float = 0.0
+) -> SweepStorage:
     """The storage for `url` (password masked or not), with a long SQLite lock timeout so that
-    parallel jobs reporting their epochs wait for each other instead of failing."""
+    parallel jobs reporting their epochs wait for each other instead of failing. `retry_for`:
+    seconds each call waits out a lost connection (0: none, a job's reporter just warns)."""
     kwargs: dict = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    shown = mask(url)
     url = connect_url(url)
     storage = SweepStorage(url, engine_kwargs=kwargs)
+    storage.retry_for, storage.shown_url = retry_for, shown
     if url.startswith("sqlite:///") and ":memory:" not in url:
         storage.claim_lock = Path(url[len("sqlite:///") :] + ".lock")
     # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
@@ -92,7 +247,7 @@ def open_study(
     masked) when the storage cannot be reached."""
     for attempt in range(attempts):
         try:
-            storage = make_storage(url, heartbeat_interval, grace_period)
+            storage = make_storage(url, heartbeat_interval, grace_period, retry_for=retry_seconds())
             study = optuna.create_study(
                 study_name=study_name,
                 storage=storage,

@@ -138,3 +138,18 @@ def test_ask_hands_out_a_queued_surplus_trial_again_to_be_decided_anew(workers):
 def test_the_slots_module_needs_no_hydra():
     code = "import sys, sweeper.slots; assert not [m for m in sys.modules if m.startswith('hydra')], 'hydra'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_worker_paused_past_the_grace_period_loses_its_claim_and_cannot_hand_the_trial_back(workers):
+    (study_a, a), (_, b) = workers
+    trial, trial_id = ask(study_a, a)
+    claim_a = a.claim(trial_id)
+    assert a.take(trial_id, trial.number) and a.owns(trial_id, claim_a)
+    assert b.requeue(trial_id) is True  # a stopped beating: b queues its trial...
+    assert not a.owns(trial_id, claim_a)  # ...which is not a's from that moment, even before b claims it
+    assert b.claim_queued() == trial_id
+    claim_b = b.claim(trial_id)
+    assert b.owns(trial_id, claim_b) and not a.owns(trial_id, claim_a)
+    assert a.requeue(trial_id, claim_a) is False  # a wakes up and is stopped: it does not queue b's trial
+    assert state(a, 0) == (TrialState.RUNNING, True) and b.owns(trial_id, claim_b)
+    assert b.requeue(trial_id, claim_b) is True and state(a, 0) == (TrialState.WAITING, True)
