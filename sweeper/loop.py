@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 
 from contract import FAILED_STATUSES, first_line
 from contract.storage import scrub
-from contract.values import quote
+from contract.values import parse_value, quote
 
 from .errors import SweeperError
 from .feasibility import compose, size_trial
@@ -43,7 +43,7 @@ from .slots import Slots
 from .space import trial_overrides
 from .storage import StorageUnavailable, disk_full
 from .study import Sweep
-from .summary import failure_hint, write_results
+from .summary import analysis_command, failure_hint, progress, write_results
 
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
@@ -111,11 +111,21 @@ class StudyLoop:
                 f"metrics.json, e.g. hydra.sweeper.objectives=[val_acc,params]"
             )
 
+    def with_fixed_values(self) -> DictConfig:
+        """The primary config with the search space's fixed values (`budget.max_params: 200000` in
+        `hydra.sweeper.params` is every trial's budget): what the start of the sweep describes."""
+        cfg = OmegaConf.create(OmegaConf.to_container(self.config, resolve=False))
+        for key, value in self.sweep.space.fixed.items():
+            if key.startswith("budget."):  # what the line describes; group choices are not values
+                OmegaConf.update(cfg, key, parse_value(value) if isinstance(value, str) else value, force_add=True)
+        return cfg
+
     # --------------------------------------------------------------------------------- main
     def run(self) -> None:
         holders = self.slots.holders()
         done = sum(t.state.is_finished() for t in holders)
         log.info("Study %r in %s, folder %s", self.study.study_name, self.sweep.storage_url, self.sweep.study_dir)
+        log.info("Tables and plots at any time: %s", analysis_command(self.sweep.study_dir))
         log.info(
             "%d of n_trials=%d trained trials done%s; sampler %s, pruner %s, %d job(s) at a time",
             done,
@@ -125,7 +135,7 @@ class StudyLoop:
             type(self.settings.pruner).__name__,
             self.parallel,
         )
-        log.info(self.settings.sizer.describe(self.config))
+        log.info(self.settings.sizer.describe(self.with_fixed_values()))
         self.check_objectives()
         if self.settings.timeout is not None:
             log.info("timeout %g s: no trial starts after it (this process's clock)", self.settings.timeout)
@@ -356,9 +366,12 @@ class StudyLoop:
         if result.status == "completed":
             values = result.value if isinstance(result.value, list) else [result.value]
             shown = ",".join(f"{v:.6g}" for v in values)
-            log.info("trial %d: completed, %s=%s (%.0f s)", trial.number, self.objective, shown, took)
+            so_far = progress(self.study, self.objective, self.n_trials)
+            log.info("trial %d: completed, %s=%s (%.0f s); %s", trial.number, self.objective, shown, took, so_far)
         elif result.status == "pruned":
-            log.info("trial %d: pruned after %s epoch(s) (%.0f s)", trial.number, result.epochs or "?", took)
+            so_far = progress(self.study, self.objective, self.n_trials)
+            epochs = result.epochs or "?"
+            log.info("trial %d: pruned after %s epoch(s) (%.0f s); %s", trial.number, epochs, took, so_far)
         else:
             self.failed(trial.number, result.status, result.error or "-", run_dir, result.counted)
         self.ended.add(trial.number)

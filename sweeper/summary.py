@@ -82,7 +82,37 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
             " ".join(f"{k}={v}" for k, v in best.params.items()),
         )
     OmegaConf.save(OmegaConf.create(results), study_dir / OPTIMIZATION_RESULTS_FILE)
+    log.info("Study %r, folder %s; tables and plots: %s", study.study_name, study_dir, analysis_command(study_dir))
     return completed
+
+
+def progress(study: optuna.Study, objective: str, n_trials: int) -> str:
+    """`4/20 trained, best so far: trial 2, val_acc=0.4312`: the study's state after a trial."""
+    trials = study.get_trials(deepcopy=False)
+    trained = sum(1 for t in trials if t.system_attrs.get(SLOT) is True and t.state.is_finished())
+    head = f"{trained}/{n_trials} trained"
+    if len(study.directions) > 1:
+        front = study.best_trials if any(t.state == TrialState.COMPLETE for t in trials) else []
+        return f"{head}, Pareto front: {len(front)} trial(s)"
+    try:
+        best = study.best_trial  # Optuna 5: the best feasible one
+    except ValueError:  # nothing completed (and feasible) yet
+        return f"{head}, none completed yet"
+    return f"{head}, best so far: trial {best.number}, {objective}={best.value:.4g}"
+
+
+def analysis_command(study_dir: Path) -> str:
+    """The command that turns the study into tables and plots, with the folder as the user would type it."""
+    import os
+    import shlex
+
+    try:
+        shown = os.path.relpath(study_dir)
+    except ValueError:  # another drive (Windows)
+        shown = str(study_dir)
+    if shown.startswith(".."):
+        shown = str(study_dir)
+    return f"python -m analysis {shlex.quote(shown)}"
 
 
 def _weights(run_dir: Path) -> str | None:

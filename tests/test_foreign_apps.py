@@ -42,7 +42,9 @@ def test_xy_optuna_needs_no_key_of_ours_and_minimizes_by_default(tmp_path):
     for t in done:  # the app's config untouched; the trial reaches the job through Hydra's job config
         run_dir = study_dir / str(t.number)
         assert set(job_config(run_dir)) == XY_KEYS
-        assert job_env(run_dir) == {"BUDGETSWEEP_TRIAL": str(t.number), "BUDGETSWEEP_STUDY": study.study_name}
+        env = job_env(run_dir)
+        assert env.pop("BUDGETSWEEP_CLAIM")  # the worker's claim on the trial (sweeper.slots)
+        assert env == {"BUDGETSWEEP_TRIAL": str(t.number), "BUDGETSWEEP_STUDY": study.study_name}
     results = OmegaConf.load(study_dir / "optimization_results.yaml")
     assert results.best_value == study.best_value
 
