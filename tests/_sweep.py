@@ -4,9 +4,12 @@ find the study it made, read it back. Imported by tests/test_optuna*.py and test
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,3 +84,20 @@ def trained(study) -> list:
     from sweeper.slots import SLOT
 
     return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get(SLOT) is True]
+
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:
+    """SIGKILL the process group of `proc` (started with start_new_session=True) as soon as
+    `ready()` holds, as a crash or a reboot would; fails if the sweep ended first."""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ready():
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

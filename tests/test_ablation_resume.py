@@ -5,15 +5,14 @@ would mix with the old ones in analysis). Real `run.py` processes, killed with S
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from contract import load_metrics
+from tests._sweep import kill_when
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -64,18 +63,8 @@ def test_a_rerun_keeps_finished_variants_resumes_the_interrupted_one_and_refuses
     proc = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    try:  # killed once job 0 finished and job 1 is between its epochs
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "0" / "metrics.json").exists() and (out / "1" / "checkpoint.pt").exists():
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # killed once job 0 finished and job 1 is between its epochs
+    kill_when(proc, lambda: (out / "0" / "metrics.json").exists() and (out / "1" / "checkpoint.pt").exists(), 300)
     assert not (out / "1" / "metrics.json").exists()
     finished = results([out / "0"])
 

@@ -5,15 +5,13 @@ one-line errors. Each test runs the app in a subprocess, in its own tmp_path."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 
 import pytest
 from optuna.trial import TrialState
 
-from tests._sweep import env, load_study, metrics, run_folders, run_sweep, study_dirs, sweep_args, trained
+from tests._sweep import env, kill_when, load_study, metrics, run_folders, run_sweep, study_dirs, sweep_args, trained
 
 
 @pytest.mark.slow
@@ -103,20 +101,13 @@ def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_
     proc = subprocess.Popen(
         args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    try:  # kill it once two trials finished and a third is between its epochs (checkpoint.pt)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            runs = run_folders(study_dir) if study_dir.exists() else []
-            finished = [p for p in runs if (p / "metrics.json").exists()]
-            if len(finished) >= 2 and any((p / "checkpoint.pt").exists() for p in runs if p not in finished):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+
+    def two_done_and_one_between_epochs() -> bool:
+        runs = run_folders(study_dir) if study_dir.exists() else []
+        finished = [p for p in runs if (p / "metrics.json").exists()]
+        return len(finished) >= 2 and any((p / "checkpoint.pt").exists() for p in runs if p not in finished)
+
+    kill_when(proc, two_done_and_one_between_epochs, 180)
 
     interrupted = [p for p in run_folders(study_dir) if not (p / "metrics.json").exists()]
     finished = {

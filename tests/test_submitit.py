@@ -6,16 +6,14 @@ public pruning hook and keeps its progress in its folder."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from optuna.trial import TrialState
 
 from tests._apps import install, job_config, job_dirs, multirun_dir, run_app, times
-from tests._sweep import env, load_study, run_folders, study_dirs, trained
+from tests._sweep import env, kill_when, load_study, run_folders, study_dirs, trained
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
@@ -100,19 +98,8 @@ def test_a_killed_submitit_sweep_resumes_its_trial_in_its_folder(tmp_path):
     proc = subprocess.Popen(
         args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    try:  # kill the sweep and its submitit job once trial 0 is past step 2 and not done
-        progress = study_dir / "0" / "progress.json"
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            if progress.exists() and '"step": 2' in progress.read_text():
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    progress = study_dir / "0" / "progress.json"  # killed once trial 0 is past step 2 and not done
+    kill_when(proc, lambda: progress.exists() and '"step": 2' in progress.read_text(), 240)
     assert not (study_dir / "0" / "times.json").exists()
 
     r = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=400)
