@@ -18,6 +18,8 @@ from contract import first_line
 from .errors import SweeperError
 from .report import build_pruner
 
+_NO_PRUNER = ("optuna.pruners.NopPruner",)  # hydra/sweeper/pruner=none: allowed with several objectives
+
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
@@ -205,10 +207,11 @@ def parse_settings(
     params_to_overrides(params)  # a mapping, or a one-line error now
     direction = _direction(direction)
     directions = direction if isinstance(direction, list) else [direction]
-    if len(directions) > 1 and pruner is not None:
+    never_prunes = pruner is None or OmegaConf.select(OmegaConf.create({"p": pruner}), "p._target_") in _NO_PRUNER
+    if len(directions) > 1 and not never_prunes:
         raise SweeperError(
             f"hydra.sweeper.pruner: Optuna prunes single-objective studies only; this one has {len(directions)} "
-            f"directions: drop the pruner (hydra.sweeper.pruner=null)"
+            f"directions: drop the pruner (hydra/sweeper/pruner=none)"
         )
     return OptunaSettings(
         sampler=_sampler(sampler, directions),

@@ -31,13 +31,15 @@ TINY = [
 
 
 def sweep_args(*args: str) -> list[str]:
-    """The default search space dropped (hydra.sweeper.params=null): each test gives its own."""
+    """The default search space and pruner dropped (hydra.sweeper.params=null, pruner none): each
+    test gives its own (`++hydra.sweeper.pruner={_target_:...}` replaces the none pruner)."""
     return [
         sys.executable,
         str(ROOT / "run.py"),
         "-m",
         "hydra/sweeper=optuna",
         "hydra.sweeper.params=null",
+        "hydra/sweeper/pruner=none",
         *TINY,
         *args,
     ]

@@ -36,7 +36,6 @@ def study_dir(tmp_path_factory):
         "epochs=choice(1,3)",
         "budget.max_params=20000",
         "hydra.sweeper.n_trials=2",
-        "hydra/sweeper/pruner=none",
         "++hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}",
     )
     assert r.returncode == 0, r.stderr[-3000:]

@@ -65,7 +65,6 @@ def test_pruner_stops_trials(tmp_path, launcher):
         "seed=choice(0,1)",
         "hydra.sweeper.n_trials=4",
         *launcher,
-        "hydra/sweeper/pruner=none",
         "++hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}",
     )
     assert r.returncode == 0, r.stderr[-3000:]

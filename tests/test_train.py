@@ -107,8 +107,8 @@ def test_a_killed_run_resumes_from_its_checkpoint(tiny_cfg, tmp_path):
     train(cfg, tmp_path / "whole")
 
     def die_after_two(epoch, row):
-        if epoch == 3:  # the hook runs before epoch 3 is written: as if killed after epoch 2
-            raise KeyboardInterrupt
+        if epoch == 2:
+            raise KeyboardInterrupt  # as if killed between epochs
 
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed", on_epoch=die_after_two)

@@ -145,9 +145,6 @@ def fit(
             lr=opt.param_groups[0]["lr"],
             seconds=round(seconds, 3),
         )
-        # Asked before anything of this epoch is written: a sweeper's hook that finds the trial is
-        # no longer this job's (sweeper.report.TrialLost) stops it with the folder untouched.
-        stop = on_epoch is not None and on_epoch(epoch, row)
         progress.epoch, progress.seconds = epoch, progress.seconds + seconds
         progress.history.append(row)
         write_history(run_dir, progress.history)
@@ -164,7 +161,7 @@ def fit(
         )
         if cfg.checkpoint and epoch < cfg.epochs:
             save_checkpoint(ckpt_path, fingerprint, progress, setup.model, opt, sched, gen)
-        if stop:
+        if on_epoch is not None and on_epoch(epoch, row):
             result.status = "pruned"
             log.info("pruned after epoch %d", epoch)
             break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +40,9 @@ class WandbTracker(Tracker):
         self.root.mkdir(parents=True, exist_ok=True)
         if run_id in _OPEN:  # this process started this job before and was interrupted
             _OPEN.pop(run_id).finish(exit_code=1)
+            # offline folders are named offline-run-<time to the second>-<id>: a resume within the
+            # same second would write into the first session's folder and lose its records
+            time.sleep(1.0 - time.time() % 1.0)
         self.run = wandb.init(
             project=self.project,
             entity=self.entity,
