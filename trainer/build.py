@@ -34,9 +34,11 @@ OPTIMIZER_TARGETS = ("torch.optim.*",)
 # set, threads=auto divides the cores by it instead of by what the Hydra launcher says.
 JOBS_ENV = "BUDGETSWEEP_JOBS_PER_MACHINE"
 # compile=auto on a CPU compiles when a run plans more training steps than this: the first
-# epoch's extra compile time (~20 s for the 80k model, cold cache) against the per-step gain
-# (~15 ms a step of 128 images); measured by benchmarks/compile_break_even.py (RESULTS.md).
-CPU_COMPILE_BREAK_EVEN_STEPS = 1300
+# epoch's extra compile time (21.5 s for the 80k model, cold kernel cache) against the per-step
+# gain (7 ms a step of 128 images); measured on a quiet 2-core machine by
+# benchmarks/compile_break_even.py (RESULTS.md). Cold, not warm (224 steps): the trials of a
+# search have other shapes, so most of their kernels are not in the cache yet.
+CPU_COMPILE_BREAK_EVEN_STEPS = 3000
 
 
 def pick_device(name: str) -> torch.device:
