@@ -11,23 +11,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from tests.conftest import TINY as RUN_TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # A trial trains for well under a second: tiny generated data, a ~6k-parameter model, one
 # thread (a tiny model on a busy 2-core machine: epoch 1 takes 0.2 s instead of 6 s).
 # (model.C >= 8: a 4-channel channels_last conv crashes torch 2.14's CPU backward with 1 thread.)
-TINY = [
-    "experiment=quick",
-    "data.n_train=160",
-    "data.n_test=64",
-    "data.val_size=64",
-    "progress=false",
-    "device=cpu",
-    "threads=1",
-    "model.N=2",
-    "model.B=1",
-    "model.C=8",
-]
+TINY = [*RUN_TINY, "threads=1", "model.N=2", "model.B=1", "model.C=8"]
 
 
 def sweep_args(*args: str) -> list[str]:
