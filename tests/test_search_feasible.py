@@ -13,34 +13,22 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 import models
+from benchmarks.feasible_suggestions import BASE
+from benchmarks.feasible_suggestions import run as told_suggestions
 from sweeper.feasibility import INVALID, violations
 from sweeper.space import params_to_overrides, parse_space
 from tests._search import default_space, only_study_dir, run_app
 
 MAX_PARAMS = 60_000
-BASE = {"name": "resnet", "N": 3, "B": 2, "C": 32, "F": 3, "K": 1, "P": 8, "stem_kernel": 3}
 
 
 def feasible_found(sampler, n: int = 60) -> int:
     """Suggestions from the default space, sized and told as the sweeper tells them."""
     space = parse_space(params_to_overrides(default_space()))
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    found = 0
-    for _ in range(n):
-        trial = study.ask(fixed_distributions=space.distributions)
-        model = {**BASE, **{k.split(".", 1)[1]: v for k, v in trial.params.items() if k.startswith("model.")}}
-        sizing = models.check_budget(model, MAX_PARAMS)
-        for key, value in violations(sizing, MAX_PARAMS).items():
-            trial.set_constraint(key, value)
-        if sizing.fits:
-            found += 1
-            study.tell(trial, 0.5 + sizing.params / 1e7)
-        else:
-            study.tell(trial, None, state=TrialState.PRUNED)
-    return found
+    feasible, _ = told_suggestions(sampler, violations, space, MAX_PARAMS, n)
+    return feasible
 
 
 def tpe(seed: int) -> optuna.samplers.TPESampler:
