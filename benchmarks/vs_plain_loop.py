@@ -81,7 +81,10 @@ def run_project(args, out: Path) -> dict:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     metrics = json.loads((out / "metrics.json").read_text())
-    return dict(images_per_second=metrics["images_per_second"], wall=wall, test_acc=metrics["test_acc"])
+    compiled = "torch.compile" in (out / "run.log").read_text()  # trainer.build logs it when it compiles
+    return dict(
+        images_per_second=metrics["images_per_second"], wall=wall, test_acc=metrics["test_acc"], compiled=compiled
+    )
 
 
 # --- 2. the plain loop ------------------------------------------------------------------------
@@ -252,8 +255,9 @@ def record(args, argv: list[str], figures: dict, load: float) -> None:
     command = "python benchmarks/vs_plain_loop.py " + shlex.join(argv)
     p, q, b = figures["project"], figures["plain"], figures["bare"]
     data = Path(args.data).name + (f", {args.train_subset} train" if args.train_subset else "")
+    model = args.model + (" (compiled)" if figures["compiled"] else "")
     row = (
-        f"| {date.today()} | {args.model} | {data}, {args.epochs} ep, batch {args.batch} | "
+        f"| {date.today()} | {model} | {data}, {args.epochs} ep, batch {args.batch} | "
         f"{figures['machine']}, load {load:.1f} | {p['images_per_second']:,.0f} | {q['images_per_second']:,.0f} | "
         f"{b['images_per_second']:,.0f} | {p['images_per_second'] / q['images_per_second']:.2f}x | "
         f"{q['wall'] / p['wall']:.2f}x ({p['wall']:.0f} s vs {q['wall']:.0f} s) | "
@@ -299,7 +303,7 @@ def main() -> None:
             for name, rows in runs.items():
                 print(f"round {r + 1} {name:8s} {rows[-1]['images_per_second']:8,.0f} img/s  {rows[-1]['wall']:6.1f} s")
     median = {
-        name: {k: statistics.median(row[k] for row in rows) for k in rows[0] if k != "test_acc"}
+        name: {k: statistics.median(row[k] for row in rows) for k in rows[0] if k not in ("test_acc", "compiled")}
         for name, rows in runs.items()
     }
     p, q, b = median["project"], median["plain"], median["bare"]
@@ -315,9 +319,11 @@ def main() -> None:
         f"{q['wall'] / p['wall']:.2f}x wall"
     )
     print(f"test accuracy: project {runs['project'][-1]['test_acc']:.4f}, plain {runs['plain'][-1]['test_acc']:.4f}")
+    compiled = runs["project"][-1]["compiled"]
+    print(f"the project's run compiled the model: {'yes' if compiled else 'no'}")
     print(f"load average at the start: {load:.2f}")
     if not args.no_record:
-        record(args, argv, dict(median, machine=machine()), load)
+        record(args, argv, dict(median, machine=machine(), compiled=compiled), load)
         print(f"row appended to {RESULTS.relative_to(ROOT)}")
 
 
