@@ -13,19 +13,14 @@ import pytest
 
 from contract import load_metrics
 from tests._sweep import kill_when
+from tests.conftest import TINY as RUN_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
+# conftest's tiny run, with more images (a trial must last long enough to be killed mid-run)
 TINY = [
-    "experiment=quick",
-    "data.n_train=480",
-    "data.val_size=32",
-    "data.n_test=32",
-    "progress=false",
-    "device=cpu",
-    "threads=1",
-    "model.N=2",
-    "model.B=1",
-    "epochs=3",
+    *RUN_TINY,
+    *("data.n_train=480", "data.val_size=32", "data.n_test=32"),
+    *("threads=1", "model.N=2", "model.B=1", "epochs=3"),
 ]
 RESULTS = ("metrics.json", "history.csv", "weights.pt")
 

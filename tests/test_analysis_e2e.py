@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from tests.conftest import TINY as RUN_TINY
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "experiment=quick",
-    "data.n_train=160",
-    "data.n_test=64",
-    "data.val_size=64",
-    "epochs=1",
-    "progress=false",
-    "device=cpu",
-]
+TINY = [*RUN_TINY, "epochs=1"]
 
 
 def test_ablation_sweep_then_analysis(tmp_path):
