@@ -79,6 +79,12 @@ def trained(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get(SLOT) is True]
 
 
+def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`args` started in a process group of its own (for kill_when), its output discarded."""
+    out = subprocess.DEVNULL
+    return subprocess.Popen(args, cwd=cwd, env=env(), stdout=out, stderr=out, start_new_session=True)
+
+
 def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:
     """SIGKILL the process group of `proc` (started with start_new_session=True) as soon as
     `ready()` holds, as a crash or a reboot would; fails if the sweep ended first."""

@@ -4,7 +4,6 @@ would mix with the old ones in analysis). Real `run.py` processes, killed with S
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from contract import load_metrics
-from tests._sweep import kill_when
+from tests._sweep import env, kill_when, start_sweep
 from tests.conftest import TINY as RUN_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +37,7 @@ def command(out: Path, *factors: str) -> list[str]:
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
 
 
 def jobs(out: Path) -> list[Path]:
@@ -54,10 +52,7 @@ def results(folders: list[Path]) -> dict:
 def test_a_rerun_keeps_finished_variants_resumes_the_interrupted_one_and_refuses_another_plan(tmp_path):
     out = tmp_path / "sweep"
     args = command(out, "model.C=8,12", "optimizer=adam,sgd")  # the baseline, C=8 or 12, sgd: 3 jobs
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_sweep(args, ROOT)
     # killed once job 0 finished and job 1 is between its epochs
     kill_when(proc, lambda: (out / "0" / "metrics.json").exists() and (out / "1" / "checkpoint.pt").exists(), 300)
     assert not (out / "1" / "metrics.json").exists()

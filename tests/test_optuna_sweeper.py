@@ -11,7 +11,18 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from tests._sweep import env, kill_when, load_study, metrics, run_folders, run_sweep, study_dirs, sweep_args, trained
+from tests._sweep import (
+    env,
+    kill_when,
+    load_study,
+    metrics,
+    run_folders,
+    run_sweep,
+    start_sweep,
+    study_dirs,
+    sweep_args,
+    trained,
+)
 
 
 @pytest.mark.slow
@@ -97,9 +108,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_resumes_the_interrupted_
         "hydra.sweeper.heartbeat.grace_period=2",
     )
     study_dir = tmp_path / "outputs" / "optuna" / "resume"
-    proc = subprocess.Popen(
-        args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_sweep(args, tmp_path)
 
     def two_done_and_one_between_epochs() -> bool:
         runs = run_folders(study_dir) if study_dir.exists() else []

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests._apps import install, job_config, job_dirs, multirun_dir, run_app, times
-from tests._sweep import env, kill_when, load_study, run_folders, study_dirs, trained
+from tests._sweep import env, kill_when, load_study, run_folders, start_sweep, study_dirs, trained
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
@@ -95,9 +95,7 @@ def test_a_killed_submitit_sweep_resumes_its_trial_in_its_folder(tmp_path):
         "hydra.sweeper.heartbeat.grace_period=2",
     ]
     study_dir = tmp_path / "outputs" / "optuna" / "resume"
-    proc = subprocess.Popen(
-        args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_sweep(args, tmp_path)
     progress = study_dir / "0" / "progress.json"  # killed once trial 0 is past step 2 and not done
     kill_when(proc, lambda: progress.exists() and '"step": 2' in progress.read_text(), 240)
     assert not (study_dir / "0" / "times.json").exists()
