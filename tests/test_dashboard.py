@@ -13,6 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
+from contract import load_metrics
 from tests._sweep import load_study, run_sweep, study_dirs, trained
 from trainer.dashboard import dashboard_app
 
@@ -80,6 +81,10 @@ def test_the_dashboard_shows_every_trial_and_tells_infeasible_from_pruned(study_
         attrs = {a["key"]: a["value"] for a in row["user_attrs"]}
         assert attrs["run_dir"] == str(t.number)
         kinds[row["state"]] = attrs["status"]
+        if attrs["status"] == "completed":  # the run's numbers, without opening its folder
+            run = load_metrics(study_dir / str(t.number))
+            for key in ("val_acc", "test_acc", "params", "flops"):
+                assert float(attrs[key]) == pytest.approx(run[key])
     assert kinds == {"Complete": "completed", "Pruned": "pruned"}
 
     infeasible = [row for n, row in shown.items() if n not in {t.number for t in trained(study)}]
