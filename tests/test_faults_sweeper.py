@@ -23,6 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from contract.run import FAILED_STATUSES
 from contract.storage import PASSWORD_ENV, sqlite_url
 from sweeper.report import TrialLost, TrialReporter
 from sweeper.slots import OWNER, Slots
@@ -37,6 +38,13 @@ FILES = ("metrics.json", "history.csv", "weights.pt", "checkpoint.pt")  # what a
 
 
 # ----------------------------------------------------------------------------------- helpers
+def answer_ctrl_c() -> None:
+    """In the sweep's process, before it starts: SIGINT back to its default. A shell starts a
+    background command (`cmd &` in a script) with SIGINT ignored, every child inherits that, and
+    Python then installs no KeyboardInterrupt handler: the Ctrl-C the tests send would go unheard."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Sweep:
     """A sweep process in its own process group (so that signals reach its jobs too), its output in files."""
 
@@ -44,7 +52,13 @@ class Sweep:
         self.out, self.err = cwd / f"{name}.out", cwd / f"{name}.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(
-                args, cwd=cwd, env=env(**extra_env), stdout=out, stderr=err, start_new_session=True
+                args,
+                cwd=cwd,
+                env=env(**extra_env),
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=answer_ctrl_c,
             )
 
     def signal(self, sig: int) -> None:
@@ -104,6 +118,10 @@ def pause_outside_a_write(sweep: Sweep, db: Path) -> None:
 
 def folders(study_dir: Path) -> list[Path]:
     return run_folders(study_dir) if study_dir.exists() else []
+
+
+def failed(run: Path) -> bool:
+    return metrics(run)["status"] in FAILED_STATUSES
 
 
 def snapshot(runs: list[Path]) -> dict:
@@ -352,7 +370,9 @@ def test_a_full_disk_ends_the_sweep_with_one_line_and_the_rerun_completes_the_st
         assert "Traceback" not in sweep.output()
         (line,) = sweep.message()
         assert "the disk is full" in line and "rerun the same command" in line
-        finished = snapshot([p for p in folders(root / "study") if (p / "metrics.json").exists()])
+        # a trial that failed for want of space may have written its failed metrics.json: the rerun
+        # trains it again; a run that ended well must stay as it is
+        finished = snapshot([p for p in folders(root / "study") if (p / "metrics.json").exists() and not failed(p)])
         study = load_study(root / "study")
         assert not [t for t in study.trials if t.state == TrialState.FAIL]  # the disk's fault, no trial's
 
