@@ -79,10 +79,25 @@ def trained(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get(SLOT) is True]
 
 
-def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`args` started in a process group of its own (for kill_when), its output discarded."""
-    out = subprocess.DEVNULL
-    return subprocess.Popen(args, cwd=cwd, env=env(), stdout=out, stderr=out, start_new_session=True)
+def answer_ctrl_c() -> None:
+    """In the sweep's process, before it starts: SIGINT back to its default. A shell starts a
+    background command (`cmd &` in a script) with SIGINT ignored, every child inherits that, and
+    Python then installs no KeyboardInterrupt handler: a Ctrl-C a test sends would go unheard."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_sweep(args: list[str], cwd: Path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **extra_env: str):
+    """`args` started in a process group of its own (signals reach its jobs too; for kill_when),
+    answering Ctrl-C as from a terminal; its output discarded unless given."""
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env(**extra_env),
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=answer_ctrl_c,
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:

@@ -29,7 +29,7 @@ from sweeper.report import TrialLost, TrialReporter
 from sweeper.slots import OWNER, Slots
 from sweeper.storage import make_storage
 from tests._pg import pg_bin, postgres_server
-from tests._sweep import env, load_study, metrics, run_folders, sweep_args, trained
+from tests._sweep import env, load_study, metrics, run_folders, start_sweep, sweep_args, trained
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -38,28 +38,13 @@ FILES = ("metrics.json", "history.csv", "weights.pt", "checkpoint.pt")  # what a
 
 
 # ----------------------------------------------------------------------------------- helpers
-def answer_ctrl_c() -> None:
-    """In the sweep's process, before it starts: SIGINT back to its default. A shell starts a
-    background command (`cmd &` in a script) with SIGINT ignored, every child inherits that, and
-    Python then installs no KeyboardInterrupt handler: the Ctrl-C the tests send would go unheard."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Sweep:
     """A sweep process in its own process group (so that signals reach its jobs too), its output in files."""
 
     def __init__(self, cwd: Path, args: list[str], name: str, **extra_env: str) -> None:
         self.out, self.err = cwd / f"{name}.out", cwd / f"{name}.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=cwd,
-                env=env(**extra_env),
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                preexec_fn=answer_ctrl_c,
-            )
+            self.proc = start_sweep(args, cwd, out, err, **extra_env)
 
     def signal(self, sig: int) -> None:
         os.killpg(self.proc.pid, sig)
