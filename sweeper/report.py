@@ -159,7 +159,8 @@ class TrialReporter:
         self.pruned = False
         self.claim = claim
         self.claim_at: tuple[Any, int] | None = None  # (storage, trial id) for the claim checks
-        self.busy = False  # inside a storage call: a SIGCONT check waits for the next step
+        self.busy = False  # inside a storage call: a SIGCONT check waits until it returns
+        self.resumed = False  # continued (SIGCONT) since the last claim check
         if claim is not None:
             _watch_resume(self)
 
@@ -167,11 +168,12 @@ class TrialReporter:
         """Raise TrialLost when the trial is no longer RUNNING under this job's claim. A storage
         that cannot be reached says nothing: the reporting warns, training goes on."""
         if self.claim is None or self.busy:
-            return
+            return  # (busy: `resumed` stays set, and the call under way checks when it returns)
         from optuna.trial import TrialState
 
         from .slots import OWNER
 
+        self.resumed = False
         self.busy = True
         try:
             if self.claim_at is None:
@@ -186,6 +188,9 @@ class TrialReporter:
             return
         finally:
             self.busy = False
+        if self.resumed:  # stopped and continued during the read: what it read may predate the pause
+            self.check_claim()
+            return
         if trial.state != TrialState.RUNNING or trial.system_attrs.get(OWNER) != self.claim:
             self.claim = None  # said once
             state = trial.state.name if trial.state != TrialState.RUNNING else "RUNNING under another worker"
@@ -246,6 +251,8 @@ class TrialReporter:
             return False
         finally:
             self.busy = False
+            if self.resumed:  # continued during the storage call: check before the trainer writes again
+                self.check_claim()
         if prune:
             self.pruned = True
             log.info("trial %d: the pruner stops it after step %d (%s %.4f)", self.number, step, self.key, value)
@@ -260,6 +267,7 @@ def _on_resume(signum: int, frame: Any) -> None:
     Raised here, TrialLost stops the epoch under way before it writes to the folder."""
     reporter = _resuming() if _resuming is not None else None
     if reporter is not None:
+        reporter.resumed = True
         reporter.check_claim()
 
 

@@ -411,3 +411,19 @@ def test_a_continued_process_checks_its_claim_at_once_not_at_the_epochs_end(clai
         os.kill(os.getpid(), signal.SIGCONT)  # the handler runs in this thread, before the next line
         time.sleep(0.5)
     del reporter
+
+
+def test_a_process_continued_during_a_storage_call_checks_its_claim_when_the_call_returns(claimed, monkeypatch):
+    url, slots, trial_id, claim = claimed
+    reporter = TrialReporter(url, "s", 0, None, claim=claim)
+    connect = reporter.connect
+
+    def stopped_and_continued_while_connecting():
+        slots.storage.set_trial_system_attr(trial_id, OWNER, "another worker")  # taken while this one was stopped
+        os.kill(os.getpid(), signal.SIGCONT)  # the handler cannot query now: the report's own call is under way
+        return connect()
+
+    monkeypatch.setattr(reporter, "connect", stopped_and_continued_while_connecting)
+    with pytest.raises(TrialLost):  # before report() returns to the trainer, which would write the epoch
+        reporter.report(1, 0.5)
+    del reporter
