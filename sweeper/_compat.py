@@ -17,6 +17,9 @@ What is here, and why there is no public way:
 - `PRIVATE_STORAGE_CALLS`: the RDBStorage methods that Optuna's own cache (`_CachedStorage`, which
   `Study` puts around every RDBStorage) calls besides the public API, and the stale-trial query:
   `sweeper.storage` retries them too when the database connection is lost.
+- `OPTUNA_RDB_LOGGER`: the logger of Optuna's RDBStorage module (`optuna.logging.get_logger(__name__)`
+  in a private module): `sweeper.storage` filters its warning about a failed trials query when
+  the failure is a lost connection.
 - `job_error`: the exception a failed Hydra job raised. The public `JobReturn.return_value`
   re-raises it and first writes "Error executing job ..." to stderr; we want it as a value.
 - `is_basic_launcher`: Hydra's default launcher runs jobs one at a time in this process; its
@@ -28,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+OPTUNA_RDB_LOGGER = "optuna.storages._rdb.storage"
 PRIVATE_STORAGE_CALLS = (
     "_create_new_trial",
     "_set_trial_param",

@@ -20,6 +20,7 @@ import fcntl
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from optuna.trial import TrialState
 from contract import first_line
 from contract.storage import connect_url, mask, scrub
 
-from ._compat import PRIVATE_STORAGE_CALLS
+from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS
 from .errors import SweeperError
 
 log = logging.getLogger("sweeper.optuna")
@@ -85,6 +86,28 @@ def connection_lost(error: BaseException) -> str | None:
             return first_line(seen.orig or seen) if lost and not disk_full(seen) else None
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+class _QuietLostConnection(logging.Filter):
+    """Drops Optuna's warning for a trials query that failed because the connection was lost.
+
+    RDBStorage's trials query takes any OperationalError for the database's limit on query
+    variables: it logs the whole error (the driver's text, the SQL, a link: several lines on
+    stderr) and runs a plainer query, which fails the same way when the server is gone. The
+    retry then says it in one line of its own (`SweepStorage.retrying`). Optuna logs from inside
+    its except block, so the error is `sys.exc_info()` here. What `connection_lost` does not
+    count as a lost connection (a full disk) is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = sys.exc_info()[1]
+        return error is None or connection_lost(error) is None
+
+
+def quiet_lost_connection_warnings() -> None:
+    """Install `_QuietLostConnection` on Optuna's RDB storage logger, once per process."""
+    logger = logging.getLogger(OPTUNA_RDB_LOGGER)
+    if not any(isinstance(f, _QuietLostConnection) for f in logger.filters):
+        logger.addFilter(_QuietLostConnection())
 
 
 class SweepStorage(RDBStorage):
@@ -217,6 +240,7 @@ def make_storage(
     parallel jobs reporting their epochs wait for each other instead of failing. `retry_for`:
     seconds each call waits out a lost connection (0: none, a job's reporter just warns)."""
     kwargs: dict = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    quiet_lost_connection_warnings()
     shown = mask(url)
     url = connect_url(url)
     storage = SweepStorage(url, engine_kwargs=kwargs)

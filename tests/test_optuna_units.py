@@ -229,6 +229,45 @@ def test_reporter_that_cannot_reach_its_study_warns_once_and_trains_on(tmp_path,
     assert len(caplog.records) == 1 and "training on without pruning" in caplog.records[0].message
 
 
+@pytest.mark.parametrize(
+    "driver_text, logged",
+    [
+        ("server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally", False),
+        ("database or disk is full", True),  # not a lost connection: Optuna's warning stays
+    ],
+)
+def test_optunas_multiline_warning_for_a_lost_connection_gives_way_to_the_retrys_one_line(
+    tmp_path, monkeypatch, driver_text, logged
+):
+    """Optuna's trials query logs any OperationalError in full (several lines on stderr) before
+    it tries a plainer query; a lost connection is the retry's to report, in one line."""
+    import sqlalchemy.exc as sa
+    import sqlalchemy.orm
+
+    storage = make_storage(st.sqlite_url(tmp_path / "s.db"), retry_for=5)
+    study = optuna.create_study(storage=storage, study_name="lost")
+    study.enqueue_trial({})
+    real_all, failures = sqlalchemy.orm.Query.all, [sa.OperationalError("SELECT", {}, Exception(driver_text))]
+
+    def all_once_failing(query):
+        if failures:
+            raise failures.pop()
+        return real_all(query)
+
+    monkeypatch.setattr(sqlalchemy.orm.Query, "all", all_once_failing)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    optuna_rdb = logging.getLogger("optuna.storages._rdb.storage")
+    optuna_rdb.addHandler(handler)
+    try:
+        assert len(storage.get_all_trials(study._study_id)) == 1  # Optuna's plainer query answered
+    finally:
+        optuna_rdb.removeHandler(handler)
+    assert not failures
+    assert [driver_text.splitlines()[0] in r.getMessage() for r in seen] == ([True] if logged else [])
+
+
 def test_epoch_reporter_is_none_outside_an_optuna_trial():
     cfg = OmegaConf.create({"sweep": {"trial": None, "study": None}, "objective": "val_acc"})
     assert epoch_reporter(cfg) is None
