@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,21 @@ def run_app(args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_apps_together(jobs: list[tuple[list[str], Path]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """`run_app(args, cwd)` for each job, as many at a time as this process has cores. For runs
+    that spend their time starting Python and torch (a tiny run on one thread, or one that stops
+    at bad input): on 2 cores two of them take the time of one."""
+    with ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1)) as pool:
+        return list(pool.map(lambda job: run_app(*job, timeout=timeout), jobs))
+
+
+def selected_cases(request: pytest.FixtureRequest, test_name: str) -> list[tuple[str, dict]]:
+    """(id, params) of each case of the parametrized `test_name` (in the requesting module) that
+    this session runs: for a module fixture that runs their subprocesses together."""
+    return [
+        (item.callspec.id, item.callspec.params)
+        for item in request.session.items
+        if getattr(item, "originalname", "") == test_name and item.module is request.module
+    ]

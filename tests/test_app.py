@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import models
-from tests.conftest import run_app
+from tests.conftest import run_app, run_apps_together, selected_cases
 
 FAST = ["experiment=quick", "data.n_train=48", "data.n_test=16", "data.val_size=16", "progress=false"]
 
@@ -44,9 +44,7 @@ def test_single_run_returns_and_records(tmp_path):
     assert json.loads((tmp_path / "run/metrics.json").read_text())["status"] == "completed"
 
 
-@pytest.fixture
-def corrupt_npz(tmp_path):
-    path = tmp_path / "corrupt.npz"
+def write_corrupt_npz(path):
     np.savez(
         path,
         x_train=np.zeros((4, 32, 32, 3), np.uint8),
@@ -56,6 +54,18 @@ def corrupt_npz(tmp_path):
     )
     path.write_bytes(path.read_bytes()[:200])  # truncated mid-archive
     return path
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(request, tmp_path_factory):
+    """Every selected case of the bad-input test, each in a folder of its own, run together."""
+    corrupt = write_corrupt_npz(tmp_path_factory.mktemp("corrupt") / "corrupt.npz")
+    cases = selected_cases(request, "test_bad_input_gets_a_clear_error_and_no_traceback")
+    jobs = [
+        ([*FAST, *(a.replace("CORRUPT", str(corrupt)) for a in params["args"])], tmp_path_factory.mktemp("bad-input"))
+        for _, params in cases
+    ]
+    return {case: r for (case, _), r in zip(cases, run_apps_together(jobs))}
 
 
 @pytest.mark.parametrize(
@@ -72,9 +82,8 @@ def corrupt_npz(tmp_path):
         (["optimizer._target_=torch.optim.Nope"], "error: optimizer: Error locating target 'torch.optim.Nope'"),
     ],
 )
-def test_bad_input_gets_a_clear_error_and_no_traceback(tmp_path, corrupt_npz, args, says):
-    args = [a.replace("CORRUPT", str(corrupt_npz)) for a in args]
-    r = run_app([*FAST, *args], tmp_path)
+def test_bad_input_gets_a_clear_error_and_no_traceback(bad_input_runs, request, args, says):
+    r = bad_input_runs[request.node.callspec.id]
     assert r.returncode != 0
     assert "Traceback" not in r.stderr + r.stdout
     assert says in r.stderr

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 import models
 from analysis.__main__ import main as analysis_main
 from contract import METRICS_FILE
-from tests.conftest import CONF, compose_cfg, run_app
+from tests.conftest import CONF, compose_cfg, run_apps_together, selected_cases
 from tests.test_analysis import grid_sweep
 from trainer import DataError, train
 from trainer.schema import OBJECTIVES, TrainConfig
@@ -128,14 +128,18 @@ def _write_npz(path: Path, n_train=8, n_test=4, y_train=None, y_test=None, test_
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, str]:
+    return bad_files(tmp_path)
+
+
+def bad_files(folder: Path) -> dict[str, str]:
     """The bad files the rows name: npz files each with one problem, and a plain file."""
-    (tmp_path / "a_file").write_text("not a folder\n")
+    (folder / "a_file").write_text("not a folder\n")
     return {
-        "FILE": str(tmp_path / "a_file"),
-        "NPZ_negative_label": str(_write_npz(tmp_path / "neg.npz", y_train=[0, 1, -1, 0, 1, 0, 1, 0])),
-        "NPZ_no_test_images": str(_write_npz(tmp_path / "empty.npz", n_test=0)),
-        "NPZ_label_past_classes": str(_write_npz(tmp_path / "cls.npz", y_test=[0, 1, 2, 0], classes=["a", "b"])),
-        "NPZ_other_shapes": str(_write_npz(tmp_path / "shapes.npz", test_side=28)),
+        "FILE": str(folder / "a_file"),
+        "NPZ_negative_label": str(_write_npz(folder / "neg.npz", y_train=[0, 1, -1, 0, 1, 0, 1, 0])),
+        "NPZ_no_test_images": str(_write_npz(folder / "empty.npz", n_test=0)),
+        "NPZ_label_past_classes": str(_write_npz(folder / "cls.npz", y_test=[0, 1, 2, 0], classes=["a", "b"])),
+        "NPZ_other_shapes": str(_write_npz(folder / "shapes.npz", test_side=28)),
     }
 
 
@@ -213,10 +217,21 @@ END_TO_END = [
 ]
 
 
+@pytest.fixture(scope="module")
+def end_to_end_runs(request, tmp_path_factory):
+    """Every selected END_TO_END row, each in a folder of its own, run together."""
+    bad = bad_files(tmp_path_factory.mktemp("files"))
+    cases = selected_cases(request, "test_bad_input_from_the_app_is_one_line")
+    jobs = [
+        (["experiment=quick", "progress=false", *substitute(params["args"], bad)], tmp_path_factory.mktemp("app"))
+        for _, params in cases
+    ]
+    return {case: r for (case, _), r in zip(cases, run_apps_together(jobs, timeout=120))}
+
+
 @pytest.mark.parametrize("args,says", END_TO_END, ids=[" ".join(r[0]) for r in END_TO_END])
-def test_bad_input_from_the_app_is_one_line(tmp_path, files, args, says):
-    args = substitute(args, files)
-    r = run_app(["experiment=quick", "progress=false", *args], tmp_path, timeout=120)
+def test_bad_input_from_the_app_is_one_line(end_to_end_runs, request, args, says):
+    r = end_to_end_runs[request.node.callspec.id]
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout, r.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr

@@ -13,10 +13,11 @@ import re
 import shlex
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_apps_together, selected_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -127,36 +128,24 @@ def test_readme_has_the_commands_this_test_runs():
     assert len(RUN_COMMANDS) >= 10 and len(ANALYSIS_COMMANDS) >= 3  # the extraction still finds them
 
 
-def _run_all(commands: list[tuple[list[str], Path]]) -> list[subprocess.CompletedProcess]:
-    """Run `(args, cwd)` pairs as many at a time as this process has cores: each is a tiny run on
-    one thread (TINY's threads=1), so on 2 cores two of them take the time of one."""
-    with ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1)) as pool:
-        return list(pool.map(lambda job: _run(*job), commands))
-
-
 def _command_line(command: list[str]) -> list[str]:
-    args = command[1:]
-    if any(marker in a for a in args for marker in NEEDS_A_CLUSTER):
-        return [str(ROOT / "run.py"), *compose_args(args[1:])]
-    return [str(ROOT / "run.py"), *run_args(args[1:])]
+    """A README run.py command's arguments, cut down to seconds (or composed only: a cluster's)."""
+    args = command[2:]
+    return compose_args(args) if any(m in a for a in args for m in NEEDS_A_CLUSTER) else run_args(args)
 
 
 @pytest.fixture(scope="module")
 def readme_runs(request, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """The README run commands this session selected, each in a folder of its own, run together."""
-    selected = [
-        item.callspec.params["command"]
-        for item in request.session.items
-        if getattr(item, "originalname", "") == "test_readme_run_command"
-    ]
-    jobs = [(_command_line(c), tmp_path_factory.mktemp("readme-run")) for c in selected]
-    return {shlex.join(c): proc for c, proc in zip(selected, _run_all(jobs))}
+    cases = selected_cases(request, "test_readme_run_command")
+    jobs = [(_command_line(params["command"]), tmp_path_factory.mktemp("readme-run")) for _, params in cases]
+    return {case: proc for (case, _), proc in zip(cases, run_apps_together(jobs))}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", RUN_COMMANDS, ids=[" ".join(c[2:])[:80] or "(none)" for c in RUN_COMMANDS])
-def test_readme_run_command(command, readme_runs):
-    proc = readme_runs[shlex.join(command)]
+def test_readme_run_command(command, readme_runs, request):
+    proc = readme_runs[request.node.callspec.id]
     assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
 
@@ -173,7 +162,7 @@ def sweeps(tmp_path_factory) -> Path:
         "hydra.sweeper.params=null",
         "optimizer.lr=interval(0.001,0.01)",
     ]
-    for proc in _run_all([([str(ROOT / "run.py"), *run_args(args)], cwd) for args in (grid, study)]):
+    for proc in run_apps_together([(run_args(args), cwd) for args in (grid, study)]):
         assert proc.returncode == 0, proc.stderr[-3000:]
     return cwd
 
