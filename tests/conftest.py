@@ -7,6 +7,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -54,11 +55,20 @@ def run_apps_together(jobs: list[tuple[list[str], Path]], timeout: float = 300) 
         return list(pool.map(lambda job: run_app(*job, timeout=timeout), jobs))
 
 
-def selected_cases(request: pytest.FixtureRequest, test_name: str) -> list[tuple[str, dict]]:
-    """(id, params) of each case of the parametrized `test_name` (in the requesting module) that
-    this session runs: for a module fixture that runs their subprocesses together."""
-    return [
+def run_cases_together(
+    request: pytest.FixtureRequest,
+    folders: pytest.TempPathFactory,
+    test_name: str,
+    args_of: Callable[[dict], list[str]],
+    timeout: float = 300,
+) -> dict[str, subprocess.CompletedProcess]:
+    """For a module fixture: each case of the parametrized `test_name` (in the requesting module)
+    that this session runs, as `run_app(args_of(its params))` in a folder of its own, all of them
+    through `run_apps_together`; the results by case id (`request.node.callspec.id` in the test)."""
+    cases = [
         (item.callspec.id, item.callspec.params)
         for item in request.session.items
         if getattr(item, "originalname", "") == test_name and item.module is request.module
     ]
+    jobs = [(args_of(params), folders.mktemp("case")) for _, params in cases]
+    return {case: proc for (case, _), proc in zip(cases, run_apps_together(jobs, timeout))}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import models
-from tests.conftest import run_app, run_apps_together, selected_cases
+from tests.conftest import run_app, run_cases_together
 
 FAST = ["experiment=quick", "data.n_train=48", "data.n_test=16", "data.val_size=16", "progress=false"]
 
@@ -60,12 +60,12 @@ def write_corrupt_npz(path):
 def bad_input_runs(request, tmp_path_factory):
     """Every selected case of the bad-input test, each in a folder of its own, run together."""
     corrupt = write_corrupt_npz(tmp_path_factory.mktemp("corrupt") / "corrupt.npz")
-    cases = selected_cases(request, "test_bad_input_gets_a_clear_error_and_no_traceback")
-    jobs = [
-        ([*FAST, *(a.replace("CORRUPT", str(corrupt)) for a in params["args"])], tmp_path_factory.mktemp("bad-input"))
-        for _, params in cases
-    ]
-    return {case: r for (case, _), r in zip(cases, run_apps_together(jobs))}
+    return run_cases_together(
+        request,
+        tmp_path_factory,
+        "test_bad_input_gets_a_clear_error_and_no_traceback",
+        lambda params: [*FAST, *(a.replace("CORRUPT", str(corrupt)) for a in params["args"])],
+    )
 
 
 @pytest.mark.parametrize(

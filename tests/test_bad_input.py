@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 import models
 from analysis.__main__ import main as analysis_main
 from contract import METRICS_FILE
-from tests.conftest import CONF, compose_cfg, run_apps_together, selected_cases
+from tests.conftest import CONF, compose_cfg, run_cases_together
 from tests.test_analysis import grid_sweep
 from trainer import DataError, train
 from trainer.schema import OBJECTIVES, TrainConfig
@@ -221,12 +221,13 @@ END_TO_END = [
 def end_to_end_runs(request, tmp_path_factory):
     """Every selected END_TO_END row, each in a folder of its own, run together."""
     bad = bad_files(tmp_path_factory.mktemp("files"))
-    cases = selected_cases(request, "test_bad_input_from_the_app_is_one_line")
-    jobs = [
-        (["experiment=quick", "progress=false", *substitute(params["args"], bad)], tmp_path_factory.mktemp("app"))
-        for _, params in cases
-    ]
-    return {case: r for (case, _), r in zip(cases, run_apps_together(jobs, timeout=120))}
+    return run_cases_together(
+        request,
+        tmp_path_factory,
+        "test_bad_input_from_the_app_is_one_line",
+        lambda params: ["experiment=quick", "progress=false", *substitute(params["args"], bad)],
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("args,says", END_TO_END, ids=[" ".join(r[0]) for r in END_TO_END])

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from contract import storage as st
+from sweeper._compat import OPTUNA_RDB_LOGGER
 from sweeper.errors import SweeperError
 from sweeper.report import TrialReporter, build_pruner, epoch_reporter
 from sweeper.settings import parse_settings
@@ -258,7 +259,7 @@ def test_optunas_multiline_warning_for_a_lost_connection_gives_way_to_the_retrys
     seen: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = seen.append
-    optuna_rdb = logging.getLogger("optuna.storages._rdb.storage")
+    optuna_rdb = logging.getLogger(OPTUNA_RDB_LOGGER)
     optuna_rdb.addHandler(handler)
     try:
         assert len(storage.get_all_trials(study._study_id)) == 1  # Optuna's plainer query answered

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_apps_together, selected_cases
+from tests.conftest import run_apps_together, run_cases_together
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -137,9 +137,9 @@ def _command_line(command: list[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def readme_runs(request, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """The README run commands this session selected, each in a folder of its own, run together."""
-    cases = selected_cases(request, "test_readme_run_command")
-    jobs = [(_command_line(params["command"]), tmp_path_factory.mktemp("readme-run")) for _, params in cases]
-    return {case: proc for (case, _), proc in zip(cases, run_apps_together(jobs))}
+    return run_cases_together(
+        request, tmp_path_factory, "test_readme_run_command", lambda params: _command_line(params["command"])
+    )
 
 
 @pytest.mark.slow
