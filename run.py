@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer import DataError, register_configs, train
+from budgetsweep.trainer import DataError, register_configs, train
 
 log = logging.getLogger("run")
 register_configs()
@@ -28,7 +28,7 @@ def _epoch_reporter(cfg: DictConfig):
     """The Optuna sweeper's per-epoch hook (pruning), when this job is one of its trials."""
     if cfg.sweep.trial is None:
         return None
-    from sweeper.report import epoch_reporter
+    from budgetsweep.sweeper.trial_reporter import epoch_reporter
 
     return epoch_reporter(cfg)
 

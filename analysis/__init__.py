@@ -1,6 +1,6 @@
 """From run folders to tables, plots and a report. Reads the run contract (`contract/`) only.
 
-    python -m analysis [SWEEP_DIR ...]
+    python -m budgetsweep.analysis [SWEEP_DIR ...]
 
 The data goes one way: collect -> ablation assignment and tables -> combine the best ->
 (studies) -> an Analysis; then files and words are made from it.
@@ -16,12 +16,12 @@ API for notebooks:
 Imports `models` only to size configs; never trains, never imports sweeper/ or data/.
 """
 
-from analysis.ablation import Ablation, ablation_tables
-from analysis.collect import AnalysisError, collect, read_history
-from analysis.combine import Combination, CombineResult, combine_best
-from analysis.output import write
-from analysis.pipeline import Analysis, analyze
-from analysis.study import StudySummary, find_studies, summarize
+from .ablation import Ablation, ablation_tables
+from .collect import AnalysisError, collect, read_history
+from .combine import Combination, CombineResult, combine_best
+from .output import write
+from .pipeline import Analysis, analyze
+from .study import StudySummary, find_studies, summarize
 
 __all__ = [
     "Ablation",

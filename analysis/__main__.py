@@ -1,4 +1,4 @@
-"""`python -m analysis [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
+"""`python -m budgetsweep.analysis [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
 
 Without SWEEP_DIR, the newest folder under outputs/sweeps/ or outputs/optuna/. Bad input (a path that does not
 exist, a folder without runs) ends with one line on stderr and exit status 2, no traceback.
@@ -9,19 +9,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import NoReturn
+from typing import NoReturn, Sequence
 
-from analysis.collect import AnalysisError, newest_sweep
-from analysis.output import output_dir, write
-from analysis.pipeline import analyze
-from contract.values import parse_override
+from budgetsweep.contract.values import parse_override
+
+from .collect import AnalysisError, newest_sweep
+from .output import output_dir, write
+from .pipeline import analyze
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a mistake in one line, as every other error of the CLI."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"analysis: error: {message} (see python -m analysis --help)\n")
+        self.exit(2, f"analysis: error: {message} (see {self.prog} --help)\n")
 
 
 def check_baseline(items: list[str] | None) -> str | None:
@@ -37,9 +38,9 @@ def check_baseline(items: list[str] | None) -> str | None:
     return None
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None, prog: str = "budgetsweep analyze") -> argparse.Namespace:
     p = _Parser(
-        prog="python -m analysis",
+        prog=prog,
         description="Ablation tables, the combined-best config, Optuna summaries, plots and "
         "report.md for sweep folders (written under SWEEP_DIR/analysis/).",
     )
@@ -79,8 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep analyze") -> int:
+    args = parse_args(argv, prog)
     # One line per warning, no logger name or level noise: "analysis: warning: ...".
     logging.basicConfig(format="analysis: warning: %(message)s", level=logging.WARNING, stream=sys.stderr)
     try:

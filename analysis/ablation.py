@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis.collect import AnalysisError, config_value, leaves
-from contract import is_missing
-from contract.values import canon, parse_override, sort_key
+from budgetsweep.contract import is_missing
+from budgetsweep.contract.values import canon, parse_override, sort_key
 
-log = logging.getLogger("analysis")
+from .collect import AnalysisError, config_value, leaves
+
+log = logging.getLogger(__name__)
 
 # Override keys that are never factors: repeats differ in seed, the sweepers' bookkeeping
 # differs per job, and hydra.* settings do not change a run's result.

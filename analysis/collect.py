@@ -1,7 +1,7 @@
 """Run folders -> one pandas DataFrame, one row per run.
 
 A run folder is any directory holding `metrics.json` or `.hydra/config.yaml` (the run
-contract, `contract.run`). `collect` walks the given folders recursively, so a sweep folder,
+contract, `budgetsweep.contract.run`). `collect` walks the given folders recursively, so a sweep folder,
 a folder of single runs (`outputs/runs/`) and one run folder all work, and several folders
 may be merged.
 
@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from contract import (
+from budgetsweep.contract import (
     HISTORY_COLUMNS,
     HISTORY_FILE,
     METRICS_FILE,
@@ -50,10 +50,10 @@ from contract import (
     is_missing,
     load_metrics,
 )
-from contract.layouts import read_ablation_plan
-from contract.values import canon, parse_override
+from budgetsweep.contract.layouts import read_ablation_plan
+from budgetsweep.contract.values import canon, parse_override
 
-log = logging.getLogger("analysis")
+log = logging.getLogger(__name__)
 
 # Statuses analysis adds for runs without a readable metrics.json, shown after the contract's.
 CORRUPT, INCOMPLETE = "corrupt", "incomplete"
@@ -85,7 +85,7 @@ def _natural_key(path: Path) -> list:
 
 
 def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optuna")) -> Path:
-    """The most recently modified folder under `roots`: the default for `python -m analysis`.
+    """The most recently modified folder under `roots`: the default for `python -m budgetsweep.analysis`.
 
     outputs/sweeps/ holds Hydra multiruns (grid, ablation); outputs/optuna/<study>/ is where
     our Optuna sweeper keeps a study and its trials.

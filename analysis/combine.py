@@ -29,12 +29,13 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.ablation import NOT_FACTOR_PREFIXES, Ablation
-from analysis.collect import recorded_budget
-from contract import is_missing
-from contract.values import canon, parse_override
+from budgetsweep.contract import is_missing
+from budgetsweep.contract.values import canon, parse_override
 
-log = logging.getLogger("analysis")
+from .ablation import NOT_FACTOR_PREFIXES, Ablation
+from .collect import recorded_budget
+
+log = logging.getLogger(__name__)
 
 MAX_COMBINATIONS = 20_000  # sizing costs ~1-20 ms each: keep the search under a few minutes
 FITS = "fits"  # models.check_budget's statuses: "fits" | "over_budget" | "invalid"
@@ -249,7 +250,7 @@ def combine_best(
         log.warning("no completed baseline run: nothing to combine")
         return None
     if check_budget is None:
-        from models import check_budget  # sizes only: analysis never builds weights or trains
+        from budgetsweep.models import check_budget  # sizes only: analysis never builds weights or trains
     budget = budget if budget is not None else recorded_budget(df)
     max_flops = max_flops if max_flops is not None else recorded_flops_budget(df)
     base_model, base_overrides = _model(done.iloc[0]), _base_overrides(done.iloc[0])

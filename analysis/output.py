@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import plots, report, tables
-from analysis.ablation import slug
-from analysis.collect import AnalysisError, leaves
-from analysis.pipeline import Analysis
-from contract.values import canon
+from budgetsweep.contract.values import canon
+
+from . import plots, report, tables
+from .ablation import slug
+from .collect import AnalysisError, leaves
+from .pipeline import Analysis
 
 
 def output_dir(paths: list[Path], out: str | Path | None = None) -> Path:

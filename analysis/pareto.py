@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from contract import is_missing
+from budgetsweep.contract import is_missing
 
 WITHIN = 0.005  # "within 0.5 points": accuracies are fractions in metrics.json
 COLUMNS = ["trial", "params", "flops", "val_acc", "test_acc", "run_dir"]

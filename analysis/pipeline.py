@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.ablation import Ablation, ablation_tables
-from analysis.collect import AnalysisError, check_folders, collect, find_run_dirs, read_ablation_plans, recorded_budget
-from analysis.combine import CombineResult, combine_best
-from analysis.study import StudySummary, find_studies, hide_password, summarize
-from contract import METRICS_FILE, first_line
+from budgetsweep.contract import METRICS_FILE, first_line
 
-log = logging.getLogger("analysis")
+from .ablation import Ablation, ablation_tables
+from .collect import AnalysisError, check_folders, collect, find_run_dirs, read_ablation_plans, recorded_budget
+from .combine import CombineResult, combine_best
+from .study import StudySummary, find_studies, hide_password, summarize
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Analysis:
     @property
     def text(self) -> str:
         """What the CLI prints."""
-        from analysis.report import terminal_text
+        from .report import terminal_text
 
         return terminal_text(self)
 

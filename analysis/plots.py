@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.collect import read_history
+from .collect import read_history
 
 DPI = 110  # ~700 px wide at the sizes below: sharp on GitHub, a few tens of kB each
 
@@ -229,7 +229,7 @@ def optuna_history(study, path: Path) -> Path | None:
 
 def pareto_chart(study, front, path: Path) -> Path | None:
     """A two-objective study: every feasible completed trial, its Pareto front (`study.best_trials`,
-    a step line) and the two knee choices (`analysis.pareto`)."""
+    a step line) and the two knee choices (`budgetsweep.analysis.pareto`)."""
     import optuna
 
     if len(front.objectives) != 2 or front.table.empty:

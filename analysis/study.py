@@ -1,6 +1,6 @@
 """Optuna study summaries: trials table, best feasible trial, counts, importances.
 
-Where the study is: `SWEEP_DIR/study.json` (`contract.layouts.read_study`), written by our
+Where the study is: `SWEEP_DIR/study.json` (`budgetsweep.contract.layouts.read_study`), written by our
 Optuna sweeper; if absent, every study in the `*.db` SQLite files of SWEEP_DIR.
 
 Feasibility: our sweeper marks a config over the parameter budget with Optuna 5's
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from contract import ContractError, first_line
-from contract.layouts import read_study
-from contract.storage import connect_url, mask, scrub, split_password, sqlite_url
+from budgetsweep.contract import ContractError, first_line
+from budgetsweep.contract.layouts import read_study
+from budgetsweep.contract.storage import connect_url, mask, scrub, split_password, sqlite_url
 
 from .pareto import ParetoFront, pareto_front
 
-log = logging.getLogger("analysis")
+log = logging.getLogger(__name__)
 
 COUNT_KEYS = ["complete", "pruned", "infeasible", "failed", "other"]
 
@@ -52,7 +52,7 @@ def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
     """(storage URL, study name) pairs recorded in or stored under `sweep_dir`.
 
     The URL is the one to connect with (a relative SQLite path found in `sweep_dir`, the
-    PostgreSQL driver chosen: `contract.storage.connect_url`) with its password masked:
+    PostgreSQL driver chosen: `budgetsweep.contract.storage.connect_url`) with its password masked:
     `summarize` puts the password back, and nothing shown or written ever holds it.
     """
     sweep_dir = Path(sweep_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from contract import is_missing
+from budgetsweep.contract import is_missing
 
 
 def pct(mean, std=None) -> str:
@@ -98,7 +98,7 @@ def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
 
 
 def pareto_display(front) -> pd.DataFrame:
-    """A study's Pareto front (`analysis.pareto.ParetoFront`) for reading: smallest first, the
+    """A study's Pareto front (`budgetsweep.analysis.pareto.ParetoFront`) for reading: smallest first, the
     knee choices marked."""
     t = front.table
     marks = {}

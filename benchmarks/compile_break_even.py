@@ -8,7 +8,7 @@ machine), and compiled again with that cache filled (what a sweep's later trials
 per-epoch times in history.csv:
     compile cost = (compiled epoch 1 - compiled later epochs) - (eager epoch 1 - eager later epochs)
     gain a step  = (eager later epochs - compiled later epochs) / steps an epoch
-    break-even   = compile cost / gain a step   (training steps; trainer.build.CPU_COMPILE_BREAK_EVEN_STEPS)
+    break-even   = compile cost / gain a step   (training steps; budgetsweep.trainer.build.CPU_COMPILE_BREAK_EVEN_STEPS)
 Validation runs the eager model in both, so it cancels out of the differences.
 """
 
@@ -54,8 +54,8 @@ def main() -> None:
         eager2 = epoch_seconds([*base, "compile=false"], tmp / "eager2", tmp / "cache")  # load drift check
     from omegaconf import OmegaConf
 
-    from data import load_dataset, n_train_batches  # the epoch's steps, as the trainer counts them
-    from trainer.schema import DataConfig
+    from budgetsweep.data import load_dataset, n_train_batches  # the epoch's steps, as the trainer counts them
+    from budgetsweep.trainer.schema import DataConfig
 
     ds = load_dataset(
         OmegaConf.structured(DataConfig(name="npz", path=args.data, val_size=1000, train_subset=args.train_subset))

@@ -6,7 +6,7 @@ The whole family's search space (experiment=family_search), each suggestion size
 `models.check_budget` and told to Optuna as the sweeper tells it (nothing is trained; a
 feasible one gets a made-up value), for three sampler seeds: TPE (the options of
 sampler/tpe_explicit.yaml) and random search, with the constraint values of before the fix
-(`params` = params/max - 1, `valid` = 1) and of now (`sweeper.feasibility.violations`).
+(`params` = params/max - 1, `valid` = 1) and of now (`budgetsweep.sweeper.feasibility.violations`).
 Prints feasible suggestions per seed and the invalid ones among all suggestions.
 """
 
@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models  # noqa: E402
-from sweeper.feasibility import violations  # noqa: E402
-from sweeper.space import params_to_overrides, parse_space  # noqa: E402
+from budgetsweep import models  # noqa: E402
+from budgetsweep.sweeper.feasibility import violations  # noqa: E402
+from budgetsweep.sweeper.space import params_to_overrides, parse_space  # noqa: E402
 
 BASE = {"name": "resnet", "N": 3, "B": 2, "C": 32, "F": 3, "K": 1, "P": 8, "stem_kernel": 3}
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-import models
+from budgetsweep import models
 
 CONFIGS = {
     "seed_final (4.9M)": dict(name="resnet", N=3, B=3, C=68, F=3, K=1, P=7, stem_kernel=2),

@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-import models
-from data import augment
+from budgetsweep import models
+from budgetsweep.data import augment
 
 MODELS = {
     "resnet_small": dict(name="resnet", N=3, B=1, C=16, F=3, K=1, P=8, stem_kernel=3),

@@ -37,16 +37,16 @@ class Stamps(Callback):
     """Appends (event, perf_counter) lines to $TRIAL_OVERHEAD_STAMPS."""
 
     def __init__(self) -> None:
-        import trainer.loop
+        import budgetsweep.trainer.loop
 
-        train_epoch = trainer.loop.train_epoch
+        train_epoch = budgetsweep.trainer.loop.train_epoch
 
         def stamped(*args, **kwargs):
             if args[-1] == 1:  # the epoch number: the first epoch's first step is next
                 self._stamp("first_step")
             return train_epoch(*args, **kwargs)
 
-        trainer.loop.train_epoch = stamped
+        budgetsweep.trainer.loop.train_epoch = stamped
 
     def _stamp(self, event: str) -> None:
         with open(os.environ[STAMPS_ENV], "a") as f:

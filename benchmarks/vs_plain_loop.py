@@ -14,7 +14,7 @@ Three fresh processes per round, interleaved round by round so load hits all of 
    seed, validation each epoch and a test pass at the end;
 3. the bare-step ceiling: the project's training step (memory format, precision, compile as the
    project's run decides them) on random tensors already on the device, with no data path,
-   alternating in one process with the project's own epochs (trainer.loop.train_epoch) so that
+   alternating in one process with the project's own epochs (budgetsweep.trainer.loop.train_epoch) so that
    the project / ceiling ratio is measured under the same load.
 Prints images/s (training only), wall time (the whole command) and the ratios, and appends a
 row to benchmarks/RESULTS.md with the machine, its load and the exact command (--no-record: not).
@@ -65,7 +65,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from trainer import register_configs
+    from budgetsweep.trainer import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
@@ -81,7 +81,7 @@ def run_project(args, out: Path) -> dict:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     metrics = json.loads((out / "metrics.json").read_text())
-    compiled = "torch.compile" in (out / "run.log").read_text()  # trainer.build logs it when it compiles
+    compiled = "torch.compile" in (out / "run.log").read_text()  # budgetsweep.trainer.build logs it when it compiles
     return dict(
         images_per_second=metrics["images_per_second"], wall=wall, test_acc=metrics["test_acc"], compiled=compiled
     )
@@ -97,8 +97,8 @@ def plain_loop(args) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    import models
-    from data import load_dataset, n_train_batches
+    from budgetsweep import models
+    from budgetsweep.data import load_dataset, n_train_batches
 
     cfg = compose(project_overrides(args))
     ds = load_dataset(cfg.data, "cpu")  # the project's split, handed over as NHWC uint8 arrays
@@ -173,9 +173,9 @@ def bare_step(args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from data import load_dataset, n_train_batches
-    from trainer.build import build_model, make_optimizer, make_scheduler, pick_device, resolve_threads
-    from trainer.loop import train_epoch
+    from budgetsweep.data import load_dataset, n_train_batches
+    from budgetsweep.trainer.build import build_model, make_optimizer, make_scheduler, pick_device, resolve_threads
+    from budgetsweep.trainer.loop import train_epoch
 
     cfg = compose(project_overrides(args))
     device = pick_device(cfg.device)

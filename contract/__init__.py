@@ -4,17 +4,17 @@ This package is the one place the trainer, both sweepers and `analysis/` meet. I
 it imports no torch, no Optuna and nothing else of ours, so any of them (and a user's own
 app) can import it cheaply. Modules:
 
-- `contract.run`: the run folder: file names, statuses, the `metrics.json` keys and schema
+- `budgetsweep.contract.run`: the run folder: file names, statuses, the `metrics.json` keys and schema
   version, `history.csv` columns, the sweep coordinates, atomic writers and readers.
-- `contract.values`: one canonical text for override values (what the ablation sweeper
+- `budgetsweep.contract.values`: one canonical text for override values (what the ablation sweeper
   records is what analysis reads, by construction) and the override-grammar helpers.
-- `contract.layouts`: the sweep-level files: `study.json` (Optuna) and `ablation_plan.yaml`.
-- `contract.storage`: the storage password variable, masking, and the one connect URL.
-- `contract.errors`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a
+- `budgetsweep.contract.layouts`: the sweep-level files: `study.json` (Optuna) and `ablation_plan.yaml`.
+- `budgetsweep.contract.storage`: the storage password variable, masking, and the one connect URL.
+- `budgetsweep.contract.messages`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a
   table cell is shown.
 """
 
-from .errors import first_line, is_missing
+from .messages import first_line, is_missing
 from .run import (
     CHECKPOINT_FILE,
     EVAL_FILE,

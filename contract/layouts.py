@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import first_line
+from .messages import first_line
 from .run import ContractError, write_atomic
 
 STUDY_FILE = "study.json"
@@ -25,7 +25,7 @@ OPTIMIZATION_RESULTS_FILE = "optimization_results.yaml"  # the standard plugin's
 
 @dataclass
 class StudyRecord:
-    storage: str  # the URL, password masked (contract.storage)
+    storage: str  # the URL, password masked (budgetsweep.contract.storage)
     study_name: str
     direction: Any  # "maximize" / "minimize", or a list of them
     n_trials: int
@@ -57,7 +57,7 @@ def read_study(study_dir: str | Path) -> StudyRecord | None:
 @dataclass
 class PlannedVariant:
     factor: str | None  # None: the baseline
-    value: str | None  # canonical text (contract.values.canon)
+    value: str | None  # canonical text (budgetsweep.contract.values.canon)
     overrides: list[str] = field(default_factory=list)
     note: str | None = None  # sizing remark: params, over budget, invalid
 

@@ -7,7 +7,7 @@ Every run, single or inside a sweep, writes into its Hydra output folder:
     history.csv        one row per finished epoch (HISTORY_COLUMNS), rewritten after each epoch
     checkpoint.pt      the last finished epoch, for resuming; deleted when the run ends
     weights.pt         the kept weights (`save_weights`: best or last epoch) and the model config
-    eval.json          written by `python -m trainer.evaluate`: the kept weights on a data source
+    eval.json          written by `python -m budgetsweep.trainer.evaluate`: the kept weights on a data source
     trackers.json      the experiment trackers' run ids, so a resumed run continues them
     run.log            the log (Hydra's job logging)
 
@@ -27,7 +27,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import first_line
+from .messages import first_line
 
 # 2: test_acc/test_loss are measured on the kept weights (test_epoch says which epoch's; in 1
 # always the last epoch's); weights, test_epoch, tags and the provenance keys added.

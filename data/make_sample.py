@@ -1,6 +1,6 @@
 """Derive the shipped CIFAR-10 sample (data/cifar10_sample.npz) from the dev subset.
 
-    python -m data.make_sample /path/to/cifar10-dev.npz
+    budgetsweep make-sample ../shared/data/cifar10-dev.npz
 
 The dev subset (10,000 train / 2,000 test real CIFAR-10 images, see its README) is not shipped;
 this sample is: `TRAIN_PER_CLASS` train and `TEST_PER_CLASS` test images of every class, taken
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -40,8 +41,15 @@ def make_sample(source: str | Path, out: str | Path = OUT) -> Path:
     return Path(out)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m data.make_sample /path/to/cifar10-dev.npz")
-    path = make_sample(sys.argv[1])
+def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep make-sample") -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or args[0].startswith("-"):
+        print(f"usage: {prog} /path/to/cifar10-dev.npz", file=sys.stderr)
+        return 0 if args in (["-h"], ["--help"]) else 2
+    path = make_sample(args[0])
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,12 +13,12 @@ What is here, and why there is no public way:
   reuse) but it lives in the plugin's private module `_impl`.
 - `stale_trial_ids`: RUNNING trials whose heartbeat is older than the grace period, by the
   database's own clock. Optuna's only public route, `optuna.storages.fail_stale_trials`, marks
-  them FAIL at once, and a finished trial cannot go back to the queue (see `sweeper.heartbeat`).
+  them FAIL at once, and a finished trial cannot go back to the queue (see `budgetsweep.sweeper.heartbeat`).
 - `PRIVATE_STORAGE_CALLS`: the RDBStorage methods that Optuna's own cache (`_CachedStorage`, which
   `Study` puts around every RDBStorage) calls besides the public API, and the stale-trial query:
-  `sweeper.storage` retries them too when the database connection is lost.
+  `budgetsweep.sweeper.optuna_storage` retries them too when the database connection is lost.
 - `OPTUNA_RDB_LOGGER`: the logger of Optuna's RDBStorage module (`optuna.logging.get_logger(__name__)`
-  in a private module): `sweeper.storage` filters its warning about a failed trials query when
+  in a private module): `budgetsweep.sweeper.optuna_storage` filters its warning about a failed trials query when
   the failure is a lost connection.
 - `job_error`: the exception a failed Hydra job raised. The public `JobReturn.return_value`
   re-raises it and first writes "Error executing job ..." to stderr; we want it as a value.

@@ -1,7 +1,7 @@
 """Is a suggestion trainable? Compose the trial's config, size it under the budget.
 
 Every suggestion is composed here, in the sweeper's process, exactly as its job will be
-(`ConfigLoader.load_sweep_config`, as Hydra's launchers do), and sized by `sweeper.sizing`
+(`ConfigLoader.load_sweep_config`, as Hydra's launchers do), and sized by `budgetsweep.sweeper.sizing`
 (a registry family's `models.check_budget`, a `_target_` model on the meta device, or the
 user's size function; no weights allocated). Without a budget nothing is sized. The verdict
 is written on the trial for the samplers: Optuna 5 constraints (`Trial.set_constraint`, a
@@ -54,7 +54,7 @@ def violations(sizing: Any, max_params: int | None, max_flops: int | None = None
 
 
 def size_trial(trial: Any, cfg: DictConfig, sizer: Sizer) -> Any:
-    """Size the trial's config under its budget (`sweeper.sizing`); the result is recorded on the
+    """Size the trial's config under its budget (`budgetsweep.sweeper.sizing`); the result is recorded on the
     trial (user attributes `params`, `flops`, `max_params`, `max_flops`, `status`/`error` when
     infeasible; the constraints). Returns the `models.Sizing`, or None when there is no budget
     (nothing recorded). Raises SweeperError when the config cannot be sized at all."""

@@ -26,7 +26,7 @@ For us that breaks both guarantees:
 
 Moving the same trial from RUNNING back to WAITING keeps its number, folder, parameters and
 slot; no public Optuna call lists stale trials without failing them, so that one query goes
-through `sweeper._compat.stale_trial_ids`.
+through `budgetsweep.sweeper._compat.stale_trial_ids`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from ._compat import stale_trial_ids
 from .slots import Slots
 
-log = logging.getLogger("sweeper.optuna")
+log = logging.getLogger(__name__)
 
 
 class Heartbeats:

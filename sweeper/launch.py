@@ -25,12 +25,12 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
 
-from contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_line, read_metrics
+from budgetsweep.contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_line, read_metrics
 
 from ._compat import job_error
-from .report import TrialLost
+from .trial_reporter import TrialLost
 
-log = logging.getLogger("sweeper.optuna")
+log = logging.getLogger(__name__)
 
 LAUNCHED = "budgetsweep:launched"  # trial system attr: a job was started in the trial's folder
 STATES = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}  # every other status: FAIL
@@ -110,7 +110,7 @@ def outcome(
     future: cf.Future, run_dir: Path, pruned_at: Any = None, objectives: list[str] | None = None, n_values: int = 1
 ) -> Outcome:
     """How a trial's job ended: our metrics.json, else what the launcher returned or raised.
-    `pruned_at`: the step at which the job's reporter said stop (sweeper.report.PRUNED_AT).
+    `pruned_at`: the step at which the job's reporter said stop (budgetsweep.sweeper.trial_reporter.PRUNED_AT).
     `objectives`: read by name from metrics.json; `n_values`: the study's number of directions
     (several without `objectives`: the task returns one number per direction)."""
     try:

@@ -13,10 +13,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from contract import first_line
+from budgetsweep.contract import first_line
 
 from .errors import SweeperError
-from .report import build_pruner
+from .trial_reporter import build_pruner
 
 _NO_PRUNER = ("optuna.pruners.NopPruner",)  # hydra/sweeper/pruner=none: allowed with several objectives
 
@@ -25,17 +25,19 @@ SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"
 
 @dataclass
 class OptunaSettings:
-    sampler: Any  # an optuna sampler; for the grid, a partial that takes the grid (sweeper.space.grid_choices)
+    sampler: (
+        Any  # an optuna sampler; for the grid, a partial that takes the grid (budgetsweep.sweeper.space.grid_choices)
+    )
     direction: Any  # "minimize" | "maximize", or a list of them (several objectives)
     storage: str | None  # a database URL as given (password not yet taken out); None: SQLite in the study folder
-    study_name: str | None  # None: derived from the search space (sweeper.space.default_study_name)
+    study_name: str | None  # None: derived from the search space (budgetsweep.sweeper.space.default_study_name)
     n_trials: int  # trained trials the study should have
     n_jobs: int
     max_failure_rate: float  # the plugin's meaning: the failed share allowed in each batch of n_jobs trials
     max_failed_share: float | None  # the failed share of n_trials allowed in one run; None: no limit
     custom_search_space: Callable[[Any, Any], None] | None  # fn(config, trial), may suggest more params
     params: Any  # hydra.sweeper.params: key -> override value
-    pruner_cfg: Any  # the node each job rebuilds its pruner from (sweeper.report)
+    pruner_cfg: Any  # the node each job rebuilds its pruner from (budgetsweep.sweeper.trial_reporter)
     pruner: Any
     dir: str | None
     max_suggestions: int  # per run, trained + infeasible
@@ -43,7 +45,7 @@ class OptunaSettings:
     grace_period: int
     allow_space_change: bool = False
     record: str | None = "sweep"  # the config node that receives sweep.trial / sweep.study, when present
-    sizer: Any = None  # sweeper.sizing.Sizer
+    sizer: Any = None  # budgetsweep.sweeper.sizing.Sizer
     # the objectives by name, read from the job's metrics.json (the run contract); None: the
     # task's return value (a number, or a sequence of one number per direction)
     objectives: list[str] | None = None
@@ -187,7 +189,7 @@ def parse_settings(
     timeout: Any = None,
     enqueue: Any = None,
 ) -> OptunaSettings:
-    """The schema's keys (sweeper.optuna.BudgetOptunaSweeperConf), checked; SweeperError names the bad one."""
+    """The schema's keys (`optuna_sweeper.BudgetOptunaSweeperConf`), checked; SweeperError names the bad one."""
     from .sizing import Sizer
     from .space import params_to_overrides
 

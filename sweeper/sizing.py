@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from contract import first_line
+from budgetsweep.contract import first_line
 
 from .errors import SweeperError
 
@@ -129,7 +129,7 @@ class Sizer:
         (max_params, _), (max_flops, _) = self.budget(cfg), self.flops_budget(cfg)
         if max_params is None and max_flops is None:
             return None
-        import models
+        from budgetsweep import models
 
         if self.size_fn is not None:
             return self._by_function(cfg, max_params, max_flops)
@@ -146,7 +146,7 @@ class Sizer:
         return self._by_target(node, max_params)
 
     def _by_function(self, cfg: DictConfig, max_params: int | None, max_flops: int | None) -> Any:
-        import models
+        from budgetsweep import models
 
         try:
             size = self.size_fn(cfg)
@@ -160,7 +160,7 @@ class Sizer:
         return models.judge(params, flops, max_params=max_params, max_flops=max_flops)
 
     def _by_target(self, node: DictConfig, max_params: int | None) -> Any:
-        import models
+        from budgetsweep import models
 
         candidates = [(self.model_key, node)]
         net = node.get("net") if "net" in node else None

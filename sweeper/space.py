@@ -1,7 +1,7 @@
 """The search space: `hydra.sweeper.params` + command-line overrides -> Optuna distributions.
 
 The grammar is the plugin's (`choice(...)`, `range(...)`, `interval(...)`, `tag(log, ...)`, a
-plain value fixes a key), parsed by its own helper (`sweeper._compat`); this module adds
+plain value fixes a key), parsed by its own helper (`budgetsweep.sweeper._compat`); this module adds
 one-line errors for a bad entry, the default study name, the grid sampler's choices, and the
 way back: a trial's parameters as the overrides of its job. Pure functions: no Hydra state.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from contract import first_line
-from contract.values import canon, quote
+from budgetsweep.contract import first_line
+from budgetsweep.contract.values import canon, quote
 
 from .errors import SweeperError
 

@@ -19,12 +19,12 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from contract import WEIGHTS_FILE
-from contract.layouts import OPTIMIZATION_RESULTS_FILE
+from budgetsweep.contract import WEIGHTS_FILE
+from budgetsweep.contract.layouts import OPTIMIZATION_RESULTS_FILE
 
 from .slots import SLOT
 
-log = logging.getLogger("sweeper.optuna")
+log = logging.getLogger(__name__)
 
 
 def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
@@ -112,7 +112,7 @@ def analysis_command(study_dir: Path) -> str:
         shown = str(study_dir)
     if shown.startswith(".."):
         shown = str(study_dir)
-    return f"python -m analysis {shlex.quote(shown)}"
+    return f"python -m budgetsweep.analysis {shlex.quote(shown)}"
 
 
 def _weights(run_dir: Path) -> str | None:

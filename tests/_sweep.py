@@ -56,7 +56,7 @@ def run_folders(study_dir: Path) -> list[Path]:
 
 
 def metrics(run_dir: Path) -> dict:
-    from contract import load_metrics
+    from budgetsweep.contract import load_metrics
 
     return load_metrics(run_dir)
 
@@ -65,8 +65,8 @@ def load_study(study_dir: Path):
     """The study named in study.json (the masked password comes back from the environment)."""
     import optuna
 
-    from contract.layouts import read_study
-    from sweeper.storage import make_storage
+    from budgetsweep.contract.layouts import read_study
+    from budgetsweep.sweeper.optuna_storage import make_storage
 
     record = read_study(study_dir)
     return optuna.load_study(study_name=record.study_name, storage=make_storage(record.storage))
@@ -74,7 +74,7 @@ def load_study(study_dir: Path):
 
 def trained(study) -> list:
     """Trials that count in n_trials (feasible, launched), whatever their end."""
-    from sweeper.slots import SLOT
+    from budgetsweep.sweeper.slots import SLOT
 
     return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get(SLOT) is True]
 

@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 from hydra import compose, initialize_config_dir
 
-from trainer import register_configs
+from budgetsweep.trainer import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

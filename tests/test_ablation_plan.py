@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from sweeper._ablation_plan import AblationError, format_plan, parse_factors, plan_ablation
+from budgetsweep.sweeper.ablation_plan import AblationError, format_plan, parse_factors, plan_ablation
 
 
 def plan(baseline, args=(), params=None, **kw):
@@ -287,6 +287,6 @@ def test_format_plan_names_counts_and_skips():
 def test_docstring_examples_run():
     import doctest
 
-    import sweeper._ablation_plan as module
+    import budgetsweep.sweeper.ablation_plan as module
 
     assert doctest.testmod(module).failed == 0

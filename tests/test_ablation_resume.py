@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import load_metrics
+from budgetsweep.contract import load_metrics
 from tests._sweep import env, kill_when, start_sweep
 from tests.conftest import TINY as RUN_TINY
 

@@ -15,7 +15,7 @@ TINY = ["data.n_train=64", "data.val_size=32", "data.n_test=32", "progress=false
 
 def quick_baseline() -> tuple[int, str]:
     """model.C and the optimizer choice that experiment=quick composes to."""
-    from trainer.schema import register_configs
+    from budgetsweep.trainer.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf")):

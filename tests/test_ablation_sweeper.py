@@ -22,7 +22,7 @@ sys.path.insert(0, {root!r})
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
-from trainer.schema import register_configs
+from budgetsweep.trainer.schema import register_configs
 
 register_configs()
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import AnalysisError, ablation_tables, analyze, collect, combine_best, write
-from contract import METRICS_FILE, new_metrics, write_history, write_metrics
-from contract.layouts import AblationPlanRecord, PlannedVariant, write_ablation_plan
-from contract.values import canon
+from budgetsweep.analysis import AnalysisError, ablation_tables, analyze, collect, combine_best, write
+from budgetsweep.contract import METRICS_FILE, new_metrics, write_history, write_metrics
+from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant, write_ablation_plan
+from budgetsweep.contract.values import canon
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_MODEL = {"name": "resnet", "N": 3, "B": 1, "C": 16, "F": 3, "K": 1, "P": 8, "stem_kernel": 3}
@@ -198,7 +198,7 @@ def test_collect_reads_every_run_and_warns_once_per_problem(ablation_sweep, capl
     assert len(warnings) == 2, warnings  # the corrupt metrics.json, the missing history.csv
     assert any("9/metrics.json: unreadable" in w and w.endswith("shown with status 'corrupt'") for w in warnings)
     assert any("10/history.csv: missing" in w for w in warnings)
-    assert len([r for r in caplog.records if r.name == "analysis"]) == 2
+    assert len([r for r in caplog.records if r.name.startswith("budgetsweep.analysis")]) == 2
     # The corrupt run keeps its ablation coordinates from the config's sweep.* fields.
     corrupt = df[df["status"] == "corrupt"].iloc[0]
     assert (corrupt["factor"], corrupt["value"], corrupt["config"]["model"]["B"]) == ("model.B", "2", 2)
@@ -411,7 +411,11 @@ def test_canon(value, expected):
 
 def test_cli_writes_tables_plots_and_report(ablation_sweep):
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", str(ablation_sweep)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "budgetsweep.analysis", str(ablation_sweep)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     out = ablation_sweep / "analysis"
@@ -451,7 +455,7 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     if args[0] == "--baseline":
         args = [str(grid_sweep(tmp_path / "g"))] + args
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "budgetsweep.analysis", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

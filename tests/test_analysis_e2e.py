@@ -1,4 +1,4 @@
-"""End to end: a tiny real ablation sweep (synthetic data, one epoch), then `python -m analysis`.
+"""End to end: a tiny real ablation sweep (synthetic data, one epoch), then `python -m budgetsweep.analysis`.
 
 ~20 s on one free core: two 160-image runs and one config that is sized but never trained.
 """
@@ -47,7 +47,9 @@ def test_ablation_sweep_then_analysis(tmp_path):
     assert statuses == ["completed", "completed", "over_budget"]
 
     # No SWEEP_DIR: the newest sweep under ./outputs/.
-    proc = subprocess.run([sys.executable, "-m", "analysis"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "budgetsweep.analysis"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "analysis: warning" not in proc.stderr, proc.stderr
     out = sweep_dir / "analysis"

@@ -1,7 +1,7 @@
 """analysis/ where a day of real use broke it (issue 9, items 1-3), and no side effects at import.
 
 - A PostgreSQL study recorded by our sweeper is read with the same driver the sweeper used
-  (`contract.storage.connect_url`), not the one SQLAlchemy picks for a bare `postgresql://`.
+  (`budgetsweep.contract.storage.connect_url`), not the one SQLAlchemy picks for a bare `postgresql://`.
 - The storage password reaches no terminal and no file: an unreadable study is reported with
   the masked URL, whether the password was in `--storage` or in $BUDGETSWEEP_STORAGE_PASSWORD.
 - A study without a completed trial (still in its first trial, stopped, or all failed) is
@@ -21,8 +21,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from contract.layouts import StudyRecord, write_study
-from contract.storage import PASSWORD_ENV, connect_url, mask
+from budgetsweep.contract.layouts import StudyRecord, write_study
+from budgetsweep.contract.storage import PASSWORD_ENV, connect_url, mask
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "pw-Zr8-not-for-reports"
@@ -30,7 +30,7 @@ PASSWORD = "pw-Zr8-not-for-reports"
 
 def run_analysis(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "analysis", *args],
+        [sys.executable, "-m", "budgetsweep.analysis", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -142,7 +142,7 @@ def test_import_and_charts_leave_matplotlib_alone(tmp_path):
 import sys
 from pathlib import Path
 sys.path.insert(0, {str(ROOT / "tests")!r})
-import analysis
+from budgetsweep import analysis
 import matplotlib
 assert "matplotlib.pyplot" not in sys.modules, "imported pyplot"
 from test_analysis import ablation_job

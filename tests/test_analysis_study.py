@@ -1,4 +1,4 @@
-"""analysis.study on a real tiny Optuna study in a SQLite file (no training: ask/tell only)."""
+"""budgetsweep.analysis.study on a real tiny Optuna study in a SQLite file (no training: ask/tell only)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from analysis import find_studies, summarize
-from contract.layouts import StudyRecord, write_study
+from budgetsweep.analysis import find_studies, summarize
+from budgetsweep.contract.layouts import StudyRecord, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,11 @@ def test_summary_counts_best_feasible_and_importances(study_dir):
 
 def test_cli_on_a_study_folder_without_runs(study_dir):
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", str(study_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "budgetsweep.analysis", str(study_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     out = study_dir / "analysis"

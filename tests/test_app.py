@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import models
+from budgetsweep import models
 from tests.conftest import run_app, run_cases_together
 
 FAST = ["experiment=quick", "data.n_train=48", "data.n_test=16", "data.val_size=16", "progress=false"]

@@ -6,7 +6,7 @@ model family's settings, each optimizer option's keys) at least one invalid valu
 in-process, wherever that happens: Hydra's composition (a type or a choice), `validate` (a
 range), or `train` (status invalid, or a DataError). `END_TO_END` runs a few of them as a user
 types them (exit status 2, one `error:` line, no traceback). `ANALYSIS_ROWS` does the same for
-every option of `python -m analysis`.
+every option of `python -m budgetsweep.analysis`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-import models
-from analysis.__main__ import main as analysis_main
-from contract import METRICS_FILE
+from budgetsweep import models
+from budgetsweep.analysis.__main__ import main as analysis_main
+from budgetsweep.contract import METRICS_FILE
+from budgetsweep.trainer import DataError, train
+from budgetsweep.trainer.schema import OBJECTIVES, TrainConfig
 from tests.conftest import CONF, compose_cfg, run_cases_together
 from tests.test_analysis import grid_sweep
-from trainer import DataError, train
-from trainer.schema import OBJECTIVES, TrainConfig
 
 # (key, overrides, what the message must contain: the key unless given). NPZ_<kind> and FILE
 # are replaced by files the `files` fixture makes.
@@ -238,7 +238,7 @@ def test_bad_input_from_the_app_is_one_line(end_to_end_runs, request, args, says
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr
 
 
-# --- python -m analysis ------------------------------------------------------------------------
+# --- python -m budgetsweep.analysis ------------------------------------------------------------------------
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str]:

@@ -15,11 +15,11 @@ import shutil
 import pytest
 import torch
 
-from contract import CHECKPOINT_FILE, METRICS_FILE, write_atomic
-from contract.run import partial_writes
+from budgetsweep.contract import CHECKPOINT_FILE, METRICS_FILE, write_atomic
+from budgetsweep.contract.run import partial_writes
+from budgetsweep.trainer import train
+from budgetsweep.trainer.checkpoint import UNREADABLE_SUFFIX
 from tests.conftest import compose_cfg
-from trainer import train
-from trainer.checkpoint import UNREADABLE_SUFFIX
 
 
 class Killed(BaseException):
@@ -56,7 +56,7 @@ def epochs_in_history(run_dir) -> list[str]:
 
 def test_an_intact_checkpoint_resumes(interrupted, caplog):
     cfg, run_dir = interrupted
-    with caplog.at_level(logging.INFO, logger="trainer.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="budgetsweep.trainer.checkpoint"):
         metrics = train(cfg, run_dir)
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert any("resumed from" in r.getMessage() and "at epoch 1" in r.getMessage() for r in caplog.records)
@@ -75,7 +75,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_run_starts_over(interrupt
     ckpt = run_dir / CHECKPOINT_FILE
     damaged = damage(ckpt.read_bytes())
     ckpt.write_bytes(damaged)
-    with caplog.at_level(logging.WARNING, logger="trainer.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="budgetsweep.trainer.checkpoint"):
         metrics = train(cfg, run_dir)
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert epochs_in_history(run_dir) == ["1", "2"]  # started over, not resumed
@@ -93,7 +93,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_run_starts_over(interrupt
 def test_a_file_that_is_not_our_checkpoint_is_set_aside(interrupted, caplog):
     cfg, run_dir = interrupted
     torch.save({"weights": torch.zeros(3)}, run_dir / CHECKPOINT_FILE)
-    with caplog.at_level(logging.WARNING, logger="trainer.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="budgetsweep.trainer.checkpoint"):
         assert train(cfg, run_dir)["status"] == "completed"
     assert (run_dir / (CHECKPOINT_FILE + UNREADABLE_SUFFIX)).is_file()
     assert any("not a checkpoint" in r.getMessage() for r in caplog.records)
@@ -106,7 +106,7 @@ def test_the_temporary_file_of_a_killed_write_is_removed(interrupted, caplog):
     partial = run_dir / f".{CHECKPOINT_FILE}.0123456789ab.tmp"
     partial.write_bytes((run_dir / CHECKPOINT_FILE).read_bytes()[:100])
     assert partial_writes(run_dir / CHECKPOINT_FILE) == [partial]
-    with caplog.at_level(logging.WARNING, logger="trainer.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="budgetsweep.trainer.checkpoint"):
         metrics = train(cfg, run_dir)
     assert metrics["status"] == "completed" and epochs_in_history(run_dir) == ["1", "2"]
     assert not partial.exists() and not partial_writes(run_dir / CHECKPOINT_FILE)
@@ -116,7 +116,7 @@ def test_the_temporary_file_of_a_killed_write_is_removed(interrupted, caplog):
 
 
 def test_adding_a_tracker_or_a_tag_keeps_the_checkpoint_resumable():
-    from trainer.checkpoint import config_fingerprint
+    from budgetsweep.trainer.checkpoint import config_fingerprint
 
     base = config_fingerprint(compose_cfg())
     assert config_fingerprint(compose_cfg(["logger=[csv,tensorboard]", "tags=[rerun]"])) == base

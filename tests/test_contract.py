@@ -9,15 +9,16 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import contract
-from contract import layouts, storage
-from contract.values import canon, parse_value, quote, values_equal
+from budgetsweep import contract
+from budgetsweep.contract import layouts, storage
+from budgetsweep.contract.values import canon, parse_value, quote, values_equal
 
 
 def test_importing_the_contract_loads_no_torch_and_no_optuna():
     code = (
-        "import sys, contract, contract.values, contract.layouts, contract.storage; "
-        "bad = [m for m in ('torch', 'optuna', 'models', 'trainer', 'sweeper', 'analysis') if m in sys.modules]; "
+        "import sys, budgetsweep.contract.values, budgetsweep.contract.layouts, budgetsweep.contract.storage; "
+        "ours = ('models', 'trainer', 'sweeper', 'analysis'); "
+        "bad = [m for m in ('torch', 'optuna', *(f'budgetsweep.{p}' for p in ours)) if m in sys.modules]; "
         "assert not bad, bad"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -13,9 +13,9 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
-from contract import load_metrics
+from budgetsweep.analysis.dashboard import dashboard_app
+from budgetsweep.contract import load_metrics
 from tests._sweep import load_study, run_sweep, study_dirs, trained
-from trainer.dashboard import dashboard_app
 
 
 class Quiet(WSGIRequestHandler):
@@ -104,6 +104,6 @@ def test_the_dashboard_shows_every_trial_and_tells_infeasible_from_pruned(study_
 
 
 def test_the_dashboard_command_refuses_a_folder_without_a_study(tmp_path):
-    from trainer.dashboard import main
+    from budgetsweep.analysis.dashboard import main
 
     assert main([str(tmp_path)]) == 2

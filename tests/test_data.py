@@ -3,7 +3,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data import (
+from budgetsweep.data import (
     DataError,
     augment,
     load_dataset,
@@ -13,8 +13,8 @@ from data import (
     stratified_split,
     train_batches,
 )
-from data.sources import SAMPLE_PATH
-from trainer.schema import AugmentConfig, DataConfig
+from budgetsweep.data.sources import SAMPLE_PATH
+from budgetsweep.trainer.schema import AugmentConfig, DataConfig
 
 
 def test_stratified_split_is_disjoint_balanced_and_seeded():

@@ -1,4 +1,4 @@
-"""`python -m trainer.evaluate`: the kept weights on the run's own data (its recorded test_acc,
+"""`python -m budgetsweep.trainer.evaluate`: the kept weights on the run's own data (its recorded test_acc,
 exactly), on other data sources, from a study folder (its best trial); export to pt2 and ONNX
 with the same logits; README's "Using the results" commands run with tiny overrides."""
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from contract import EVAL_FILE, WEIGHTS_FILE, load_metrics
+from budgetsweep.contract import EVAL_FILE, WEIGHTS_FILE, load_metrics
 from tests._sweep import TINY as SWEEP_TINY
 from tests._sweep import run_folders, run_sweep, study_dirs
 from tests.conftest import ROOT, TINY, run_app
@@ -27,7 +27,7 @@ ENV = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
 
 def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "trainer.evaluate", *args],
+        [sys.executable, "-m", "budgetsweep.trainer.evaluate", *args],
         cwd=cwd,
         env={**ENV, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -75,9 +75,9 @@ def test_other_data_sources_are_evaluated_and_recorded_side_by_side(run_dir, tmp
 
 
 def test_export_gives_the_same_logits_as_the_trained_model(run_dir, tmp_path):
-    from data import augment
-    from trainer.export import run_exported
-    from trainer.weights import load_weights
+    from budgetsweep.data import augment
+    from budgetsweep.trainer.export import run_exported
+    from budgetsweep.trainer.weights import load_weights
 
     r = evaluate(str(run_dir), "--export", "pt2,onnx", "--out", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -139,12 +139,19 @@ def readme_commands() -> list[str]:
 
 
 # servers and uploads: started by hand, not in a test
-NOT_RUN = ("tensorboard ", "mlflow ui", "optuna-dashboard ", "python -m trainer.dashboard", "wandb sync", "pip ")
+NOT_RUN = (
+    "tensorboard ",
+    "mlflow ui",
+    "optuna-dashboard ",
+    "python -m budgetsweep.analysis.dashboard",
+    "wandb sync",
+    "pip ",
+)
 
 
 def test_readme_using_the_results_commands_run(tmp_path):
     commands = readme_commands()
-    assert any(c.startswith("python -m trainer.evaluate") for c in commands)
+    assert any(c.startswith("python -m budgetsweep.trainer.evaluate") for c in commands)
     assert any(c.startswith("tensorboard --logdir") for c in commands) and any("mlflow ui" in c for c in commands)
     env = {**ENV, "PYTHONPATH": str(ROOT)}
     for command in commands:

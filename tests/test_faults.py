@@ -20,17 +20,17 @@ import time
 import pytest
 import torch
 
-from contract import CHECKPOINT_FILE, METRICS_FILE
-from contract.run import partial_writes
+from budgetsweep.contract import CHECKPOINT_FILE, METRICS_FILE
+from budgetsweep.contract.run import partial_writes
+from budgetsweep.trainer.checkpoint import UNREADABLE_SUFFIX, restore_checkpoint
 from tests.conftest import ROOT, TINY, run_app
-from trainer.checkpoint import UNREADABLE_SUFFIX, restore_checkpoint
 
 # Writes a ~16 MB checkpoint over and over, epoch 1, 2, ...: each write takes long enough
 # to be caught in the middle.
 WRITER = textwrap.dedent(
     """
     import sys, torch
-    from trainer.checkpoint import Progress, save_checkpoint
+    from budgetsweep.trainer.checkpoint import Progress, save_checkpoint
     torch.manual_seed(0)
     model = torch.nn.Linear(2048, 2048)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -5,7 +5,7 @@ another takes its trial, a PostgreSQL server stopped and restarted mid-sweep, a 
 Each test asserts what the user relies on: nothing finished is lost or overwritten, nothing is
 counted twice, the sweep that stops says why in one line, and the rerun completes the study
 with exactly n_trials trained trials. The fast tests at the end check the job's side (the
-claim check of sweeper.report) without a sweep.
+claim check of budgetsweep.sweeper.trial_reporter) without a sweep.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from contract.run import FAILED_STATUSES
-from contract.storage import PASSWORD_ENV, sqlite_url
-from sweeper.report import TrialLost, TrialReporter
-from sweeper.slots import OWNER, Slots
-from sweeper.storage import make_storage
+from budgetsweep.contract.run import FAILED_STATUSES
+from budgetsweep.contract.storage import PASSWORD_ENV, sqlite_url
+from budgetsweep.sweeper.optuna_storage import make_storage
+from budgetsweep.sweeper.slots import OWNER, Slots
+from budgetsweep.sweeper.trial_reporter import TrialLost, TrialReporter
 from tests._pg import pg_bin, postgres_server
 from tests._sweep import env, load_study, metrics, run_folders, start_sweep, sweep_args, trained
 

@@ -13,7 +13,7 @@ import stat
 import pytest
 import torch
 
-from contract import (
+from budgetsweep.contract import (
     CHECKPOINT_FILE,
     HISTORY_COLUMNS,
     HISTORY_FILE,
@@ -23,9 +23,9 @@ from contract import (
     write_history,
     write_metrics,
 )
-from contract.layouts import StudyRecord, write_study
-from trainer import train
-from trainer.checkpoint import Progress, save_checkpoint
+from budgetsweep.contract.layouts import StudyRecord, write_study
+from budgetsweep.trainer import train
+from budgetsweep.trainer.checkpoint import Progress, save_checkpoint
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_xy_optuna_needs_no_key_of_ours_and_minimizes_by_default(tmp_path):
         run_dir = study_dir / str(t.number)
         assert set(job_config(run_dir)) == XY_KEYS
         env = job_env(run_dir)
-        assert env.pop("BUDGETSWEEP_CLAIM")  # the worker's claim on the trial (sweeper.slots)
+        assert env.pop("BUDGETSWEEP_CLAIM")  # the worker's claim on the trial (budgetsweep.sweeper.slots)
         assert env == {"BUDGETSWEEP_TRIAL": str(t.number), "BUDGETSWEEP_STUDY": study.study_name}
     results = OmegaConf.load(study_dir / "optimization_results.yaml")
     assert results.best_value == study.best_value
@@ -236,7 +236,7 @@ def test_a_study_reused_under_another_space_is_refused_in_one_line(tmp_path):
 def test_the_registered_schema_has_the_plugins_defaults():
     from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 
-    from sweeper.optuna import BudgetOptunaSweeperConf
+    from budgetsweep.sweeper.optuna_sweeper import BudgetOptunaSweeperConf
 
     plugin, ours = OmegaConf.structured(OptunaSweeperConf), OmegaConf.structured(BudgetOptunaSweeperConf)
     for key in plugin:
@@ -248,8 +248,8 @@ def test_the_registered_schema_has_the_plugins_defaults():
 def test_both_sweepers_are_registered_by_name():
     from hydra.core.config_store import ConfigStore
 
-    import sweeper.ablation  # noqa: F401  (Hydra imports the plugin modules at start)
-    import sweeper.optuna  # noqa: F401
+    import budgetsweep.sweeper.ablation_sweeper  # noqa: F401  (Hydra imports the plugin modules at start)
+    import budgetsweep.sweeper.optuna_sweeper  # noqa: F401
 
     repo = ConfigStore.instance().repo["hydra"]["sweeper"]
     assert {"budget_optuna.yaml", "ablation.yaml"} <= repo.keys()

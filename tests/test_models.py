@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
-from models.count import flops_by_tracing
-from models.resnet import EvenSameConv2d
+from budgetsweep import models
+from budgetsweep.models.count import flops_by_tracing
+from budgetsweep.models.resnet import EvenSameConv2d
 
 SEED_FINAL = dict(name="resnet", N=3, B=3, C=68, F=3, K=1, P=7, stem_kernel=2)
 
@@ -101,7 +101,7 @@ def test_bad_configs_name_the_key(override, key):
 
 
 def test_sizing_allocates_no_weights():
-    from models.count import _meta_model
+    from budgetsweep.models.count import _meta_model
 
     _, model = _meta_model(SEED_FINAL)
     assert all(p.device.type == "meta" for p in model.parameters())

@@ -1,13 +1,13 @@
-"""sweeper.sizing without a sweep: every way of sizing a config, on the meta device."""
+"""budgetsweep.sweeper.sizing without a sweep: every way of sizing a config, on the meta device."""
 
 from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
 
-from sweeper.errors import SweeperError
-from sweeper.report import NullReporter, current_trial, trial_reporter
-from sweeper.sizing import Sizer, Unsizable
+from budgetsweep.sweeper.errors import SweeperError
+from budgetsweep.sweeper.sizing import Sizer, Unsizable
+from budgetsweep.sweeper.trial_reporter import NullReporter, current_trial, trial_reporter
 
 
 def sizer(**budget) -> Sizer:
@@ -37,7 +37,7 @@ def test_a_lightning_template_model_is_sized_by_its_net():
 
 
 def test_the_registry_family_gets_the_one_verdict():
-    import models
+    from budgetsweep import models
 
     resnet = {"name": "resnet", "N": 3, "B": 3, "C": 68, "P": 7, "stem_kernel": 2}
     assert sizer().size(cfg(resnet, 5_000_000)) == models.check_budget(resnet, 5_000_000)

@@ -232,11 +232,11 @@ def test_an_interrupted_trial_whose_last_run_failed_runs_again(tmp_path):
     import optuna
     from optuna.distributions import IntDistribution
 
-    from contract import new_metrics, write_metrics
-    from contract.storage import sqlite_url
-    from sweeper.launch import LAUNCHED
-    from sweeper.slots import SLOT
-    from sweeper.storage import make_storage
+    from budgetsweep.contract import new_metrics, write_metrics
+    from budgetsweep.contract.storage import sqlite_url
+    from budgetsweep.sweeper.launch import LAUNCHED
+    from budgetsweep.sweeper.optuna_storage import make_storage
+    from budgetsweep.sweeper.slots import SLOT
 
     study_dir = tmp_path / "outputs" / "optuna" / "stale"
     study_dir.mkdir(parents=True)

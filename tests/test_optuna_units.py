@@ -11,13 +11,19 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from contract import storage as st
-from sweeper._compat import OPTUNA_RDB_LOGGER
-from sweeper.errors import SweeperError
-from sweeper.report import TrialReporter, build_pruner, epoch_reporter
-from sweeper.settings import parse_settings
-from sweeper.space import default_study_name, grid_choices, params_to_overrides, parse_space, trial_overrides
-from sweeper.storage import make_storage
+from budgetsweep.contract import storage as st
+from budgetsweep.sweeper._compat import OPTUNA_RDB_LOGGER
+from budgetsweep.sweeper.errors import SweeperError
+from budgetsweep.sweeper.optuna_storage import make_storage
+from budgetsweep.sweeper.settings import parse_settings
+from budgetsweep.sweeper.space import (
+    default_study_name,
+    grid_choices,
+    params_to_overrides,
+    parse_space,
+    trial_overrides,
+)
+from budgetsweep.sweeper.trial_reporter import TrialReporter, build_pruner, epoch_reporter
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -130,7 +136,7 @@ def test_bad_settings_are_one_line_errors(changes, message):
 
 
 def test_the_plugin_class_checks_its_settings_when_hydra_creates_it():
-    from sweeper.optuna import BudgetOptunaSweeper
+    from budgetsweep.sweeper.optuna_sweeper import BudgetOptunaSweeper
 
     with pytest.raises(SweeperError, match="hydra.sweeper.n_jobs: expected a positive int, got 0"):
         BudgetOptunaSweeper(**_settings(n_jobs=0))
@@ -225,7 +231,7 @@ def test_reporter_without_pruner_reports_and_never_stops(tmp_path):
 
 def test_reporter_that_cannot_reach_its_study_warns_once_and_trains_on(tmp_path, caplog):
     report = TrialReporter(st.sqlite_url(tmp_path / "none" / "x.db"), "s", 0, None)
-    with caplog.at_level(logging.WARNING, logger="sweeper.report"):
+    with caplog.at_level(logging.WARNING, logger="budgetsweep.sweeper.trial_reporter"):
         assert [report(e, {"val_acc": 0.5}) for e in (1, 2)] == [False, False]
     assert len(caplog.records) == 1 and "training on without pruning" in caplog.records[0].message
 
@@ -307,8 +313,8 @@ def test_a_jobs_outcome_comes_from_its_metrics_else_from_what_hydra_returned(tmp
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    from contract import new_metrics, write_metrics
-    from sweeper.launch import outcome
+    from budgetsweep.contract import new_metrics, write_metrics
+    from budgetsweep.sweeper.launch import outcome
 
     write_metrics(tmp_path / "0", new_metrics(status="pruned", epochs=2, objective=0.4))
     pruned = outcome(_done(_job(JobStatus.COMPLETED, 0.4)), tmp_path / "0")

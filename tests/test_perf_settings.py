@@ -7,9 +7,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from tests.conftest import CONF
-from trainer import TrainConfigError, register_configs
-from trainer.build import (
+from budgetsweep.trainer import TrainConfigError, register_configs
+from budgetsweep.trainer.build import (
     CPU_COMPILE_BREAK_EVEN_STEPS,
     JOBS_ENV,
     available_cores,
@@ -20,6 +19,7 @@ from trainer.build import (
     should_compile,
     threads_per_job,
 )
+from tests.conftest import CONF
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_compile_cache_is_shared_by_the_user_sweeps(monkeypatch, tmp_path):
 
 
 def test_a_training_run_uses_the_threads_it_is_given(tiny_cfg, tmp_path):
-    from trainer import train
+    from budgetsweep.trainer import train
 
     before = torch.get_num_threads()
     try:

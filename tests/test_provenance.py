@@ -13,9 +13,9 @@ import hydra
 import optuna
 import torch
 
-from contract import METRICS_KEYS
+from budgetsweep.contract import METRICS_KEYS
+from budgetsweep.trainer import train
 from tests.conftest import ROOT
-from trainer import train
 
 
 def test_metrics_record_commit_host_versions_and_tags(tiny_cfg, tmp_path):

@@ -1,4 +1,4 @@
-"""Docs that cannot drift: every `python run.py ...` and `python -m analysis ...` line of
+"""Docs that cannot drift: every `python run.py ...` and `python -m budgetsweep.analysis ...` line of
 README.md runs here, cut down to seconds (synthetic data, one epoch, a tiny model, two trials).
 
 A renamed key, preset or option breaks this test. Commands that need what a test machine does
@@ -49,7 +49,7 @@ def readme_commands() -> list[list[str]]:
                 words = shlex.split(part, comments=True)
                 while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value python ...
                     words = words[1:]
-                if words[:2] == ["python", "run.py"] or words[:3] == ["python", "-m", "analysis"]:
+                if words[:2] == ["python", "run.py"] or words[:3] == ["python", "-m", "budgetsweep.analysis"]:
                     if words not in commands:
                         commands.append(words)
     return commands
@@ -188,6 +188,6 @@ def analysis_args(args: list[str], cwd: Path) -> list[str]:
     "command", ANALYSIS_COMMANDS, ids=[" ".join(c[3:])[:80] or "(none)" for c in ANALYSIS_COMMANDS]
 )
 def test_readme_analysis_command(command, sweeps):
-    proc = _run(["-m", "analysis", *analysis_args(command[3:], sweeps), "--no-plots"], sweeps)
+    proc = _run(["-m", "budgetsweep.analysis", *analysis_args(command[3:], sweeps), "--no-plots"], sweeps)
     assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stderr[-3000:]}"
     assert "report.md" in proc.stdout

@@ -7,11 +7,20 @@ import pytest
 import yaml
 from hydra.errors import ConfigCompositionException
 
-import models
-from contract import SWEEP_FIELDS
+from budgetsweep import models
+from budgetsweep.contract import SWEEP_FIELDS
+from budgetsweep.trainer import TrainConfigError, train
+from budgetsweep.trainer.schema import (
+    RANGES,
+    Amp,
+    ChannelsLast,
+    DataConfig,
+    Scheduler,
+    SweepInfo,
+    TrainConfig,
+    validate,
+)
 from tests.conftest import CONF, run_app
-from trainer import TrainConfigError, train
-from trainer.schema import RANGES, Amp, ChannelsLast, DataConfig, Scheduler, SweepInfo, TrainConfig, validate
 
 
 @pytest.mark.parametrize("key,enum", [("scheduler", Scheduler), ("amp", Amp), ("channels_last", ChannelsLast)])

@@ -2,7 +2,7 @@
 
 The whole family's space (experiment=family_search), budget.max_params=60000: under 1/80 of the space
 fits. Each suggestion is sized and told to Optuna with the sweeper's own constraint values
-(`sweeper.feasibility.violations`), as the sweeper does, and nothing is trained: TPE must reach
+(`budgetsweep.sweeper.feasibility.violations`), as the sweeper does, and nothing is trained: TPE must reach
 at least 3 feasible models within 60 suggestions for each of three sampler seeds, where random
 search, on the same seeds, finds (almost) none. Before the fix an invalid config (N=4, P=8)
 was told a violation of 1 against up to ~1,300 for an over-budget one, and TPE searched the
@@ -14,11 +14,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
-import models
 from benchmarks.feasible_suggestions import BASE
 from benchmarks.feasible_suggestions import run as told_suggestions
-from sweeper.feasibility import INVALID, violations
-from sweeper.space import params_to_overrides, parse_space
+from budgetsweep import models
+from budgetsweep.sweeper.feasibility import INVALID, violations
+from budgetsweep.sweeper.space import params_to_overrides, parse_space
 from tests._search import default_space, only_study_dir, run_app
 
 MAX_PARAMS = 60_000

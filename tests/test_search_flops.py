@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-import models
-from sweeper.errors import SweeperError
-from sweeper.sizing import Sizer
-from trainer import train
+from budgetsweep import models
+from budgetsweep.sweeper.errors import SweeperError
+from budgetsweep.sweeper.sizing import Sizer
+from budgetsweep.trainer import train
 
 SMALL = {"name": "resnet", "N": 2, "B": 1, "C": 8, "F": 3, "K": 1, "P": 8, "stem_kernel": 3}
 
@@ -59,7 +59,7 @@ def test_a_size_function_may_return_params_and_flops():
 
 
 def test_a_flops_budget_on_a_target_model_without_a_size_function_is_one_line():
-    from sweeper.sizing import Unsizable
+    from budgetsweep.sweeper.sizing import Unsizable
 
     cfg = OmegaConf.create({"model": {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 1}})
     cfg.budget = {"max_flops": 10}
@@ -72,7 +72,7 @@ def test_a_flops_budget_on_a_target_model_without_a_size_function_is_one_line():
 def test_the_combine_step_honours_the_flops_budget():
     import pandas as pd
 
-    from analysis import ablation_tables, combine_best
+    from budgetsweep.analysis import ablation_tables, combine_best
 
     def run(C, acc, factor=None, value=None, baseline=False):
         model = {**SMALL, "C": C}

@@ -1,7 +1,7 @@
 """Several objectives (issue 11, point 1): accuracy against size as a Pareto search under the
 budget. run.py's objectives are read by name from each run's metrics.json; a foreign app returns
 a tuple. The budget stays a hard constraint: infeasible suggestions are never trained.
-`python -m analysis` reports the study's front (study.best_trials): table, plot, knee choices."""
+`python -m budgetsweep.analysis` reports the study's front (study.best_trials): table, plot, knee choices."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_analysis_reports_the_front_of_best_trials(pareto_sweep, tmp_path):
     where, study_dir, _ = pareto_sweep
     out = tmp_path / "analysis"
     r = subprocess.run(
-        [sys.executable, "-m", "analysis", str(study_dir), "--out", str(out)],
+        [sys.executable, "-m", "budgetsweep.analysis", str(study_dir), "--out", str(out)],
         cwd=ROOT,
         env=env(),
         capture_output=True,
@@ -110,7 +110,7 @@ def test_the_knee_choices(tmp_path):
     """Unit: best under the budget = the most accurate; smallest within 0.5 points of it."""
     import optuna
 
-    from analysis.pareto import pareto_front
+    from budgetsweep.analysis.pareto import pareto_front
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     for acc, params in ((0.90, 9000), (0.897, 5000), (0.896, 4000), (0.80, 1000), (0.70, 9500)):

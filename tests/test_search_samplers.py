@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from sweeper.errors import SweeperError
-from sweeper.settings import parse_settings
+from budgetsweep.sweeper.errors import SweeperError
+from budgetsweep.sweeper.settings import parse_settings
 from tests._search import only_study_dir, run_app
 from tests._sweep import load_study
 

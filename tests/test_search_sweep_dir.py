@@ -3,7 +3,7 @@ study's folder; with `hydra.sweeper.dir` naming another one, the sweep is refuse
 
 from __future__ import annotations
 
-from contract.layouts import read_study
+from budgetsweep.contract.layouts import read_study
 from tests._search import run_app
 
 XY = ["x=interval(-2,2)", "y=interval(-2,2)", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1"]

@@ -72,9 +72,9 @@ def test_an_enqueued_config_outside_the_space_is_one_line(tmp_path):
 def test_the_preset_enqueues_the_studys_final_model():
     from hydra import compose, initialize_config_dir
 
-    from sweeper.space import check_enqueued, params_to_overrides, parse_space
+    from budgetsweep.sweeper.space import check_enqueued, params_to_overrides, parse_space
+    from budgetsweep.trainer import register_configs
     from tests.conftest import CONF
-    from trainer import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF)):

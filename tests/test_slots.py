@@ -1,4 +1,4 @@
-"""n_trials across workers (sweeper.slots) against a real SQLite file, without Hydra.
+"""n_trials across workers (budgetsweep.sweeper.slots) against a real SQLite file, without Hydra.
 
 Two "workers" are two storage objects on one file, as two sweeper processes would be: each
 asks trials from its own study object and takes, refuses, claims and re-queues through its
@@ -16,9 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from contract.storage import sqlite_url
-from sweeper.slots import SLOT, Slots
-from sweeper.storage import make_storage
+from budgetsweep.contract.storage import sqlite_url
+from budgetsweep.sweeper.optuna_storage import make_storage
+from budgetsweep.sweeper.slots import SLOT, Slots
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -136,7 +136,9 @@ def test_ask_hands_out_a_queued_surplus_trial_again_to_be_decided_anew(workers):
 
 
 def test_the_slots_module_needs_no_hydra():
-    code = "import sys, sweeper.slots; assert not [m for m in sys.modules if m.startswith('hydra')], 'hydra'"
+    code = (
+        "import sys, budgetsweep.sweeper.slots; assert not [m for m in sys.modules if m.startswith('hydra')], 'hydra'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from contract import HISTORY_FILE, TRACKERS_FILE, load_metrics
+from budgetsweep.contract import HISTORY_FILE, TRACKERS_FILE, load_metrics
+from budgetsweep.trainer import train
 from tests._sweep import run_sweep, study_dirs
 from tests.conftest import ROOT, TINY
-from trainer import train
 
 ALL = "logger=[csv,tensorboard,mlflow,wandb]"
 
@@ -175,8 +175,8 @@ def test_a_killed_run_continues_its_tracker_runs_and_logs_each_epoch_once(tiny_c
 def test_epochs_a_kill_left_unlogged_are_sent_from_history_csv(tiny_cfg, tmp_path):
     # killed after epoch 2's checkpoint, before the trackers heard of it: the resumed job sends
     # epoch 2 from history.csv before epoch 3, and skips an epoch they already have
-    from contract import CHECKPOINT_FILE, write_history
-    from trainer.trackers import TensorBoardTracker, Trackers
+    from budgetsweep.contract import CHECKPOINT_FILE, write_history
+    from budgetsweep.trainer.trackers import TensorBoardTracker, Trackers
 
     cfg, run_dir = tiny_cfg(["epochs=3"]), tmp_path / "runs" / "one"
     rows = [

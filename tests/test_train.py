@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-import models
-from contract import HISTORY_COLUMNS, METRICS_KEYS, STATUSES, SWEEP_FIELDS
-from trainer import train
-from trainer.loop import NONFINITE_CHECK_STEPS
+from budgetsweep import models
+from budgetsweep.contract import HISTORY_COLUMNS, METRICS_KEYS, STATUSES, SWEEP_FIELDS
+from budgetsweep.trainer import train
+from budgetsweep.trainer.loop import NONFINITE_CHECK_STEPS
 
 
 def read(run_dir):

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from contract import METRICS_KEYS, SCHEMA_VERSION, WEIGHTS_FILE, is_missing, load_metrics
-from trainer import train
-from trainer.weights import load_weights
+from budgetsweep.contract import METRICS_KEYS, SCHEMA_VERSION, WEIGHTS_FILE, is_missing, load_metrics
+from budgetsweep.trainer import train
+from budgetsweep.trainer.weights import load_weights
 
 # With this setting the tiny run's best validation epoch is the first of three (checked below),
 # so the kept weights and the last epoch's differ.
@@ -76,7 +76,7 @@ def test_a_resumed_run_keeps_the_best_epoch_of_both_parts(tiny_cfg, tmp_path):
 
 
 def test_a_corrupt_weights_file_is_one_clear_error(tmp_path):
-    from trainer.weights import WeightsError
+    from budgetsweep.trainer.weights import WeightsError
 
     (tmp_path / WEIGHTS_FILE).write_bytes(b"not a torch file")
     with pytest.raises(WeightsError, match="not a weights file"):
@@ -86,8 +86,8 @@ def test_a_corrupt_weights_file_is_one_clear_error(tmp_path):
 
 
 def test_analysis_reads_both_schema_versions_and_names_the_best_run_and_its_weights(kept_runs, tmp_path):
-    from analysis import analyze
-    from analysis.report import markdown, terminal_text
+    from budgetsweep.analysis import analyze
+    from budgetsweep.analysis.report import markdown, terminal_text
 
     sweep = tmp_path / "sweep"
     new_dir, new = kept_runs["best"]

@@ -21,8 +21,8 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import models
-from contract import first_line
+from budgetsweep import models
+from budgetsweep.contract import first_line
 
 from .schema import Amp, ChannelsLast, Scheduler, TrainConfigError
 

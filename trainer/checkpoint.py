@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from contract import first_line, write_atomic
-from contract.run import partial_writes
+from budgetsweep.contract import first_line, write_atomic
+from budgetsweep.contract.run import partial_writes
 
 log = logging.getLogger(__name__)
 UNREADABLE_SUFFIX = ".unreadable"  # checkpoint.pt.unreadable: set aside, kept for a look

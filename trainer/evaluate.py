@@ -1,10 +1,10 @@
-"""`python -m trainer.evaluate PATH [data overrides] [--export pt2,onnx]`: the kept weights of a
+"""`python -m budgetsweep.trainer.evaluate PATH [data overrides] [--export pt2,onnx]`: the kept weights of a
 run on any data source the app knows, and the model in deployable files.
 
 PATH is a run folder (its weights.pt), a weights.pt file, or a folder of runs: an Optuna
 study folder (its best trial: the best completed run in the study's direction; infeasible
 suggestions have no folder), a sweep folder or `outputs/runs` (the best completed run by its
-objective, as `python -m analysis` ranks them). The data is the run's own (`.hydra/config.yaml`)
+objective, as `python -m budgetsweep.analysis` ranks them). The data is the run's own (`.hydra/config.yaml`)
 unless overridden: `data=cifar10`, `data=npz data.path=FILE`, `data=cifar10_sample`, or any
 `data.<key>=...` on the run's data node. Images go through the training split's normalisation
 stored in weights.pt, in the run's precision and memory format, so the run's own test split
@@ -29,9 +29,9 @@ from typing import Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from contract import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, first_line, read_metrics, write_atomic
-from contract.layouts import read_study
-from data import DataError, load_dataset
+from budgetsweep.contract import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, first_line, read_metrics, write_atomic
+from budgetsweep.contract.layouts import read_study
+from budgetsweep.data import DataError, load_dataset
 
 from .build import Setup, channels_last_is_safe, describe_device, pick_device
 from .export import FORMATS, ExportError, export, run_exported
@@ -39,7 +39,7 @@ from .loop import evaluate as evaluate_split
 from .schema import DataConfig, TrainConfigError, register_configs
 from .weights import Deployable, Kept, WeightsError, load_weights
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF_MODULE = "budgetsweep.conf"  # conf/, installed as package data
 
 
 class EvalError(ValueError):
@@ -105,11 +105,11 @@ def data_config(run_cfg: DictConfig | None, overrides: Sequence[str]) -> DictCon
         if o.split("=", 1)[0].lstrip("+~").split(".")[0] != "data" or "=" not in o:
             raise EvalError(f"{o}: only data overrides are accepted (data=NAME, data.KEY=VALUE)")
     if any(o.split("=", 1)[0] == "data" for o in overrides):
-        from hydra import compose, initialize_config_dir
+        from hydra import compose, initialize_config_module
 
         register_configs()
         try:
-            with initialize_config_dir(config_dir=str(CONF), version_base=None):
+            with initialize_config_module(config_module=CONF_MODULE, version_base=None):
                 return compose(config_name="config", overrides=list(overrides)).data
         except Exception as e:  # Hydra's own errors: an unknown option, a bad value
             raise EvalError(first_line(e)) from None
@@ -194,9 +194,9 @@ def export_run(run_dir: Path, formats: Sequence[str], images: torch.Tensor, out:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep evaluate") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m trainer.evaluate",
+        prog=prog,
         description="Evaluate a run's kept weights (weights.pt) on a data source; export the model.",
     )
     parser.add_argument("path", help="a run folder, a weights.pt, or a study/sweep folder (its best run)")

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from contract import CHECKPOINT_FILE, write_history
-from data import DeviceDataset, eval_batches, n_train_batches, train_batches
+from budgetsweep.contract import CHECKPOINT_FILE, write_history
+from budgetsweep.data import DeviceDataset, eval_batches, n_train_batches, train_batches
 
 from .build import Setup, build_model, make_optimizer, make_scheduler, resolve_threads
 from .checkpoint import Progress, config_fingerprint, restore_checkpoint, save_checkpoint

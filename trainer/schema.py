@@ -7,7 +7,7 @@ one-paragraph message. Each default is written here once; `conf/config.yaml` onl
 group options. What a type cannot say (`epochs >= 1`) is in `RANGES`, checked by `validate`.
 
 `model` is a plain dict because each family brings its own dataclass
-(`models.resnet.ResNetConfig`), checked by `models.check_budget`. `optimizer` is a plain dict
+(`budgetsweep.models.resnet.ResNetConfig`), checked by `models.check_budget`. `optimizer` is a plain dict
 because it is a `_target_` node (`conf/optimizer/*.yaml`): its keys are the optimizer's own.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-import models
+from budgetsweep import models
 
 
 class TrainConfigError(ValueError):
@@ -110,7 +110,7 @@ class TrainConfig:
     amp: Amp = Amp.auto
     channels_last: ChannelsLast = ChannelsLast.auto
     # torch.compile the model: true | false | auto (on CUDA; on a CPU for runs of more than
-    # trainer.build.CPU_COMPILE_BREAK_EVEN_STEPS steps, where the compile time pays back)
+    # budgetsweep.trainer.build.CPU_COMPILE_BREAK_EVEN_STEPS steps, where the compile time pays back)
     compile: Union[bool, str] = "auto"
     # CPU threads for torch: an int | auto (the cores divided among the jobs that run at once on
     # this machine: the launcher's n_jobs, or $BUDGETSWEEP_JOBS_PER_MACHINE) | null (torch's default)

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-import models
-from contract import WEIGHTS_FILE, write_atomic
-from data import DeviceDataset
+from budgetsweep import models
+from budgetsweep.contract import WEIGHTS_FILE, write_atomic
+from budgetsweep.data import DeviceDataset
 
 from .schema import SaveWeights
 

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from sweeper.report import trial_reporter
+from budgetsweep.sweeper.trial_reporter import trial_reporter
 
 
 def make_data(n: int, features: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from contract import CHECKPOINT_FILE, HISTORY_COLUMNS, HISTORY_FILE, TRACKERS_FILE, first_line, write_atomic
+from budgetsweep.contract import CHECKPOINT_FILE, HISTORY_COLUMNS, HISTORY_FILE, TRACKERS_FILE, first_line, write_atomic
 
 from ..schema import TrainConfigError
 from .base import TrackedRun, Tracker, require
@@ -45,7 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 # The `_target_`s a logger node may name (Hydra's execution whitelist). A tracker from another
 # package: add its prefix here.
-TRACKER_TARGETS = ("trainer.trackers.*",)
+TRACKER_TARGETS = ("budgetsweep.trainer.trackers.*",)
 
 
 def build_trackers(cfg: DictConfig) -> dict[str, Tracker]:
@@ -64,7 +64,7 @@ def build_trackers(cfg: DictConfig) -> dict[str, Tracker]:
                 raise cause from None
             raise TrainConfigError(f"logger.{name}: {first_line(cause or e)}") from None
         if not isinstance(tracker, Tracker):
-            raise TrainConfigError(f"logger.{name}: {target} is not a trainer.trackers.Tracker")
+            raise TrainConfigError(f"logger.{name}: {target} is not a budgetsweep.trainer.trackers.Tracker")
         trackers[str(name)] = tracker
     return trackers
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from contract import WEIGHTS_FILE
+from budgetsweep.contract import WEIGHTS_FILE
 
 from .base import EPOCH_PREFIX, RESULT_PREFIX, TrackedRun, Tracker, flat, numbers, require
 from .tb import EPOCH_KEYS

@@ -4,7 +4,7 @@
     python app.py -m hydra/sweeper=ablation x=-1,0,1 y=2
 
 `steps` > 1 makes it an iterative job: it reports a value per step through the public pruning
-hook (sweeper.report.trial_reporter), sleeps `sleep` seconds per step, keeps its progress in
+hook (budgetsweep.sweeper.trial_reporter.trial_reporter), sleeps `sleep` seconds per step, keeps its progress in
 progress.json in its folder and resumes from it when run again there. times.json records when
 it ran. `slow_trial`: the Optuna trial number that sleeps `slow_seconds` first.
 """
@@ -18,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sweeper.report import trial_reporter
+from budgetsweep.sweeper.trial_reporter import trial_reporter
 
 
 @hydra.main(config_path=".", config_name="config", version_base=None)

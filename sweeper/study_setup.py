@@ -2,12 +2,12 @@
 
     outputs/optuna/<study name>/     the study's folder (`hydra.sweeper.dir`, or a `hydra.sweep.dir`
                                      given on the command line)
-        study.json                   where the study is (contract.layouts.StudyRecord)
+        study.json                   where the study is (budgetsweep.contract.layouts.StudyRecord)
         study.db                     the SQLite storage, unless `hydra.sweeper.storage` names one
         <trial number>/              each trial's run folder
 
 The storage password (if the URL has one) is taken out as the sweep starts
-(`contract.storage`): kept in the environment for whoever connects, masked everywhere else.
+(`budgetsweep.contract.storage`): kept in the environment for whoever connects, masked everywhere else.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from contract import ContractError
-from contract.layouts import StudyRecord, read_study, write_study
-from contract.storage import PASSWORD_ENV, mask, scrub, split_password, sqlite_url
-from contract.values import quote
+from budgetsweep.contract import ContractError
+from budgetsweep.contract.layouts import StudyRecord, read_study, write_study
+from budgetsweep.contract.storage import PASSWORD_ENV, mask, scrub, split_password, sqlite_url
+from budgetsweep.contract.values import quote
 
 from ._compat import is_basic_launcher
 from .errors import SweeperError
+from .optuna_storage import SweepStorage, open_study
 from .settings import OptunaSettings
 from .space import (
     SearchSpace,
@@ -40,9 +41,8 @@ from .space import (
     parse_space,
     space_changes,
 )
-from .storage import SweepStorage, open_study
 
-log = logging.getLogger("sweeper.optuna")
+log = logging.getLogger(__name__)
 
 SPACE = "budgetsweep:space"  # study system attr: SearchSpace.plain() of the search the study runs
 ENQUEUED = "budgetsweep:enqueued"  # study system attr: the `enqueue` configs already put in the queue
@@ -147,7 +147,7 @@ def _user_sweep_dir(config: DictConfig, sweeper_dir: str | None) -> str | None:
 def _create_multi_objective(url: str, name: str, directions: list[str]) -> None:
     """Create a study of several directions (open_study loads it as it is); a failure here (a
     race with another worker, an unreachable server) is reported by open_study."""
-    from .storage import make_storage
+    from .optuna_storage import make_storage
 
     try:
         optuna.create_study(storage=make_storage(url), study_name=name, directions=directions, load_if_exists=True)

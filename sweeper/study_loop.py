@@ -1,13 +1,13 @@
 """The study loop of one sweeper process: ask, size, take a slot, launch, tell.
 
     ask (Study.ask with the search space's distributions) -> the job's overrides
-        -> compose its config and size it (sweeper.feasibility)
+        -> compose its config and size it (budgetsweep.sweeper.feasibility)
             over budget / invalid -> told PRUNED with constraints > 0, never launched,
                                      not counted in n_trials
-            feasible -> take a slot (sweeper.slots) -> launch in <study dir>/<trial number>/
-    a job ends -> its metrics.json -> tell COMPLETE / PRUNED / FAIL (sweeper.launch)
+            feasible -> take a slot (budgetsweep.sweeper.slots) -> launch in <study dir>/<trial number>/
+    a job ends -> its metrics.json -> tell COMPLETE / PRUNED / FAIL (budgetsweep.sweeper.launch)
 
-Queued trials (interrupted earlier, by this or another worker: sweeper.heartbeat) are run
+Queued trials (interrupted earlier, by this or another worker: budgetsweep.sweeper.heartbeat) are run
 again first, with their number and folder, before anything new is asked (then the `enqueue`
 configs, through Optuna's queue). The loop ends when the study holds n_trials slots and none of
 them is still running anywhere, or, with `timeout`, once this process's time is up and its own
@@ -29,25 +29,25 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from contract import FAILED_STATUSES, first_line
-from contract.storage import scrub
-from contract.values import parse_value, quote
+from budgetsweep.contract import FAILED_STATUSES, first_line
+from budgetsweep.contract.storage import scrub
+from budgetsweep.contract.values import parse_value, quote
 
 from .errors import SweeperError
 from .feasibility import compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import LAUNCHED, Jobs, outcome, run_metrics, tell
-from .report import CLAIM_ENV, PRUNED_AT, STUDY_ENV, TRIAL_ENV
+from .optuna_storage import StorageUnavailable, disk_full
 from .settings import OptunaSettings
 from .slots import Slots
 from .space import trial_overrides
-from .storage import StorageUnavailable, disk_full
-from .study import Sweep
+from .study_setup import Sweep
 from .summary import analysis_command, failure_hint, progress, write_results
+from .trial_reporter import CLAIM_ENV, PRUNED_AT, STUDY_ENV, TRIAL_ENV
 
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
-log = logging.getLogger("sweeper.optuna")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -260,7 +260,7 @@ class StudyLoop:
             return None
         try:
             trial = self.study.ask(fixed_distributions=self.sweep.space.distributions)
-        except ImportError as e:  # a sampler's optional package (sweeper.settings checks the known ones)
+        except ImportError as e:  # a sampler's optional package (budgetsweep.sweeper.settings checks the known ones)
             raise SweeperError(
                 f"hydra.sweeper.sampler: {type(self.study.sampler).__name__} needs a package that is not "
                 f"installed ({first_line(e)}): pip install {e.name or 'it'}"
@@ -380,7 +380,7 @@ class StudyLoop:
     def lost(self, running: Running) -> None:
         """A trial queued again and taken by another worker while this process was paused past the
         grace period: the result is that worker's to tell; this one's job stopped itself
-        (sweeper.report.TrialLost) and wrote nothing."""
+        (budgetsweep.sweeper.trial_reporter.TrialLost) and wrote nothing."""
         self.heartbeats.forget(running.trial_id)
         self.ended.add(running.trial.number)
         log.warning(

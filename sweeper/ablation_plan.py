@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from hydra.core.override_parser.types import QuotedString, Transformer
 from hydra.errors import CompactHydraException
 
-from contract.layouts import AblationPlanRecord, PlannedVariant
-from contract.values import canon, quote, values_equal
+from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant
+from budgetsweep.contract.values import canon, quote, values_equal
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -176,7 +176,7 @@ def plan_ablation(
         record_prefix: where the coordinates go (`sweep.factor=...` etc.); None: not recorded.
 
     Example:
-        >>> from sweeper._ablation_plan import Factor, plan_ablation
+        >>> from budgetsweep.sweeper.ablation_plan import Factor, plan_ablation
         >>> f = Factor("model.C", "model.C", (32, 64), ("32", "64"))
         >>> [j.overrides for j in plan_ablation({"model.C": 64}, [f], record_prefix=None).jobs]
         [(), ('model.C=32',)]

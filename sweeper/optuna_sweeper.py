@@ -8,14 +8,14 @@ What it adds to the plugin (whose config schema, search-space grammar, samplers 
 override grammar it reuses):
 
 - the parameter budget is a constraint: every suggestion is sized in this process before
-  launch (`sweeper.sizing`: a registry family, a `_target_` model on the meta device, or a
+  launch (`budgetsweep.sweeper.sizing`: a registry family, a `_target_` model on the meta device, or a
   function the user names; no weights); one over `budget.max_params` or `budget.max_flops`
   (or one that cannot build a model) is told to Optuna at once as infeasible, never trained,
   and does not use up `n_trials`, which counts trained trials; with several objectives
   (`direction: [maximize, minimize]`, `objectives: [val_acc, params]`) too;
 - `timeout` (no trial starts after it) and `enqueue` (known configs tried first, once per study);
 - `pruner`: any `optuna.pruners.*` via `_target_`; each job reports its intermediate values
-  to its own trial (`sweeper.report.trial_reporter`, run.py's epochs) and stops when told to;
+  to its own trial (`budgetsweep.sweeper.trial_reporter.trial_reporter`, run.py's epochs) and stops when told to;
 - no key required of the app: the job's trial reaches it through Hydra's job config
   (`hydra.job.env_set`), and a `sweep` node only where the app's config has one;
 - resume: the study lives in a SQLite file in its own folder, `outputs/optuna/<study_name>/`,
@@ -32,7 +32,7 @@ sweeper), `space` (overrides <-> Optuna distributions), `study` (name, folder, s
 
 Hydra imports this module at every start (pyproject entry point), so it imports Hydra only:
 Optuna, torch and the loop are loaded once Hydra creates this sweeper for a multirun. Mistakes
-in the sweeper's settings end the sweep with one line (`sweeper.errors.SweeperError`, raised
+in the sweeper's settings end the sweep with one line (`budgetsweep.sweeper.errors.SweeperError`, raised
 from `__init__`: hydra-core 1.4 re-raises a plugin's own exception there, and a
 CompactHydraException prints as its message alone).
 """
@@ -66,7 +66,7 @@ class BudgetOptunaSweeperConf(OptunaSweeperConf):
     Registered as `hydra/sweeper=budget_optuna` for any app; run.py's
     conf/hydra/sweeper/optuna.yaml builds on it with the values that suit it."""
 
-    _target_: str = "sweeper.optuna.BudgetOptunaSweeper"
+    _target_: str = "budgetsweep.sweeper.optuna_sweeper.BudgetOptunaSweeper"
     pruner: Any = None  # an optuna.pruners.* node with _target_; null = never prune
     dir: Optional[str] = None  # the study's folder; null = outputs/optuna/<study_name>
     max_suggestions: Optional[int] = None  # per run, trained + infeasible; null = 20 x n_trials
@@ -95,7 +95,7 @@ ConfigStore.instance().store(
 
 
 class BudgetOptunaSweeper(Sweeper):
-    """Thin plugin class: settings checked here, the study run by `sweeper.loop`."""
+    """Thin plugin class: settings checked here, the study run by `budgetsweep.sweeper.study_loop`."""
 
     def __init__(self, **settings: Any) -> None:
         from .settings import parse_settings
@@ -109,7 +109,7 @@ class BudgetOptunaSweeper(Sweeper):
         self.parallel = 1
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from .study import hide_password
+        from .study_setup import hide_password
 
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
         hide_password(self.settings, config)
@@ -117,8 +117,8 @@ class BudgetOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from hydra.core.plugins import Plugins
 
-        from .loop import StudyLoop
-        from .study import open_sweep, parallelism
+        from .study_loop import StudyLoop
+        from .study_setup import open_sweep, parallelism
 
         assert self.config is not None, "setup() first"
         sweep = open_sweep(self.settings, self.config, arguments)

@@ -11,11 +11,11 @@ without that key gets unseeded repeats). Each job's coordinates go to its Hydra 
 environment variables (BUDGETSWEEP_FACTOR, _VALUE, _BASELINE, _REPEAT) and, when the app's
 config has the `record` node (run.py's `sweep`), into it as `sweep.factor/value/baseline/repeat`,
 which run.py's trainer copies into metrics.json. Variants are sized under the budget before
-launch (`sweeper.sizing`, the Optuna sweeper's sizing). Jobs go to whatever launcher is
+launch (`budgetsweep.sweeper.sizing`, the Optuna sweeper's sizing). Jobs go to whatever launcher is
 configured, `max_batch_size` at a time.
 
 Hydra imports this module at every start (pyproject entry point): it imports Hydra only.
-The planning is pure (`sweeper._ablation_plan`); torch is loaded only to size the variants.
+The planning is pure (`budgetsweep.sweeper.ablation_plan`); torch is loaded only to size the variants.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from contract import ContractError, first_line, read_metrics
-from contract.layouts import AblationPlanRecord, PlannedVariant, read_ablation_plan, write_ablation_plan
-from contract.values import quote
+from budgetsweep.contract import ContractError, first_line, read_metrics
+from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant, read_ablation_plan, write_ablation_plan
+from budgetsweep.contract.values import quote
 
-from ._ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation, plan_changes
+from .ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation, plan_changes
 from .sizing import WAYS_OUT, BudgetConf, Sizer, Unsizable
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ REPEAT_ENV = "BUDGETSWEEP_REPEAT"
 class AblationSweeperConf:
     """`hydra/sweeper=ablation`, registered for any app (no YAML file needed)."""
 
-    _target_: str = "sweeper.ablation.AblationSweeper"
+    _target_: str = "budgetsweep.sweeper.ablation_sweeper.AblationSweeper"
     params: Optional[Dict[str, Any]] = None  # key: "v1,v2,..." (override syntax); every entry is a factor
     repeats: int = 1  # runs of every variant; seed = seed + repeat
     max_batch_size: Optional[int] = None  # jobs handed to the launcher at once; null = all
@@ -76,11 +76,11 @@ class AblationSweeper(Sweeper):
             run without a seed override.
         record: the config node that receives factor/value/baseline/repeat when the config has
             it; None = none. The job's environment gets them in any case.
-        size: size each variant before launch (`sweeper.sizing`) and log the ones over the
+        size: size each variant before launch (`budgetsweep.sweeper.sizing`) and log the ones over the
             budget or invalid (they are launched anyway: run.py's job records them).
         max_failure_rate: after all jobs ran, fail the sweep if more than this fraction of
             jobs raised (a job that records over_budget/invalid and returns is not a failure).
-        budget: `max_params`, `model_key`, `size_fn`, as for the Optuna sweeper (sweeper.sizing).
+        budget: `max_params`, `model_key`, `size_fn`, as for the Optuna sweeper (budgetsweep.sweeper.sizing).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """The Optuna side of the study's storage: an RDBStorage with our heartbeat settings, and opening the study.
 
 URLs, the password variable, masking and the connect URL are the run contract's
-(`contract.storage`): the sweeper, its jobs and analysis connect the same way. Imported only
+(`budgetsweep.contract.storage`): the sweeper, its jobs and analysis connect the same way. Imported only
 once a sweep (or a job reporting to its trial) needs the storage, never at Hydra's start.
 
 The sweeper's storage rides out a database outage (a restart, a network blip): every storage
@@ -30,13 +30,13 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from contract import first_line
-from contract.storage import connect_url, mask, scrub
+from budgetsweep.contract import first_line
+from budgetsweep.contract.storage import connect_url, mask, scrub
 
 from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS
 from .errors import SweeperError
 
-log = logging.getLogger("sweeper.optuna")
+log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 60.0  # how long the sweeper's storage calls wait out a database outage
 RETRY_ENV = "BUDGETSWEEP_STORAGE_RETRY"  # seconds, to wait longer (or less) than RETRY_SECONDS
@@ -114,7 +114,7 @@ class SweepStorage(RDBStorage):
     """RDBStorage with two changes.
 
     Heartbeats are recorded by the sweeper for the jobs it runs, not by `Study.optimize`:
-    `heartbeat_interval`/`grace_period` drive the stale-trial query (`sweeper.heartbeat`), while
+    `heartbeat_interval`/`grace_period` drive the stale-trial query (`budgetsweep.sweeper.heartbeat`), while
     `get_heartbeat_interval()` stays None so that `Study.ask` does not warn that heartbeats belong
     to `optimize`, and Optuna never fails a stale trial on its own.
 

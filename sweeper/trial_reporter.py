@@ -2,7 +2,7 @@
 
 In a training loop (any app run by `hydra/sweeper=budget_optuna`, or run.py's `optuna`):
 
-    from sweeper.report import trial_reporter
+    from .trial_reporter import trial_reporter
 
     reporter = trial_reporter()          # a no-op outside a trial of our Optuna sweeper
     for epoch in range(1, epochs + 1):
@@ -14,7 +14,7 @@ In a training loop (any app run by `hydra/sweeper=budget_optuna`, or run.py's `o
 The job finds its trial in its own Hydra config: the sweeper gives each job
 `hydra.job.env_set.BUDGETSWEEP_TRIAL=<number>` and `BUDGETSWEEP_STUDY=<name>` (also set as
 environment variables while the job runs) and pins `hydra.sweeper.storage` (password masked,
-see `contract.storage`), so the app needs no key of its own. The reporter loads the study from
+see `budgetsweep.contract.storage`), so the app needs no key of its own. The reporter loads the study from
 that storage, rebuilds the configured pruner (Optuna does not keep the pruner in the storage:
 a study loaded without one would silently use MedianPruner's defaults), reports each value as
 the trial's intermediate value and returns `trial.should_prune()`. When it says stop it also
@@ -44,13 +44,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from contract import first_line
+from budgetsweep.contract import first_line
 
-log = logging.getLogger("sweeper.report")
+log = logging.getLogger(__name__)
 
 PRUNER_WHITELIST = ("optuna.pruners.*", "sweeper.*")
 TRIAL_ENV, STUDY_ENV = "BUDGETSWEEP_TRIAL", "BUDGETSWEEP_STUDY"  # set for each job by the Optuna sweeper
-CLAIM_ENV = "BUDGETSWEEP_CLAIM"  # the worker's claim on the trial (sweeper.slots.OWNER)
+CLAIM_ENV = "BUDGETSWEEP_CLAIM"  # the worker's claim on the trial (budgetsweep.sweeper.slots.OWNER)
 PRUNED_AT = "budgetsweep:pruned_at"  # trial system attr: the step at which the job's reporter said stop
 
 
@@ -177,7 +177,7 @@ class TrialReporter:
         self.busy = True
         try:
             if self.claim_at is None:
-                from .storage import make_storage
+                from .optuna_storage import make_storage
 
                 storage = make_storage(self.storage_url)
                 study_id = storage.get_study_id_from_name(self.study_name)
@@ -205,7 +205,7 @@ class TrialReporter:
     def connect(self):
         import optuna
 
-        from .storage import make_storage
+        from .optuna_storage import make_storage
 
         storage = make_storage(self.storage_url)
         study = optuna.load_study(
@@ -243,7 +243,7 @@ class TrialReporter:
             if prune:
                 self.storage.set_trial_system_attr(self.trial_id, PRUNED_AT, step)
         except Exception as e:
-            from contract.storage import scrub
+            from budgetsweep.contract.storage import scrub
 
             self.broken = True
             msg = scrub(first_line(e))

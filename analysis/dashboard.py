@@ -1,4 +1,4 @@
-"""`python -m trainer.dashboard STUDY_DIR`: optuna-dashboard on a study of our Optuna sweeper.
+"""`python -m budgetsweep.analysis.dashboard STUDY_DIR`: optuna-dashboard on a study of our Optuna sweeper.
 
 STUDY_DIR's study.json says where the study is (a SQLite file, or PostgreSQL with the password
 masked); the password comes from $BUDGETSWEEP_STORAGE_PASSWORD (or libpq's PGPASSWORD /
@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from contract import first_line
-from contract.layouts import read_study
-from contract.storage import connect_url, mask
+from budgetsweep.contract import first_line
+from budgetsweep.contract.layouts import read_study
+from budgetsweep.contract.storage import connect_url, mask
 
 
 class DashboardError(ValueError):
@@ -52,8 +52,8 @@ def dashboard_app(path_or_url: str):
     return optuna_dashboard.wsgi(storage_url(path_or_url))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.dashboard", description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep dashboard") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("study", help="an Optuna study folder (study.json) or a storage URL")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)

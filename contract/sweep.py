@@ -1,0 +1,129 @@
+"""The sweep protocol: what crosses a process boundary between a sweeper, its jobs and analysis.
+
+A sweeper and the jobs it launches (possibly on other machines, through SLURM) talk through
+three channels only, all named here:
+
+- the job's environment (`hydra.job.env_set`): the trial a job runs, the ablation coordinates,
+  the worker's claim on the trial, the storage password, the jobs sharing a machine;
+- Optuna's system attributes on studies and trials (`budgetsweep:*` keys), which every worker
+  of a study reads from the shared storage;
+- the record node of the job's config (`sweep.trial`, `sweep.factor`, ...) when the app's
+  config has one.
+
+And one rule every side applies to pick a run: `best_run`. The end-of-sweep summary,
+`optimization_results.yaml`, the analysis tables and plots and `budgetsweep evaluate` all call
+it, so they name the same run.
+
+A leaf like the rest of the contract: no torch, no Optuna, nothing else of ours.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+
+# --- the job's environment ------------------------------------------------------------------
+
+TRIAL_ENV = "BUDGETSWEEP_TRIAL"  # the Optuna trial number a job runs
+STUDY_ENV = "BUDGETSWEEP_STUDY"  # ... and its study's name
+CLAIM_ENV = "BUDGETSWEEP_CLAIM"  # the worker's claim on that trial (compared with OWNER)
+ABLATION_ENV = {  # where an ablation job sits: the factor it changes, the value, the baseline
+    "factor": "BUDGETSWEEP_FACTOR",
+    "value": "BUDGETSWEEP_VALUE",
+    "baseline": "BUDGETSWEEP_BASELINE",
+}
+REPEAT_ENV = "BUDGETSWEEP_REPEAT"  # the ablation job's repeat (seed) index
+JOBS_ENV = "BUDGETSWEEP_JOBS_PER_MACHINE"  # training processes sharing this machine's cores
+STORAGE_RETRY_ENV = "BUDGETSWEEP_STORAGE_RETRY"  # seconds a sweeper waits out a database outage
+# The storage URL and its password have their own module (`contract.storage`): PASSWORD_ENV,
+# STORAGE_ENV.
+
+# --- Optuna system attributes (study and trial), shared by every worker of a study ------------
+
+SLOT = "budgetsweep:slot"  # trial: the n_trials slot it holds (trained trials count, not suggestions)
+OWNER = "budgetsweep:owner"  # trial: the claim token of the worker running it now
+LAUNCHED = "budgetsweep:launched"  # trial: a job was started in the trial's folder
+PRUNED_AT = "budgetsweep:pruned_at"  # trial: the step at which the job's reporter said stop
+SPACE = "budgetsweep:space"  # study: the search space the study runs (SearchSpace.plain())
+ENQUEUED = "budgetsweep:enqueued"  # study: the `enqueue` configs already put in the queue
+
+# --- the record node --------------------------------------------------------------------------
+
+RECORD_NODE = "sweep"  # default config node receiving the coordinates (null in the settings: none)
+
+
+# --- the best run -----------------------------------------------------------------------------
+
+DIRECTIONS = ("maximize", "minimize")
+# The direction of the metrics run.py writes; an app's own objective says its direction in the
+# sweeper's settings (`direction`), which a study records.
+METRIC_DIRECTIONS = {
+    "val_acc": "maximize",
+    "final_val_acc": "maximize",
+    "test_acc": "maximize",
+    "val_loss": "minimize",
+    "final_val_loss": "minimize",
+    "test_loss": "minimize",
+    "params": "minimize",
+    "flops": "minimize",
+}
+
+Run = TypeVar("Run")
+
+
+def direction_of(metric: str, default: str = "maximize") -> str:
+    """The direction a metric of the run contract is optimised in; `default` for another name."""
+    return METRIC_DIRECTIONS.get(metric, default)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _trial(run: Any) -> float:
+    number = _number(run.get("trial")) if isinstance(run, Mapping) else None
+    return math.inf if number is None else number
+
+
+def best_run(
+    runs: Iterable[Run],
+    direction: str = "maximize",
+    *,
+    value: Callable[[Run], Any] | None = None,
+    feasible: Callable[[Run], bool] | None = None,
+) -> Run | None:
+    """The best of `runs`, or None when none qualifies.
+
+    Only feasible runs compete: by default a mapping with `status` "completed" (the run
+    contract's; an over-budget, invalid, diverged, failed or pruned run never wins) whose
+    value is a number. The value is `run["objective"]` unless `value` says otherwise. Among
+    equal values the earliest wins: the lowest `trial` number where runs have one, then the
+    order `runs` came in.
+
+        >>> runs = [{"status": "completed", "objective": 0.9, "trial": 3},
+        ...         {"status": "over_budget", "objective": 0.99, "trial": 1},
+        ...         {"status": "completed", "objective": 0.9, "trial": 2}]
+        >>> best_run(runs)["trial"]
+        2
+        >>> best_run(runs, "minimize", value=lambda r: r["trial"])["trial"]
+        2
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction: {direction!r} is not one of {DIRECTIONS}")
+    get = value if value is not None else (lambda run: run.get("objective"))  # type: ignore[attr-defined]
+    ok = feasible if feasible is not None else (lambda run: run.get("status") == "completed")  # type: ignore[attr-defined]
+    sign = -1.0 if direction == "maximize" else 1.0
+    best: tuple[float, float, int] | None = None
+    chosen = None
+    for index, run in enumerate(runs):
+        number = _number(get(run)) if ok(run) else None
+        if number is None:
+            continue
+        rank = (sign * number, _trial(run), index)
+        if best is None or rank < best:
+            best, chosen = rank, run
+    return chosen
