@@ -1,0 +1,3 @@
+"""The app's own `analysis` package."""
+
+OWNER = "app"

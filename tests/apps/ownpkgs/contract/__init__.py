@@ -1,0 +1,3 @@
+"""The app's own `contract` package."""
+
+OWNER = "app"

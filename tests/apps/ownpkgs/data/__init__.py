@@ -1,0 +1,3 @@
+"""The app's own `data` package."""
+
+OWNER = "app"

@@ -1,0 +1,3 @@
+"""The app's own `sweeper` package."""
+
+OWNER = "app"

@@ -1,0 +1,3 @@
+"""The app's own `trainer` package."""
+
+OWNER = "app"
