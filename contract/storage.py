@@ -14,13 +14,17 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 PASSWORD_ENV = "BUDGETSWEEP_STORAGE_PASSWORD"
 STORAGE_ENV = "BUDGETSWEEP_STORAGE"  # conf/hydra/sweeper/optuna.yaml reads the storage URL from it
 MASK = "***"
 
 
-def _parse(url: str):
+def _parse(url: str) -> URL:
     from sqlalchemy.engine import make_url
 
     return make_url(url)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
 
 @functools.cache
-def _parser():
+def _parser() -> OverridesParser:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create()

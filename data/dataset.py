@@ -100,7 +100,10 @@ def to_device(
 def dataset_key(cfg, device: torch.device | str) -> str:
     """What decides a loaded dataset: the `data` node without `augment` (applied per batch), the
     device, and for a file its size and modification time (a rewritten file is read again)."""
-    node = {k: v for k, v in OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True).items() if k != "augment"}
+    values = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    if not isinstance(values, dict):  # a `data` node is a mapping; to_container's type also allows a list
+        raise TypeError(f"data config: a mapping expected, not {type(values).__name__}")
+    node = {k: v for k, v in values.items() if k != "augment"}
     path = SAMPLE_PATH if node.get("name") == "cifar10_sample" else node.get("path")
     if node.get("name") in ("npz", "cifar10_sample") and path and Path(path).expanduser().is_file():
         stat = Path(path).expanduser().stat()

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, cast
 
 from .errors import ConfigError
+
+
+class FamilyConfig(Protocol):
+    """What the registry asks of a family's config dataclass."""
+
+    def check(self) -> None: ...
+
 
 _FAMILIES: dict[str, tuple[type, Callable[[Any], Any]]] = {}
 
@@ -31,7 +38,7 @@ def list_models() -> list[str]:
 
 
 def _as_dict(model_cfg: Mapping | Any) -> dict:
-    if dataclasses.is_dataclass(model_cfg):
+    if dataclasses.is_dataclass(model_cfg) and not isinstance(model_cfg, type):
         return dataclasses.asdict(model_cfg)
     try:  # an OmegaConf node: resolve interpolations, plain containers out
         from omegaconf import DictConfig, OmegaConf
@@ -40,13 +47,15 @@ def _as_dict(model_cfg: Mapping | Any) -> dict:
             return OmegaConf.to_container(model_cfg, resolve=True)  # type: ignore[return-value]
     except ImportError:  # pragma: no cover - omegaconf is a dependency
         pass
-    return dict(model_cfg)
+    if isinstance(model_cfg, Mapping):
+        return dict(model_cfg)
+    raise ConfigError(f"model: a mapping of settings expected, not {type(model_cfg).__name__}")
 
 
 def resolve_model_config(model_cfg: Mapping | Any):
     """The family's config dataclass for a `model` node, checked; raises ConfigError."""
     if dataclasses.is_dataclass(model_cfg) and not isinstance(model_cfg, type):
-        model_cfg.check()
+        cast(FamilyConfig, model_cfg).check()
         return model_cfg
     values = _as_dict(model_cfg)
     name = values.pop("name", None)

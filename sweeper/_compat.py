@@ -1,7 +1,9 @@
 """Every private name of Optuna, Hydra and hydra-optuna-sweeper that the Optuna sweeper uses, in one place.
 
-Checked against optuna 5.0.0, hydra-core 1.4.0rc3 and hydra-optuna-sweeper 1.4.0rc3. When one
-of them changes, this file is the one to read; everything else in `sweeper/` uses public names
+Checked against optuna 5.1.0, hydra-core 1.4.0rc3 and hydra-optuna-sweeper 1.4.0rc3 (pyproject
+bounds each below its next major or minor release). When one of them changes, this file is the
+one to read, and `PRIVATE_NAMES` the list that tests/test_compat.py checks against the installed
+packages; everything else in `sweeper/` uses public names
 (`Study.ask(fixed_distributions=...)`, `Trial.set_constraint`, `RDBStorage.record_heartbeat`,
 `get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`, `set_trial_state_values`,
 `Plugins.instantiate_launcher`, `ConfigLoader.load_sweep_config`, ...).
@@ -28,10 +30,20 @@ What is here, and why there is no public way:
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
+    from hydra.core.utils import JobReturn
+    from hydra.plugins.launcher import Launcher
+
+PLUGIN_IMPL = "hydra_plugins.hydra_optuna_sweeper._impl"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 OPTUNA_RDB_LOGGER = "optuna.storages._rdb.storage"
+JOB_RETURN_VALUE = "_return_value"  # the field of hydra.core.utils.JobReturn
+# The cache Study puts around an RDBStorage: the private calls it makes are PRIVATE_STORAGE_CALLS.
+OPTUNA_CACHED_STORAGE = "optuna.storages._cached_storage._CachedStorage"
 PRIVATE_STORAGE_CALLS = (
     "_create_new_trial",
     "_set_trial_param",
@@ -41,27 +53,40 @@ PRIVATE_STORAGE_CALLS = (
 )
 
 
-def distribution_from_override(override: Any) -> Any:
-    """An Optuna distribution for a sweep override, the value text for a plain one."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import (
-        create_optuna_distribution_from_override,
-    )
+def _split(dotted: str) -> tuple[str, str]:
+    module, _, name = dotted.rpartition(".")
+    return module, name
 
-    return create_optuna_distribution_from_override(override)
+
+# Every private name above as (module, attribute path in it). OPTUNA_RDB_LOGGER is a module name
+# (its logger is named after it): the pair says that module still holds RDBStorage.
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    (PLUGIN_IMPL, "create_optuna_distribution_from_override"),
+    _split(BASIC_LAUNCHER),
+    (OPTUNA_RDB_LOGGER, "RDBStorage"),
+    _split(OPTUNA_CACHED_STORAGE),
+    *(("optuna.storages", f"RDBStorage.{name}") for name in PRIVATE_STORAGE_CALLS),
+    ("hydra.core.utils", f"JobReturn.{JOB_RETURN_VALUE}"),
+)
+
+
+def distribution_from_override(override: Override) -> Any:
+    """An Optuna distribution for a sweep override, the value text for a plain one."""
+    return importlib.import_module(PLUGIN_IMPL).create_optuna_distribution_from_override(override)
 
 
 def stale_trial_ids(storage: Any, study_id: int) -> list[int]:
     """Ids of the study's RUNNING trials whose last heartbeat is older than `storage.grace_period`
-    (an RDBStorage with `heartbeat_interval` set)."""
+    (an RDBStorage with `heartbeat_interval` set, or the sweeper's retrying storage around one)."""
     return list(storage._get_stale_trial_ids(study_id))
 
 
-def job_error(ret: Any) -> BaseException | None:
+def job_error(ret: JobReturn) -> BaseException | None:
     """The exception of a FAILED Hydra JobReturn (None otherwise), without printing anything."""
-    value = getattr(ret, "_return_value", None)
+    value = getattr(ret, JOB_RETURN_VALUE, None)
     return value if isinstance(value, BaseException) else None
 
 
-def is_basic_launcher(launcher: Any) -> bool:
+def is_basic_launcher(launcher: Launcher) -> bool:
     cls = type(launcher)
     return f"{cls.__module__}.{cls.__qualname__}" == BASIC_LAUNCHER
