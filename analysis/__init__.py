@@ -1,12 +1,13 @@
 """From run folders to tables, plots and a report. Reads the run contract (`contract/`) only.
 
-    python -m budgetsweep.analysis [SWEEP_DIR ...]
+    budgetsweep analyze [SWEEP_DIR ...]      (also python -m budgetsweep.analysis)
 
 The data goes one way: collect -> ablation assignment and tables -> combine the best ->
 (studies) -> an Analysis; then files and words are made from it.
 
 API for notebooks:
     collect(path) -> DataFrame             one row per run, each config a nested dict
+    best_run(df) -> row | None             the best run, by the rule every side applies
     ablation_tables(df, baseline) -> Ablation   one-at-a-time tables per factor
     combine_best(df, ablation) -> CombineResult  the config to train next, under the budget
     summarize(storage, study_name) -> StudySummary   an Optuna study
@@ -17,6 +18,7 @@ Imports `models` only to size configs; never trains, never imports sweeper/ or d
 """
 
 from .ablation import Ablation, ablation_tables
+from .best import best_run
 from .collect import AnalysisError, collect, read_history
 from .combine import Combination, CombineResult, combine_best
 from .output import write
@@ -32,6 +34,7 @@ __all__ = [
     "StudySummary",
     "ablation_tables",
     "analyze",
+    "best_run",
     "collect",
     "combine_best",
     "find_studies",

@@ -247,7 +247,7 @@ def ablation_tables(
         baseline: for inferred factors, the baseline values, as {"model.C": "32"} or as
             overrides ["model.C=32", "optimizer=adam"]; other factors take their most common
             value. Ignored when the ablation sweeper recorded its baseline.
-        planned: (factor, value) pairs the sweeper planned (`collect.read_ablation_plans`);
+        planned: (factor, value) pairs the sweeper planned (`plans.read_ablation_plans`);
             those without a run get a "not run" row.
 
     Returns:
@@ -256,7 +256,7 @@ def ablation_tables(
 
     Example:
         >>> abl = ablation_tables(collect("outputs/sweeps/x"), ["model.C=32"])  # doctest: +SKIP
-        >>> abl.tables["model.C"][["value", "val_acc_mean", "delta_val_acc"]]
+        >>> abl.tables["model.C"][["value", "val_acc_mean", "delta_val_acc"]]  # doctest: +SKIP
     """
     if df.empty:
         return None

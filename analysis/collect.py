@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from budgetsweep.contract import (
     is_missing,
     load_metrics,
 )
-from budgetsweep.contract.layouts import read_ablation_plan
+from budgetsweep.contract.sweep import folder_order
 from budgetsweep.contract.values import canon, parse_override
 
 log = logging.getLogger(__name__)
@@ -76,12 +75,11 @@ def find_run_dirs(root: Path) -> list[Path]:
         here = Path(dirpath)
         if METRICS_FILE in filenames or (here / ".hydra" / "config.yaml").is_file():
             found.append(here)
-    return sorted(found, key=_natural_key)
+    return sorted(found, key=_natural_key)  # the order best_run breaks its last ties by
 
 
 def _natural_key(path: Path) -> list:
-    # Hydra names sweep jobs 0, 1, ..., 10: sort 2 before 10.
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]
+    return [folder_order(part) for part in path.parts]
 
 
 def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optuna")) -> Path:
@@ -192,7 +190,7 @@ def _is_int(v: Any) -> bool:
     return _is_number(v) and float(v).is_integer()
 
 
-# The metrics.json values analysis computes with, by type (README "The run contract"); null is
+# The metrics.json values analysis computes with, by type (docs/run-contract.md); null is
 # always allowed. A value of another type makes the run `corrupt` with one warning naming the
 # key, not a crash in a table. Keys not listed are carried as they are.
 METRICS_TYPES: dict[str, tuple[Any, str]] = {
@@ -350,7 +348,7 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
     Example:
         >>> df = collect("outputs/sweeps/2025-01-01_12-00-00")  # doctest: +SKIP
-        >>> df[df.status == "completed"].sort_values("val_acc")[["label", "params", "val_acc"]]
+        >>> df[df.status == "completed"].sort_values("val_acc")[["label", "params", "val_acc"]]  # doctest: +SKIP
     """
     warn = _Warnings()
     rows = []
@@ -367,51 +365,3 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     df["label"] = _labels(df)
     df.attrs["warnings"] = warn.lines
     return df
-
-
-def best_run(df: pd.DataFrame) -> pd.Series | None:
-    """The completed run with the best validation accuracy (the first of equals), or None."""
-    done = df[df["status"] == "completed"] if "val_acc" in df else df.iloc[0:0]
-    done = done[pd.to_numeric(done["val_acc"], errors="coerce").notna()] if len(done) else done
-    return done.loc[pd.to_numeric(done["val_acc"]).idxmax()] if len(done) else None
-
-
-def weights_path(run: pd.Series) -> Path | None:
-    """The absolute path of a run's kept weights (metrics.json's `weights`), None when none were kept."""
-    name = run.get("weights")
-    path = Path(run["run_dir"]).resolve() / str(name) if isinstance(name, str) and name else None
-    return path if path is not None and path.is_file() else None
-
-
-@dataclass
-class Plan:
-    """What the ablation sweepers planned (`ablation_plan.yaml` of each folder): the (factor,
-    canonical value) of every variant, and the number of jobs (variants x repeats)."""
-
-    variants: list[tuple[str, str]]
-    n_jobs: int
-
-
-def read_ablation_plans(paths: Iterable[str | Path]) -> Plan:
-    """The plans in `paths`, merged. A variant whose job never wrote a folder (a sweep stopped
-    early) still gets its table row, with status "not run", instead of vanishing."""
-    plan = Plan([], 0)
-    for root in map(Path, paths):
-        try:
-            record = read_ablation_plan(root)
-        except ContractError as e:
-            log.warning(f"{e}; planned variants not checked")
-            continue
-        if record is not None:
-            plan.variants += [(v.factor, canon(v.value)) for v in record.variants if v.factor]
-            plan.n_jobs += record.n_jobs
-    return plan
-
-
-def recorded_budget(df: pd.DataFrame) -> int | None:
-    """The parameter budget the runs were held to (metrics' max_params, else the config's)."""
-    recorded = df["max_params"] if "max_params" in df else pd.Series(dtype=float)
-    if recorded.isna().all():
-        recorded = df["config"].map(lambda c: lookup(c, "budget.max_params"))
-    recorded = pd.to_numeric(recorded, errors="coerce").dropna()
-    return int(recorded.max()) if len(recorded) else None

@@ -33,7 +33,7 @@ from budgetsweep.contract import is_missing
 from budgetsweep.contract.values import canon, parse_override
 
 from .ablation import NOT_FACTOR_PREFIXES, Ablation
-from .collect import recorded_budget
+from .plans import recorded_budget
 
 log = logging.getLogger(__name__)
 

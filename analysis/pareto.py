@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from budgetsweep.contract import is_missing
+from budgetsweep.contract.sweep import best_run
 
 WITHIN = 0.005  # "within 0.5 points": accuracies are fractions in metrics.json
 COLUMNS = ["trial", "params", "flops", "val_acc", "test_acc", "run_dir"]
@@ -77,7 +78,10 @@ def pareto_front(study: Any, study_dir: str | Path | None = None) -> ParetoFront
     table = table.sort_values(["_size", "trial"]).reset_index(drop=True)
     known = table[table["_acc"].notna() & table["_size"].notna()]
     if not known.empty:
-        best = known.loc[known["_acc"].idxmax()]
+        # the contract's rule among the front: the highest accuracy, ties to the lowest trial
+        best = pd.Series(
+            best_run(known.to_dict("records"), "maximize", value=lambda r: r["_acc"], feasible=lambda r: True)
+        )
         near = known[known["_acc"] >= best["_acc"] - WITHIN]
         smallest = near.loc[near["_size"].idxmin()]
         front.best, front.smallest_within = _row(best), _row(smallest)

@@ -17,8 +17,9 @@ import pandas as pd
 from budgetsweep.contract import METRICS_FILE, first_line
 
 from .ablation import Ablation, ablation_tables
-from .collect import AnalysisError, check_folders, collect, find_run_dirs, read_ablation_plans, recorded_budget
+from .collect import AnalysisError, check_folders, collect, find_run_dirs
 from .combine import CombineResult, combine_best
+from .plans import read_ablation_plans, recorded_budget
 from .study import StudySummary, find_studies, hide_password, summarize
 
 log = logging.getLogger(__name__)

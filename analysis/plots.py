@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .best import best_run, ranked, ranking_direction
 from .collect import read_history
 
 DPI = 110  # ~700 px wide at the sizes below: sharp on GitHub, a few tens of kB each
@@ -106,15 +107,16 @@ def accuracy_vs_params(
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("best validation accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
-    best = done.loc[done["val_acc"].astype(float).idxmax()]
-    ax.annotate(
-        f"best: {_short(best['label'], 30)}",
-        (float(best["params"]), 100 * float(best["val_acc"])),
-        textcoords="offset points",
-        xytext=(-6, 4),
-        ha="right",
-        fontsize=8,
-    )
+    best = best_run(df)  # the run the report and `budgetsweep evaluate` name, by the objective
+    if best is not None and best.name in done.index:  # drawn only where it has a point
+        ax.annotate(
+            f"best: {_short(best['label'], 30)}",
+            (float(best["params"]), 100 * float(best["val_acc"])),
+            textcoords="offset points",
+            xytext=(-6, 4),
+            ha="right",
+            fontsize=8,
+        )
     ax.margins(x=0.08, y=0.12)
     # Below the axes: inside, it would cover points or the front wherever it goes.
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
@@ -175,12 +177,15 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
 
 
 def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
-    """Validation (solid) and training (dashed) accuracy per epoch of the k best runs."""
+    """Validation (solid) and training (dashed) accuracy per epoch of the k best runs (the
+    report's order: `best.ranked`)."""
     done = _completed(df)
     done = done[done["has_history"]] if "has_history" in done else done
     if done.empty:
         return None
-    top = done.sort_values("val_acc", ascending=False).head(k)
+    top = ranked(done, ranking_direction(df)).head(k)
+    if top.empty:
+        return None
     ax = _axes(6.4, 4.2)
     for color, (_, run) in zip(matplotlib.colormaps["tab10"].colors, top.iterrows(), strict=False):
         hist = read_history(run["run_dir"])

@@ -11,7 +11,8 @@ from budgetsweep.contract import is_missing
 
 from . import pareto, tables
 from .ablation import slug
-from .collect import STATUS_ORDER, best_run, weights_path
+from .best import best_run, objective_name, ranked, weights_path
+from .collect import STATUS_ORDER, lookup
 from .combine import Combination, CombineResult
 from .pipeline import Analysis
 from .study import COUNT_KEYS, StudySummary
@@ -25,17 +26,25 @@ def status_counts(df: pd.DataFrame) -> str:
 
 
 def describe_best_run(df: pd.DataFrame) -> str | None:
-    """The best completed run's folder and kept weights, as absolute paths (what
-    `python -m budgetsweep.trainer.evaluate` takes)."""
+    """The best run (`best.best_run`: the one `budgetsweep evaluate` and the sweeper's summary
+    name too): its folder and kept weights, as absolute paths, and what it scored."""
     run = best_run(df)
     if run is None:
         return None
+    scores = []
+    name = lookup(run.get("config"), "objective")
+    if isinstance(name, str) and name != "val_acc" and not is_missing(run.get("objective")):
+        scores.append(f"{name} {float(run['objective']):.4g}")
+    if not is_missing(run.get("val_acc")):
+        scores.append(f"val acc {100 * float(run['val_acc']):.2f}%")
+    if not is_missing(run.get("test_acc")):
+        epoch = run.get("test_epoch")
+        scores.append(f"test acc {100 * float(run['test_acc']):.2f}%")
+        scores[-1] += f" (epoch {int(epoch)} weights)" if not is_missing(epoch) else ""
     weights = weights_path(run)
-    test = f", test acc {100 * float(run['test_acc']):.2f}%" if not is_missing(run.get("test_acc")) else ""
-    epoch = run.get("test_epoch")
-    test += f" (epoch {int(epoch)} weights)" if test and not is_missing(epoch) else ""
     kept = f"weights: {weights}" if weights else "no weights kept (schema 1, or save_weights=none)"
-    return f"Best run: {Path(run['run_dir']).resolve()} (val acc {100 * float(run['val_acc']):.2f}%{test}); {kept}"
+    trial = f"trial {int(run['trial'])}, " if not is_missing(run.get("trial")) else ""
+    return f"Best run: {Path(run['run_dir']).resolve()} ({trial}{', '.join(scores) or 'no scores'}); {kept}"
 
 
 def _verdict(c: Combination) -> str:
@@ -156,10 +165,9 @@ def _runs_md(df: pd.DataFrame, written: set[str]) -> list[str]:
         "## Accuracy against size\n",
         _img(written, "accuracy_vs_params.png", "validation accuracy against parameters"),
     ]
-    done = df[df["status"] == "completed"]
-    if "val_acc" in df and len(done):
-        top = done.sort_values("val_acc", ascending=False).head(10)
-        md += ["### Best runs\n", tables.to_markdown(tables.runs_display(top)) + "\n"]
+    top = ranked(df).head(10)  # best first, ties in the contract's order: its first row is the best run
+    if len(top):
+        md += ["### Best runs\n", tables.to_markdown(tables.runs_display(top, objective_name(df))) + "\n"]
         md.append(describe_best_run(df).replace("Best run: ", "**Best run:** ", 1) + "\n")
     others = df[df["status"] != "completed"]
     if len(others):

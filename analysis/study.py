@@ -1,4 +1,5 @@
-"""Optuna study summaries: trials table, best feasible trial, counts, importances.
+"""Optuna study summaries: trials table, best feasible trial (`budgetsweep.contract.sweep.best_run`,
+ties to the lowest trial number, as `optimization_results.yaml` names it), counts, importances.
 
 Where the study is: `SWEEP_DIR/study.json` (`budgetsweep.contract.layouts.read_study`), written by our
 Optuna sweeper; if absent, every study in the `*.db` SQLite files of SWEEP_DIR.
@@ -24,6 +25,7 @@ import pandas as pd
 from budgetsweep.contract import ContractError, first_line
 from budgetsweep.contract.layouts import read_study
 from budgetsweep.contract.storage import connect_url, mask, scrub, split_password, sqlite_url
+from budgetsweep.contract.sweep import best_run, ranked_runs
 
 from .pareto import ParetoFront, pareto_front
 
@@ -117,6 +119,24 @@ def trials_table(study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ranked_trials(table: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """The feasible complete trials of a `trials_table`, best first: the contract's rule
+    (`budgetsweep.contract.sweep.best_run`, ties to the lowest trial number), as the sweeper's
+    `optimization_results.yaml` names the best."""
+    rows = table.to_dict("records")
+    position = {id(row): i for i, row in enumerate(rows)}
+    return table.iloc[[position[id(row)] for row in ranked_runs(rows, direction, **_RULE)]]
+
+
+def best_trial_row(table: pd.DataFrame, direction: str) -> dict | None:
+    """The best feasible complete trial of a `trials_table` (a row as a dict), None when none."""
+    return best_run(table.to_dict("records"), direction, **_RULE)
+
+
+# A trials_table row competes when it counts as complete (feasible, COMPLETE); its number is its trial.
+_RULE = dict(value=lambda r: r["value"], feasible=lambda r: r["kind"] == "complete", trial=lambda r: r["number"])
+
+
 def summarize(storage: str, study_name: str, study_dir: str | Path | None = None) -> StudySummary:
     """Load one study and summarize it (counts, best feasible trial, importances; with several
     objectives the Pareto front instead, its run folders under `study_dir` when given).
@@ -136,11 +156,10 @@ def summarize(storage: str, study_name: str, study_dir: str | Path | None = None
         front = pareto_front(study, study_dir)
         return StudySummary(study_name, storage, "multi", table, counts, None, None, study, notes, front)
 
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    direction = study.direction.name.lower()
     best = None
-    ok = table[table["kind"] == "complete"] if len(table) else table
-    if len(ok):
-        row = ok.loc[ok["value"].idxmax() if maximize else ok["value"].idxmin()]
+    row = best_trial_row(table, direction)
+    if row is not None:
         trial = study.trials[int(row["number"])]
         best = {"number": trial.number, "value": trial.value, "params": dict(trial.params)}
 
@@ -150,5 +169,4 @@ def summarize(storage: str, study_name: str, study_dir: str | Path | None = None
         importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as e:
         notes.append(f"no parameter importances: {first_line(e)}")
-    direction = "maximize" if maximize else "minimize"
     return StudySummary(study_name, storage, direction, table, counts, best, importances, study, notes)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from budgetsweep.contract import is_missing
+from budgetsweep.contract.sweep import DIRECTIONS
+
+from .study import ranked_trials
 
 
 def pct(mean, std=None) -> str:
@@ -55,9 +58,10 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def runs_display(df: pd.DataFrame) -> pd.DataFrame:
-    """Collected runs (one row each) formatted for reading."""
-    return pd.DataFrame(
+def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame:
+    """Collected runs (one row each) formatted for reading; `objective`: the name of what they
+    are ranked by, shown in its own column when it is not val_acc (already shown)."""
+    out = pd.DataFrame(
         {
             "run": df["label"],
             "status": df["status"],
@@ -69,18 +73,23 @@ def runs_display(df: pd.DataFrame) -> pd.DataFrame:
             "train (s)": df["train_seconds"].map(short) if "train_seconds" in df else "",
         }
     )
+    if objective and objective != "val_acc" and "objective" in df:
+        out.insert(2, objective, df["objective"].map(_cell))
+    return out
 
 
 def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     """An Optuna trials table (study.trials_table) for reading: feasible completed trials
-    first, best first; then the rest by trial number."""
+    first, best first (`study.ranked_trials`: the best is the one the summary names); then the
+    rest by trial number."""
     if trials.empty:
         return trials
-    # pd.to_numeric: with no completed trial the column holds only None (object dtype), and
-    # negating that would raise.
-    value = pd.to_numeric(trials["value"], errors="coerce")
-    ranked = trials.assign(_done=trials["kind"] != "complete", _key=value if direction == "minimize" else -value)
-    ranked = ranked.sort_values(["_done", "_key", "number"], na_position="last")
+    if direction in DIRECTIONS:
+        best_first = ranked_trials(trials, direction)
+    else:  # several objectives: no single order; the complete ones first, by number
+        best_first = trials[trials["kind"] == "complete"].sort_values("number")
+    rest = trials.drop(index=best_first.index).sort_values("number")
+    ranked = pd.concat([best_first, rest])
     out = pd.DataFrame(
         {
             "trial": ranked["number"],

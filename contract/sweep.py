@@ -10,7 +10,9 @@ three channels only, all named here:
 - the record node of the job's config (`sweep.trial`, `sweep.factor`, ...) when the app's
   config has one.
 
-And one rule every side applies to pick a run: `best_run`. The end-of-sweep summary,
+And one rule every side applies to pick a run: `best_run` (`ranked_runs`: its order, for
+tables; `sweep_direction`: the direction a folder of runs is ranked in; `folder_order`: the
+order run folders are read in, its last tie-break). The end-of-sweep summary,
 `optimization_results.yaml`, the analysis tables and plots and `budgetsweep evaluate` all call
 it, so they name the same run.
 
@@ -76,6 +78,26 @@ def direction_of(metric: str, default: str = "maximize") -> str:
     return METRIC_DIRECTIONS.get(metric, default)
 
 
+def sweep_direction(recorded: Any, objective: str | None) -> str:
+    """The direction a folder of runs is ranked in.
+
+    `recorded`: the direction its study records (study.json), when the folder is an Optuna
+    study; it wins when it is one direction. Otherwise (no study, or a study of several
+    objectives, whose runs' single `objective` has no recorded direction) the direction of
+    the runs' objective name (the config's `objective`, val_acc when not set).
+    """
+    if isinstance(recorded, str) and recorded in DIRECTIONS:
+        return recorded
+    return direction_of(objective or "val_acc")
+
+
+def folder_order(name: str) -> tuple[int, int, str]:
+    """The sort key of one folder name: Hydra names jobs and trials 0, 1, ..., 10, so digits sort
+    as numbers (2 before 10) and before other names. Every side walks run folders in this order,
+    which is the input order `best_run` breaks its last ties by."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
@@ -84,9 +106,43 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _trial(run: Any) -> float:
-    number = _number(run.get("trial")) if isinstance(run, Mapping) else None
-    return math.inf if number is None else number
+def _objective(run: Any) -> Any:
+    # `objective` is the contract's; val_acc ranks a run written without one (an app's own
+    # metrics.json, an older run).
+    value = run.get("objective")
+    return run.get("val_acc") if _number(value) is None else value
+
+
+def _trial_number(run: Any) -> Any:
+    return run.get("trial") if isinstance(run, Mapping) else None
+
+
+def ranked_runs(
+    runs: Iterable[Run],
+    direction: str = "maximize",
+    *,
+    value: Callable[[Run], Any] | None = None,
+    feasible: Callable[[Run], bool] | None = None,
+    trial: Callable[[Run], Any] | None = None,
+) -> list[Run]:
+    """The feasible runs of `runs`, best first, in `best_run`'s order (see there); the others left out.
+
+    A table of the best runs lists them in this order, so its first row is `best_run`'s choice.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction: {direction!r} is not one of {DIRECTIONS}")
+    get = value if value is not None else _objective
+    ok = feasible if feasible is not None else (lambda run: run.get("status") == "completed")
+    number_of = trial if trial is not None else _trial_number
+    sign = -1.0 if direction == "maximize" else 1.0
+    keyed = []
+    for index, run in enumerate(runs):
+        number = _number(get(run)) if ok(run) else None
+        if number is not None:
+            order = _number(number_of(run))
+            keyed.append(((sign * number, math.inf if order is None else order, index), run))
+    keyed.sort(key=lambda pair: pair[0])
+    return [run for _, run in keyed]
 
 
 def best_run(
@@ -95,14 +151,23 @@ def best_run(
     *,
     value: Callable[[Run], Any] | None = None,
     feasible: Callable[[Run], bool] | None = None,
+    trial: Callable[[Run], Any] | None = None,
 ) -> Run | None:
     """The best of `runs`, or None when none qualifies.
 
     Only feasible runs compete: by default a mapping with `status` "completed" (the run
     contract's; an over-budget, invalid, diverged, failed or pruned run never wins) whose
-    value is a number. The value is `run["objective"]` unless `value` says otherwise. Among
-    equal values the earliest wins: the lowest `trial` number where runs have one, then the
-    order `runs` came in.
+    value is a number (not NaN). The value is `run["objective"]` (`run["val_acc"]` for a run
+    without one) unless `value` says otherwise. Among equal values the earliest wins: the
+    lowest trial number (`run["trial"]`, or what `trial` returns) where runs have one, then
+    the order `runs` came in (run folders: `folder_order`).
+
+    Args:
+        runs: run records (metrics.json's keys), or anything `value`/`feasible`/`trial` read.
+        direction: "maximize" or "minimize"; anything else is a ValueError.
+        value: the number a run is ranked by.
+        feasible: whether a run may win at all.
+        trial: a run's trial number, for ties.
 
         >>> runs = [{"status": "completed", "objective": 0.9, "trial": 3},
         ...         {"status": "over_budget", "objective": 0.99, "trial": 1},
@@ -112,18 +177,5 @@ def best_run(
         >>> best_run(runs, "minimize", value=lambda r: r["trial"])["trial"]
         2
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction: {direction!r} is not one of {DIRECTIONS}")
-    get = value if value is not None else (lambda run: run.get("objective"))  # type: ignore[attr-defined]
-    ok = feasible if feasible is not None else (lambda run: run.get("status") == "completed")  # type: ignore[attr-defined]
-    sign = -1.0 if direction == "maximize" else 1.0
-    best: tuple[float, float, int] | None = None
-    chosen = None
-    for index, run in enumerate(runs):
-        number = _number(get(run)) if ok(run) else None
-        if number is None:
-            continue
-        rank = (sign * number, _trial(run), index)
-        if best is None or rank < best:
-            best, chosen = rank, run
-    return chosen
+    ranked = ranked_runs(runs, direction, value=value, feasible=feasible, trial=trial)
+    return ranked[0] if ranked else None

@@ -1,11 +1,12 @@
 """The end of a sweep: the study's totals in the log and in `optimization_results.yaml`.
 
 The file has the standard plugin's name; its keys: name, study_name, n_trained, statuses,
-n_infeasible, and, once a trial completed, best_trial, best_value, best_params, best_run_dir and
-best_weights (absolute paths; best_weights null when the run kept none). A study of several
-objectives has no single best: `objectives` (their names) and `pareto_front` instead, the
-feasible completed trials no other beats on every objective (`study.best_trials`), each with
-trial, values, params and run_dir, as the plugin writes `best_trials`.
+n_infeasible, and, once a feasible trial completed, best_trial, best_value, best_params,
+best_run_dir and best_weights (absolute paths; best_weights null when the run kept none) of the
+trial `best_trial` picks by the rule every side applies (`budgetsweep.contract.sweep.best_run`).
+A study of several objectives has no single best: `objectives` (their names) and `pareto_front`
+instead, the feasible completed trials no other beats on every objective (`study.best_trials`),
+each with trial, values, params and run_dir, as the plugin writes `best_trials`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from optuna.trial import TrialState
 
 from budgetsweep.contract import WEIGHTS_FILE
 from budgetsweep.contract.layouts import OPTIMIZATION_RESULTS_FILE
-
-from .slots import SLOT
+from budgetsweep.contract.sweep import SLOT, best_run
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
         log.info("Pareto front (%s): %d trials", objective, len(front))
         for t in front:
             log.info("  trial %d: %s", t.number, ", ".join(f"{v:.6g}" for v in t.values))
-    elif completed:
-        best = study.best_trial
+    elif completed and (best := best_trial(study)) is not None:
         results.update(
             best_trial=best.number,
             best_value=best.value,
@@ -86,6 +85,19 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
     return completed
 
 
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best feasible complete trial of a one-objective study, by the rule analysis and
+    `budgetsweep evaluate` apply to its run folders (`budgetsweep.contract.sweep.best_run`): ties
+    go to the lowest trial number, where Optuna's `best_trial` leaves them to its storage."""
+    return best_run(
+        study.get_trials(deepcopy=False),
+        study.direction.name.lower(),
+        value=lambda t: t.value,
+        feasible=lambda t: t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values()),
+        trial=lambda t: t.number,
+    )
+
+
 def progress(study: optuna.Study, objective: str, n_trials: int) -> str:
     """`4/20 trained, best so far: trial 2, val_acc=0.4312`: the study's state after a trial."""
     trials = study.get_trials(deepcopy=False)
@@ -94,9 +106,8 @@ def progress(study: optuna.Study, objective: str, n_trials: int) -> str:
     if len(study.directions) > 1:
         front = study.best_trials if any(t.state == TrialState.COMPLETE for t in trials) else []
         return f"{head}, Pareto front: {len(front)} trial(s)"
-    try:
-        best = study.best_trial  # Optuna 5: the best feasible one
-    except ValueError:  # nothing completed (and feasible) yet
+    best = best_trial(study)
+    if best is None:
         return f"{head}, none completed yet"
     return f"{head}, best so far: trial {best.number}, {objective}={best.value:.4g}"
 

@@ -2,9 +2,10 @@
 run on any data source the app knows, and the model in deployable files.
 
 PATH is a run folder (its weights.pt), a weights.pt file, or a folder of runs: an Optuna
-study folder (its best trial: the best completed run in the study's direction; infeasible
-suggestions have no folder), a sweep folder or `outputs/runs` (the best completed run by its
-objective, as `python -m budgetsweep.analysis` ranks them). The data is the run's own (`.hydra/config.yaml`)
+study folder, a sweep folder or `outputs/runs`: its best run, by the rule analysis and the
+sweeper's `optimization_results.yaml` apply (`budgetsweep.contract.sweep.best_run`: the best
+completed `objective` in the study's direction, else in its objective name's; ties to the
+lowest trial number, then the first folder). The data is the run's own (`.hydra/config.yaml`)
 unless overridden: `data=cifar10`, `data=npz data.path=FILE`, `data=cifar10_sample`, or any
 `data.<key>=...` on the run's data node. Images go through the training split's normalisation
 stored in weights.pt, in the run's precision and memory format, so the run's own test split
@@ -29,8 +30,17 @@ from typing import Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from budgetsweep.contract import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, first_line, read_metrics, write_atomic
+from budgetsweep.contract import (
+    EVAL_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    ContractError,
+    first_line,
+    read_metrics,
+    write_atomic,
+)
 from budgetsweep.contract.layouts import read_study
+from budgetsweep.contract.sweep import best_run, folder_order, sweep_direction
 from budgetsweep.data import DataError, load_dataset
 
 from .build import Setup, channels_last_is_safe, describe_device, pick_device
@@ -50,14 +60,24 @@ class EvalError(ValueError):
 
 
 def _runs_under(root: Path) -> list[tuple[Path, dict]]:
+    """(folder, metrics) of every readable run under `root`, in the folder order analysis walks
+    (`folder_order`: trial 8 before trial 12), which `best_run` breaks its last ties by."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in {"analysis", ".hydra", "__pycache__"})
-        if METRICS_FILE in filenames:
-            metrics = read_metrics(dirpath)
-            if metrics and metrics["status"] == "completed" and metrics.get("objective") is not None:
-                found.append((Path(dirpath), metrics))
+        dirnames[:] = sorted((d for d in dirnames if d not in {"analysis", ".hydra", "__pycache__"}), key=folder_order)
+        if METRICS_FILE in filenames and (metrics := read_metrics(dirpath)):
+            found.append((Path(dirpath), metrics))
     return found
+
+
+def _direction(path: Path, runs: list[tuple[Path, dict]]) -> str:
+    """The folder's study direction (study.json), else its runs' objective name's."""
+    try:
+        recorded = getattr(read_study(path), "direction", None)
+    except ContractError:  # an unreadable study.json: rank by the runs' objective name
+        recorded = None
+    names = (OmegaConf.select(_run_config(d) or OmegaConf.create(), "objective", default=None) for d, _ in runs)
+    return sweep_direction(recorded, next((str(n) for n in names if n), None))
 
 
 def find_run(path: str | Path) -> Path:
@@ -74,19 +94,14 @@ def find_run(path: str | Path) -> Path:
     if (path / METRICS_FILE).is_file():
         raise EvalError(f"{path}: no {WEIGHTS_FILE} (the run was trained with save_weights=none, or did not train)")
     runs = _runs_under(path)
-    if not runs:
+    # The rule analysis and the sweeper's summary apply too: the study's direction, ties to the
+    # lowest trial number, then to the first folder.
+    chosen = best_run([metrics for _, metrics in runs], _direction(path, runs))
+    if chosen is None:
         raise EvalError(f"{path}: no completed run under it ({METRICS_FILE} with status completed)")
-    try:
-        study = read_study(path)
-    except Exception:  # an unreadable study.json: rank by each run's objective name
-        study = None
-    if study is not None:
-        minimize = study.direction == "minimize"
-    else:  # the objective's name says it: val_acc is maximised, a loss minimised
-        minimize = "loss" in str(OmegaConf.select(_run_config(runs[0][0]) or {}, "objective", default="val_acc"))
-    best_dir, best = (min if minimize else max)(runs, key=lambda r: r[1]["objective"])
+    best_dir = next(d for d, metrics in runs if metrics is chosen)
     if not (best_dir / WEIGHTS_FILE).is_file():
-        raise EvalError(f"{best_dir}: the best run ({best['objective']:.4f}) has no {WEIGHTS_FILE} (save_weights=none)")
+        raise EvalError(f"{best_dir}: the best run has no {WEIGHTS_FILE} (save_weights=none)")
     return best_dir
 
 
