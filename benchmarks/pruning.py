@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from budgetsweep.contract.sweep import best_run
+
 ROOT = Path(__file__).resolve().parents[1]
 NO_PRUNER = "hydra/sweeper/pruner=none"  # run.py's search prunes by default (pruner/median.yaml)
 PRUNER = "++hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:3,n_warmup_steps:1}"
@@ -47,14 +49,14 @@ def sweep(name: str, data: str, out: Path, extra: list[str]) -> tuple[list[str],
 
 def summary(study_dir: Path) -> dict:
     runs = [json.loads(p.read_text()) for p in sorted(study_dir.glob("*/metrics.json"))]
-    completed = [m for m in runs if m["status"] == "completed"]
+    best = best_run(runs, "maximize", value=lambda m: m["val_acc"])  # the contract's rule: ties to the earliest trial
     return {
         "trials": len(runs),
         "pruned": sum(m["status"] == "pruned" for m in runs),
         "epochs": sum(m["epochs"] for m in runs),
         "train_s": sum(m["train_seconds"] for m in runs),
-        "best_val_acc": max((m["val_acc"] for m in completed), default=float("nan")),
-        "best_trial": max(completed, key=lambda m: m["val_acc"])["trial"] if completed else None,
+        "best_val_acc": best["val_acc"] if best else float("nan"),
+        "best_trial": best["trial"] if best else None,
     }
 
 
