@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from budgetsweep.contract.sweep import JOBS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["model=resnet", "model.N=3", "model.B=1", "model.C=16", "model.P=4"]
 
@@ -68,7 +70,7 @@ def main() -> None:
         seeds = ",".join(str(s) for s in range(n))
         wait([start(["-m", *base, "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n}", f"seed={seeds}"], tmp / "jl")])
         results["auto, joblib launcher"] = images_per_second(tmp / "jl")
-        env = {"BUDGETSWEEP_JOBS_PER_MACHINE": str(n)}
+        env = {JOBS_ENV: str(n)}
         wait([start(base, tmp / f"env{i}", env) for i in range(n)])
         results["auto, $BUDGETSWEEP_JOBS_PER_MACHINE"] = [
             x for i in range(n) for x in images_per_second(tmp / f"env{i}")

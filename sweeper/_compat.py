@@ -11,8 +11,8 @@ packages; everything else in `sweeper/` uses public names
 What is here, and why there is no public way:
 
 - `distribution_from_override`: the plugin's parser of its override grammar (`choice`, `range`,
-  `interval`, `tag(log, ...)`) into Optuna distributions. Public in spirit (the issue allows its
-  reuse) but it lives in the plugin's private module `_impl`.
+  `interval`, `tag(log, ...)`) into Optuna distributions. Reusing it keeps our grammar the
+  plugin's exactly, but it lives in the plugin's private module `_impl`.
 - `stale_trial_ids`: RUNNING trials whose heartbeat is older than the grace period, by the
   database's own clock. Optuna's only public route, `optuna.storages.fail_stale_trials`, marks
   them FAIL at once, and a finished trial cannot go back to the queue (see `budgetsweep.sweeper.heartbeat`).

@@ -21,17 +21,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from hydra.core.override_parser.types import QuotedString, Transformer
-from hydra.errors import CompactHydraException
 
 from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant
 from budgetsweep.contract.values import canon, quote, values_equal
+
+from .errors import SweeperError
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
 
-class AblationError(CompactHydraException, ValueError):
-    """Bad ablation input. Hydra prints the message alone, without a traceback."""
+class AblationError(SweeperError, ValueError):
+    """Bad ablation input, or an ablation that cannot go on: one line, as every SweeperError."""
 
 
 @dataclass(frozen=True)

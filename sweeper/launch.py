@@ -23,16 +23,18 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from budgetsweep.contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_line, read_metrics
+from budgetsweep.contract.sweep import STUDY_ENV, TRIAL_ENV
+from budgetsweep.contract.values import quote
 
 from ._compat import job_error
 from .trial_reporter import TrialLost
 
 log = logging.getLogger(__name__)
 
-LAUNCHED = "budgetsweep:launched"  # trial system attr: a job was started in the trial's folder
 STATES = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}  # every other status: FAIL
 
 
@@ -78,6 +80,29 @@ class Jobs:
             get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=True)
 
 
+def record_prefix(config: DictConfig, record: str | None) -> dict[str, str] | None:
+    """How the trial's number and study reach the app's `record` node (run.py's `sweep`):
+    key -> override prefix, or None when the app's config has no such node."""
+    node = OmegaConf.select(config, record, default=None) if record else None
+    if not OmegaConf.is_dict(node):
+        return None
+    return {key: f"{record}." if key in node else f"++{record}." for key in ("trial", "study")}
+
+
+def job_overrides(number: int, study_name: str, params: list[str], record: dict[str, str] | None) -> list[str]:
+    """The overrides of one trial's job: its parameters, then where it runs and what it is (in
+    Hydra's own job config, so the app needs no key for it; in its `record` node if it has one)."""
+    study = quote(study_name)
+    recorded = [] if record is None else [f"{record['trial']}trial={number}", f"{record['study']}study={study}"]
+    return [
+        *params,
+        *recorded,
+        f"++hydra.job.env_set.{TRIAL_ENV}={number}",
+        f"++hydra.job.env_set.{STUDY_ENV}={study}",
+        f"hydra.sweep.subdir={number}",
+    ]
+
+
 @dataclass
 class Outcome:
     status: str  # a contract status (contract.STATUSES)
@@ -110,7 +135,7 @@ def outcome(
     future: cf.Future, run_dir: Path, pruned_at: Any = None, objectives: list[str] | None = None, n_values: int = 1
 ) -> Outcome:
     """How a trial's job ended: our metrics.json, else what the launcher returned or raised.
-    `pruned_at`: the step at which the job's reporter said stop (budgetsweep.sweeper.trial_reporter.PRUNED_AT).
+    `pruned_at`: the step at which the job's reporter said stop (budgetsweep.contract.sweep.PRUNED_AT).
     `objectives`: read by name from metrics.json; `n_values`: the study's number of directions
     (several without `objectives`: the task returns one number per direction)."""
     try:

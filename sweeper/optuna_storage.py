@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 
 from budgetsweep.contract import first_line
 from budgetsweep.contract.storage import connect_url, mask, scrub
+from budgetsweep.contract.sweep import STORAGE_RETRY_ENV
 
 from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS
 from .errors import SweeperError
@@ -39,7 +40,6 @@ from .errors import SweeperError
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 60.0  # how long the sweeper's storage calls wait out a database outage
-RETRY_ENV = "BUDGETSWEEP_STORAGE_RETRY"  # seconds, to wait longer (or less) than RETRY_SECONDS
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _DISK_FULL_TEXT = ("database or disk is full", "No space left on device", "File too large", "Disk quota exceeded")
 
@@ -50,11 +50,11 @@ class StorageUnavailable(SweeperError):
 
 def retry_seconds() -> float:
     """How long the sweeper waits out a database outage: $BUDGETSWEEP_STORAGE_RETRY, else RETRY_SECONDS."""
-    text = os.environ.get(RETRY_ENV, "").strip()
+    text = os.environ.get(STORAGE_RETRY_ENV, "").strip()
     try:
         return max(float(text), 0.0) if text else RETRY_SECONDS
     except ValueError:
-        raise SweeperError(f"${RETRY_ENV}: expected a number of seconds, got {text!r}") from None
+        raise SweeperError(f"${STORAGE_RETRY_ENV}: expected a number of seconds, got {text!r}") from None
 
 
 def disk_full(error: BaseException | str | None) -> bool:

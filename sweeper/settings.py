@@ -7,50 +7,50 @@ Imports Optuna (through the sampler and pruner) only when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from budgetsweep.contract import first_line
 
+from .config import NO_PRUNER, BudgetOptunaSweeperConf, HeartbeatConf, with_defaults
 from .errors import SweeperError
 from .trial_reporter import build_pruner
-
-_NO_PRUNER = ("optuna.pruners.NopPruner",)  # hydra/sweeper/pruner=none: allowed with several objectives
 
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
 @dataclass
 class OptunaSettings:
-    sampler: (
-        Any  # an optuna sampler; for the grid, a partial that takes the grid (budgetsweep.sweeper.space.grid_choices)
-    )
+    """The settings as the sweep uses them: each checked, built or derived from the merged schema
+    (`config.BudgetOptunaSweeperConf`, where every default is written)."""
+
+    sampler: Any  # an optuna sampler; for the grid, a partial that takes the grid (space.grid_choices)
     direction: Any  # "minimize" | "maximize", or a list of them (several objectives)
     storage: str | None  # a database URL as given (password not yet taken out); None: SQLite in the study folder
-    study_name: str | None  # None: derived from the search space (budgetsweep.sweeper.space.default_study_name)
+    study_name: str | None  # None: derived from the search space (space.default_study_name)
     n_trials: int  # trained trials the study should have
     n_jobs: int
     max_failure_rate: float  # the plugin's meaning: the failed share allowed in each batch of n_jobs trials
     max_failed_share: float | None  # the failed share of n_trials allowed in one run; None: no limit
     custom_search_space: Callable[[Any, Any], None] | None  # fn(config, trial), may suggest more params
     params: Any  # hydra.sweeper.params: key -> override value
-    pruner_cfg: Any  # the node each job rebuilds its pruner from (budgetsweep.sweeper.trial_reporter)
+    pruner_cfg: Any  # the node each job rebuilds its pruner from (trial_reporter)
     pruner: Any
     dir: str | None
     max_suggestions: int  # per run, trained + infeasible
     heartbeat_interval: int
     grace_period: int
-    allow_space_change: bool = False
-    record: str | None = "sweep"  # the config node that receives sweep.trial / sweep.study, when present
-    sizer: Any = None  # budgetsweep.sweeper.sizing.Sizer
+    allow_space_change: bool
+    record: str | None  # the config node that receives sweep.trial / sweep.study, when present
+    sizer: Any  # sizing.Sizer
     # the objectives by name, read from the job's metrics.json (the run contract); None: the
     # task's return value (a number, or a sequence of one number per direction)
-    objectives: list[str] | None = None
-    timeout: float | None = None  # seconds: no trial starts after it (this process's clock)
-    enqueue: list[dict] = field(default_factory=list)  # configs tried first (Study.enqueue_trial)
+    objectives: list[str] | None
+    timeout: float | None  # seconds: no trial starts after it (this process's clock)
+    enqueue: list[dict]  # configs tried first (Study.enqueue_trial)
 
     @property
     def directions(self) -> list[str]:
@@ -167,75 +167,68 @@ def _custom_search_space(path: str | None) -> Callable[[Any, Any], None] | None:
         raise SweeperError(f"hydra.sweeper.custom_search_space: {first_line(e)}") from None
 
 
-def parse_settings(
-    sampler: Any,
-    direction: Any,
-    storage: Any | None,
-    study_name: str | None,
-    n_trials: int,
-    n_jobs: int,
-    max_failure_rate: float,
-    custom_search_space: str | None,
-    params: Any,
-    pruner: Any = None,
-    dir: str | None = None,
-    max_suggestions: int | None = None,
-    heartbeat: Any = None,
-    max_failed_share: float | None = None,
-    allow_space_change: bool = False,
-    record: str | None = "sweep",
-    budget: Any = None,
-    objectives: Any = None,
-    timeout: Any = None,
-    enqueue: Any = None,
-) -> OptunaSettings:
-    """The schema's keys (`optuna_sweeper.BudgetOptunaSweeperConf`), checked; SweeperError names the bad one."""
+def merged(given: Mapping[str, Any]) -> dict[str, Any]:
+    """`config.with_defaults`, and `heartbeat` takes the keys it lacks from its defaults."""
+    conf = with_defaults(BudgetOptunaSweeperConf, given, SweeperError, "budget_optuna")
+    heartbeat = given.get("heartbeat") or {}
+    plain = OmegaConf.to_container(heartbeat) if OmegaConf.is_config(heartbeat) else heartbeat
+    if not isinstance(plain, dict):
+        raise SweeperError(f"hydra.sweeper.heartbeat: expected a mapping, got {heartbeat!r}")
+    conf["heartbeat"] = {**OmegaConf.to_container(OmegaConf.structured(HeartbeatConf)), **plain}
+    return conf
+
+
+def parse_settings(given: Mapping[str, Any]) -> OptunaSettings:
+    """The settings Hydra passes to the sweeper, over the schema's defaults, checked;
+    SweeperError names the bad one."""
     from .sizing import Sizer
     from .space import params_to_overrides
 
+    conf = merged(given)
+    n_trials, heartbeat, pruner, record = conf["n_trials"], conf["heartbeat"], conf["pruner"], conf["record"]
     _positive_int("n_trials", n_trials)
-    _positive_int("n_jobs", n_jobs)
-    _positive_int("max_suggestions", max_suggestions, allow_none=True)
-    heartbeat = heartbeat or {"interval": 10, "grace_period": 30}
+    _positive_int("n_jobs", conf["n_jobs"])
+    _positive_int("max_suggestions", conf["max_suggestions"], allow_none=True)
     _positive_int("heartbeat.interval", heartbeat["interval"])
     _positive_int("heartbeat.grace_period", heartbeat["grace_period"])
-    _rate("max_failure_rate", max_failure_rate)
-    if max_failed_share is not None:
-        _rate("max_failed_share", max_failed_share)
+    _rate("max_failure_rate", conf["max_failure_rate"])
+    if conf["max_failed_share"] is not None:
+        _rate("max_failed_share", conf["max_failed_share"])
     if record is not None and not isinstance(record, str):
         raise SweeperError(f"hydra.sweeper.record: expected a config key or null, got {record!r}")
-    if storage is not None and not isinstance(storage, str):
+    if conf["storage"] is not None and not isinstance(conf["storage"], str):
         raise SweeperError("hydra.sweeper.storage: expected a database URL (sqlite:///... or postgresql://...)")
-    params_to_overrides(params)  # a mapping, or a one-line error now
-    direction = _direction(direction)
+    params_to_overrides(conf["params"])  # a mapping, or a one-line error now
+    direction = _direction(conf["direction"])
     directions = direction if isinstance(direction, list) else [direction]
-    never_prunes = pruner is None or OmegaConf.select(OmegaConf.create({"p": pruner}), "p._target_") in _NO_PRUNER
+    target = None if pruner is None else OmegaConf.select(OmegaConf.create({"p": pruner}), "p._target_")
+    never_prunes = pruner is None or target == NO_PRUNER["_target_"]
     if len(directions) > 1 and not never_prunes:
         raise SweeperError(
             f"hydra.sweeper.pruner: Optuna prunes single-objective studies only; this one has {len(directions)} "
             f"directions: drop the pruner (hydra/sweeper/pruner=none)"
         )
     return OptunaSettings(
-        sampler=_sampler(sampler, directions),
+        sampler=_sampler(conf["sampler"], directions),
         direction=direction,
-        storage=storage,
-        study_name=study_name,
+        storage=conf["storage"],
+        study_name=conf["study_name"],
         n_trials=n_trials,
-        n_jobs=n_jobs,
-        max_failure_rate=float(max_failure_rate),
-        max_failed_share=None if max_failed_share is None else float(max_failed_share),
-        custom_search_space=_custom_search_space(custom_search_space),
-        params=params,
+        n_jobs=conf["n_jobs"],
+        max_failure_rate=float(conf["max_failure_rate"]),
+        max_failed_share=None if conf["max_failed_share"] is None else float(conf["max_failed_share"]),
+        custom_search_space=_custom_search_space(conf["custom_search_space"]),
+        params=conf["params"],
         pruner_cfg=pruner,
         pruner=build_pruner(pruner),
-        dir=dir,
-        max_suggestions=max_suggestions or 20 * n_trials,
+        dir=conf["dir"],
+        max_suggestions=conf["max_suggestions"] or 20 * n_trials,
         heartbeat_interval=int(heartbeat["interval"]),
         grace_period=int(heartbeat["grace_period"]),
-        allow_space_change=bool(allow_space_change),
+        allow_space_change=bool(conf["allow_space_change"]),
         record=record,
-        sizer=Sizer.from_settings(budget),
-        objectives=_objectives(objectives, directions),
-        timeout=_timeout(timeout),
-        enqueue=_enqueue(enqueue),
+        sizer=Sizer.from_settings(conf["budget"]),
+        objectives=_objectives(conf["objectives"], directions),
+        timeout=_timeout(conf["timeout"]),
+        enqueue=_enqueue(conf["enqueue"]),
     )

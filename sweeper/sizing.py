@@ -27,34 +27,20 @@ Imports Hydra and OmegaConf only: torch and `models` are loaded on the first siz
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from budgetsweep.contract import first_line
 
+from .config import BudgetConf
 from .errors import SweeperError
 
 WAYS_OUT = (
     "set hydra.sweeper.budget.model_key to the model's node, name a sizing function "
     "(hydra.sweeper.budget.size_fn=module.fn, fn(cfg) -> int), or drop the budget (budget.max_params=null)"
 )
-
-
-@dataclass
-class BudgetConf:
-    """`hydra.sweeper.budget` of both sweepers."""
-
-    # null: the app's budget.max_params; when that is absent or null too, nothing is sized
-    max_params: Optional[int] = None
-    # null: the app's budget.max_flops (forward FLOPs of one input); null there too: no FLOPs limit
-    max_flops: Optional[int] = None
-    # the node sized: <model_key> (a registry family or a _target_ node), else <model_key>.net
-    model_key: str = "model"
-    # "module.fn": fn(cfg) -> int trainable parameters (or (params, flops)); used instead of the
-    # automatic sizing
-    size_fn: Optional[str] = None
 
 
 class Unsizable(Exception):
@@ -73,17 +59,17 @@ class Sizer:
     def from_settings(cls, budget: Any) -> Sizer:
         """`hydra.sweeper.budget` checked; SweeperError names the bad key."""
         budget = OmegaConf.to_container(budget) if OmegaConf.is_config(budget) else dict(budget or {})
-        unknown = sorted(set(budget) - {"max_params", "max_flops", "model_key", "size_fn"})
+        defaults = asdict(BudgetConf())
+        unknown = sorted(set(budget) - set(defaults))
         if unknown:
-            raise SweeperError(
-                f"hydra.sweeper.budget.{unknown[0]}: not a setting (max_params, max_flops, model_key, size_fn)"
-            )
-        max_params = _max_params("hydra.sweeper.budget.max_params", budget.get("max_params"))
-        max_flops = _max_params("hydra.sweeper.budget.max_flops", budget.get("max_flops"))
-        model_key = budget.get("model_key") or "model"
+            raise SweeperError(f"hydra.sweeper.budget.{unknown[0]}: not a setting ({', '.join(defaults)})")
+        budget = {**defaults, **budget}
+        max_params = _max_params("hydra.sweeper.budget.max_params", budget["max_params"])
+        max_flops = _max_params("hydra.sweeper.budget.max_flops", budget["max_flops"])
+        model_key = budget["model_key"] or defaults["model_key"]
         if not isinstance(model_key, str):
             raise SweeperError(f"hydra.sweeper.budget.model_key: expected a config key, got {model_key!r}")
-        name = budget.get("size_fn")
+        name = budget["size_fn"]
         fn = None
         if name:
             from hydra.utils import get_method

@@ -38,8 +38,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-SLOT = "budgetsweep:slot"
-OWNER = "budgetsweep:owner"  # the claim token of the worker that runs the trial now
+from budgetsweep.contract.sweep import OWNER, SLOT
 
 
 class Slots:

@@ -1,17 +1,13 @@
 """The study loop of one sweeper process: ask, size, take a slot, launch, tell.
 
-    ask (Study.ask with the search space's distributions) -> the job's overrides
-        -> compose its config and size it (budgetsweep.sweeper.feasibility)
-            over budget / invalid -> told PRUNED with constraints > 0, never launched,
-                                     not counted in n_trials
-            feasible -> take a slot (budgetsweep.sweeper.slots) -> launch in <study dir>/<trial number>/
-    a job ends -> its metrics.json -> tell COMPLETE / PRUNED / FAIL (budgetsweep.sweeper.launch)
-
-Queued trials (interrupted earlier, by this or another worker: budgetsweep.sweeper.heartbeat) are run
-again first, with their number and folder, before anything new is asked (then the `enqueue`
-configs, through Optuna's queue). The loop ends when the study holds n_trials slots and none of
-them is still running anywhere, or, with `timeout`, once this process's time is up and its own
-trials ended (no trial starts after it; other workers keep their own clocks).
+What holds: a suggestion is composed and sized before it may take a slot (`feasibility`), so an
+infeasible one is told PRUNED with its constraint, never launched, and never uses up n_trials;
+a feasible one runs only while it holds a slot (`slots`), always in `<study dir>/<trial number>/`.
+Queued trials (interrupted, here or by another worker: `heartbeat`) run again first, before
+anything new is asked. The loop ends when the study holds n_trials slots and none of them runs
+anywhere, or, with `timeout`, once this process's time is up and its own trials ended. On any
+way out this process's jobs stop before their trials go back to the queue: a job must never
+write to a folder whose trial another worker may take.
 """
 
 from __future__ import annotations
@@ -26,24 +22,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from budgetsweep.contract import FAILED_STATUSES, first_line
 from budgetsweep.contract.storage import scrub
-from budgetsweep.contract.values import parse_value, quote
+from budgetsweep.contract.sweep import CLAIM_ENV, LAUNCHED, PRUNED_AT
+from budgetsweep.contract.values import quote
 
 from .errors import SweeperError
+from .failures import FailurePolicy
 from .feasibility import compose, size_trial
 from .heartbeat import Heartbeats
-from .launch import LAUNCHED, Jobs, outcome, run_metrics, tell
+from .launch import Jobs, job_overrides, outcome, record_prefix, run_metrics, tell
 from .optuna_storage import StorageUnavailable, disk_full
 from .settings import OptunaSettings
 from .slots import Slots
 from .space import trial_overrides
-from .study_setup import Sweep
-from .summary import analysis_command, failure_hint, progress, write_results
-from .trial_reporter import CLAIM_ENV, PRUNED_AT, STUDY_ENV, TRIAL_ENV
+from .study_setup import Sweep, check_objectives, log_start, objective_name
+from .summary import failure_hint, progress, write_results
 
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
@@ -84,59 +81,19 @@ class StudyLoop:
         self.suggested = 0
         self.infeasible: Counter = Counter()
         self.trained: Counter = Counter()
-        self.failures: list[tuple[int, str, str]] = []
-        self.stopping: str | None = None
-        # max_failure_rate as the plugin means it: trials of this run in launch order, in batches
-        # of n_jobs; a batch is judged once all of its trials ended
-        self.launched: list[int] = []
-        self.failed_numbers: set[int] = set()
-        self.ended: set[int] = set()
-        self.batches_judged = 0
-        self.record = self.record_prefix()
+        self.failures = FailurePolicy(
+            self.n_trials, settings.n_jobs, settings.max_failure_rate, settings.max_failed_share
+        )
+        self.stopping: str | None = None  # why no trial starts any more: failures, max_suggestions
+        self.record = record_prefix(config, settings.record)
         self.deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
         self.timed_out = False
-
-    @property
-    def objective(self) -> str:
-        if self.settings.objectives:
-            return ",".join(self.settings.objectives)
-        return str(OmegaConf.select(self.config, "objective", default="objective"))
-
-    def check_objectives(self) -> None:
-        """Several directions need as many values: named in metrics.json (run.py returns one)."""
-        n = len(self.study.directions)
-        if n > 1 and self.settings.objectives is None and OmegaConf.select(self.config, "objective") is not None:
-            raise SweeperError(
-                f"hydra.sweeper.direction has {n} directions: name the objectives to read from each run's "
-                f"metrics.json, e.g. hydra.sweeper.objectives=[val_acc,params]"
-            )
-
-    def with_fixed_values(self) -> DictConfig:
-        """The primary config with the search space's fixed values (`budget.max_params: 200000` in
-        `hydra.sweeper.params` is every trial's budget): what the start of the sweep describes."""
-        cfg = OmegaConf.create(OmegaConf.to_container(self.config, resolve=False))
-        for key, value in self.sweep.space.fixed.items():
-            if key.startswith("budget."):  # what the line describes; group choices are not values
-                OmegaConf.update(cfg, key, parse_value(value) if isinstance(value, str) else value, force_add=True)
-        return cfg
+        self.objective = objective_name(settings, config)
 
     # --------------------------------------------------------------------------------- main
     def run(self) -> None:
-        holders = self.slots.holders()
-        done = sum(t.state.is_finished() for t in holders)
-        log.info("Study %r in %s, folder %s", self.study.study_name, self.sweep.storage_url, self.sweep.study_dir)
-        log.info("Tables and plots at any time: %s", analysis_command(self.sweep.study_dir))
-        log.info(
-            "%d of n_trials=%d trained trials done%s; sampler %s, pruner %s, %d job(s) at a time",
-            done,
-            self.n_trials,
-            f", {len(holders) - done} unfinished" if len(holders) > done else "",
-            type(self.study.sampler).__name__,
-            type(self.settings.pruner).__name__,
-            self.parallel,
-        )
-        log.info(self.settings.sizer.describe(self.with_fixed_values()))
-        self.check_objectives()
+        log_start(self.sweep, self.settings, self.config, self.slots.holders(), self.parallel)
+        check_objectives(self.study, self.settings, self.config)
         if self.settings.timeout is not None:
             log.info("timeout %g s: no trial starts after it (this process's clock)", self.settings.timeout)
         self.heartbeats.start()
@@ -270,34 +227,9 @@ class StudyLoop:
         self.heartbeats.watch(trial_id)
         return trial, trial_id, self.slots.begin(trial_id)
 
-    def record_prefix(self) -> dict[str, str] | None:
-        """How the trial's number and study reach the app's `record` node (run.py's `sweep`):
-        key -> override prefix, or None when the app's config has no such node."""
-        node = OmegaConf.select(self.config, self.settings.record, default=None) if self.settings.record else None
-        if not OmegaConf.is_dict(node):
-            return None
-        name = self.settings.record
-        return {key: f"{name}." if key in node else f"++{name}." for key in ("trial", "study")}
-
     def job_overrides(self, trial: optuna.Trial) -> list[str]:
-        """The overrides of one trial's job: its parameters, then where it runs and what it is (in
-        Hydra's own job config, so the app needs no key for it; in its `record` node if it has one)."""
-        study = quote(self.study.study_name)
-        record = (
-            []
-            if self.record is None
-            else [
-                f"{self.record['trial']}trial={trial.number}",
-                f"{self.record['study']}study={study}",
-            ]
-        )
-        return [
-            *trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config),
-            *record,
-            f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}",
-            f"++hydra.job.env_set.{STUDY_ENV}={study}",
-            f"hydra.sweep.subdir={trial.number}",
-        ]
+        params = trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config)
+        return job_overrides(trial.number, self.study.study_name, params, self.record)
 
     def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str]) -> bool:
         run_dir = self.sweep.study_dir / str(trial.number)
@@ -329,7 +261,7 @@ class StudyLoop:
         )
         started = time.monotonic()
         self.in_flight[self.jobs.start(overrides, trial.number)] = Running(trial, trial_id, started)
-        self.launched.append(trial.number)
+        self.failures.launch(trial.number)
         return True
 
     def drop(self, trial: optuna.Trial, trial_id: int, state: TrialState, status: str | None = None) -> None:
@@ -362,7 +294,7 @@ class StudyLoop:
         tell(self.study, trial, result.value, result.state)
         self.heartbeats.forget(running.trial_id)
         self.trained[result.status] += 1
-        took = time.monotonic() - running.started
+        took, failure = time.monotonic() - running.started, None
         if result.status == "completed":
             values = result.value if isinstance(result.value, list) else [result.value]
             shown = ",".join(f"{v:.6g}" for v in values)
@@ -373,16 +305,18 @@ class StudyLoop:
             epochs = result.epochs or "?"
             log.info("trial %d: pruned after %s epoch(s) (%.0f s); %s", trial.number, epochs, took, so_far)
         else:
-            self.failed(trial.number, result.status, result.error or "-", run_dir, result.counted)
-        self.ended.add(trial.number)
-        self.judge_batches()
+            log.warning("trial %d: %s: %s (see %s)", trial.number, result.status, result.error or "-", run_dir)
+            if result.counted:  # a NaN result: FAIL in Optuna, as with the plugin, but the sweep goes on
+                failure = (result.status, result.error or "-")
+        self.failures.end(trial.number, failure)
+        self.stop_for(self.failures.judge_batches())
 
     def lost(self, running: Running) -> None:
         """A trial queued again and taken by another worker while this process was paused past the
         grace period: the result is that worker's to tell; this one's job stopped itself
         (budgetsweep.sweeper.trial_reporter.TrialLost) and wrote nothing."""
         self.heartbeats.forget(running.trial_id)
-        self.ended.add(running.trial.number)
+        self.failures.end(running.trial.number)
         log.warning(
             "trial %d: taken over by another worker while this process was paused (no heartbeat for more than "
             "grace_period=%d s); left to that worker",
@@ -390,41 +324,16 @@ class StudyLoop:
             self.settings.grace_period,
         )
 
-    def failed(self, number: int, status: str, error: str, run_dir: Any, counted: bool = True) -> None:
-        log.warning("trial %d: %s: %s (see %s)", number, status, error, run_dir)
-        if not counted:  # a NaN result: FAIL in Optuna, as with the plugin, but the sweep goes on
-            return
-        self.failures.append((number, status, error))
-        self.failed_numbers.add(number)
-        share = self.settings.max_failed_share
-        if share is not None and len(self.failures) > share * self.n_trials and self.stopping is None:
-            self.stopping = (
-                f"{len(self.failures)} trials failed in this run, more than max_failed_share="
-                f"{share} x n_trials={self.n_trials} allows"
-            )
-
-    def judge_batches(self, final: bool = False) -> None:
-        """max_failure_rate, the plugin's meaning: this run's trials, in launch order, form
-        batches of n_jobs; a batch whose failed share exceeds the rate stops the sweep."""
-        size = self.settings.n_jobs
-        while self.stopping is None:
-            batch = self.launched[self.batches_judged * size : (self.batches_judged + 1) * size]
-            if not batch or not (len(batch) == size or final) or not self.ended.issuperset(batch):
-                return
-            self.batches_judged += 1
-            failed = sum(1 for n in batch if n in self.failed_numbers)
-            if failed / len(batch) > self.settings.max_failure_rate:
-                self.stopping = (
-                    f"{failed} of the {len(batch)} trials of a batch failed (trials "
-                    f"{', '.join(map(str, batch))}), more than max_failure_rate={self.settings.max_failure_rate} "
-                    f"allows (batches of n_jobs={size})"
-                )
+    def stop_for(self, reason: str | None) -> None:
+        """Stop starting trials for this reason, unless an earlier one stopped them already."""
+        if self.stopping is None:
+            self.stopping = reason
 
     # ------------------------------------------------------------------------------- the end
     def stop_suggesting(self) -> None:
         trained = sum(self.trained.values()) + len(self.in_flight)
         infeasible = ", ".join(f"{k}: {v}" for k, v in sorted(self.infeasible.items())) or "-"
-        self.stopping = (
+        self.stop_for(
             f"stopped after {self.suggested} suggestions (hydra.sweeper.max_suggestions="
             f"{self.settings.max_suggestions}): {sum(self.infeasible.values())} were over budget.max_params or "
             f"invalid ({infeasible}), {trained} trained; the search space is mostly infeasible: narrow "
@@ -432,7 +341,7 @@ class StudyLoop:
         )
 
     def end(self) -> None:
-        self.judge_batches(final=True)
+        self.stop_for(self.failures.judge_batches(final=True))
         completed = write_results(self.study, self.sweep.study_dir, self.objective)
         if self.timed_out:
             log.info(
@@ -441,7 +350,7 @@ class StudyLoop:
                 self.settings.timeout,
                 sum(self.trained.values()),
             )
-        hint = failure_hint(self.failures, self.sweep.study_dir, str(self.config.hydra.job.name))
+        hint = failure_hint(self.failures.failed, self.sweep.study_dir, str(self.config.hydra.job.name))
         if self.stopping is not None:
             raise SweeperError(f"Optuna sweep {self.study.study_name!r}: {self.stopping}. {hint}")
         if not completed:

@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from budgetsweep.contract import ContractError
 from budgetsweep.contract.layouts import StudyRecord, read_study, write_study
 from budgetsweep.contract.storage import PASSWORD_ENV, mask, scrub, split_password, sqlite_url
-from budgetsweep.contract.values import quote
+from budgetsweep.contract.sweep import ENQUEUED, SPACE
+from budgetsweep.contract.values import parse_value, quote
 
 from ._compat import is_basic_launcher
 from .errors import SweeperError
@@ -41,11 +42,9 @@ from .space import (
     parse_space,
     space_changes,
 )
+from .summary import analysis_command
 
 log = logging.getLogger(__name__)
-
-SPACE = "budgetsweep:space"  # study system attr: SearchSpace.plain() of the search the study runs
-ENQUEUED = "budgetsweep:enqueued"  # study system attr: the `enqueue` configs already put in the queue
 
 
 @dataclass
@@ -127,6 +126,50 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
     _enqueue(study, storage, space, settings.enqueue)
     write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials))
     return Sweep(study, storage, space, n_trials, study_dir, masked)
+
+
+def objective_name(settings: OptunaSettings, config: DictConfig) -> str:
+    """What the study optimises, as the log and optimization_results.yaml name it."""
+    if settings.objectives:
+        return ",".join(settings.objectives)
+    return str(OmegaConf.select(config, "objective", default="objective"))
+
+
+def check_objectives(study: optuna.Study, settings: OptunaSettings, config: DictConfig) -> None:
+    """Several directions need as many values: named in metrics.json (run.py returns one)."""
+    n = len(study.directions)
+    if n > 1 and settings.objectives is None and OmegaConf.select(config, "objective") is not None:
+        raise SweeperError(
+            f"hydra.sweeper.direction has {n} directions: name the objectives to read from each run's "
+            f"metrics.json, e.g. hydra.sweeper.objectives=[val_acc,params]"
+        )
+
+
+def with_fixed_values(config: DictConfig, space: SearchSpace) -> DictConfig:
+    """The primary config with the search space's fixed values (`budget.max_params: 200000` in
+    `hydra.sweeper.params` is every trial's budget): what the start of the sweep describes."""
+    cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    for key, value in space.fixed.items():
+        if key.startswith("budget."):  # what the line describes; group choices are not values
+            OmegaConf.update(cfg, key, parse_value(value) if isinstance(value, str) else value, force_add=True)
+    return cfg
+
+
+def log_start(sweep: Sweep, settings: OptunaSettings, config: DictConfig, holders: list, parallel: int) -> None:
+    """Where the study is, how far it got, and how this run will go on: the sweep's first lines."""
+    done = sum(t.state.is_finished() for t in holders)
+    log.info("Study %r in %s, folder %s", sweep.study.study_name, sweep.storage_url, sweep.study_dir)
+    log.info("Tables and plots at any time: %s", analysis_command(sweep.study_dir))
+    log.info(
+        "%d of n_trials=%d trained trials done%s; sampler %s, pruner %s, %d job(s) at a time",
+        done,
+        sweep.n_trials,
+        f", {len(holders) - done} unfinished" if len(holders) > done else "",
+        type(sweep.study.sampler).__name__,
+        type(settings.pruner).__name__,
+        parallel,
+    )
+    log.info(settings.sizer.describe(with_fixed_values(config, sweep.space)))
 
 
 def _user_sweep_dir(config: DictConfig, sweeper_dir: str | None) -> str | None:

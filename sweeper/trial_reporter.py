@@ -45,13 +45,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from budgetsweep.contract import first_line
+from budgetsweep.contract.sweep import CLAIM_ENV, OWNER, PRUNED_AT, STUDY_ENV, TRIAL_ENV
 
 log = logging.getLogger(__name__)
 
-PRUNER_WHITELIST = ("optuna.pruners.*", "sweeper.*")
-TRIAL_ENV, STUDY_ENV = "BUDGETSWEEP_TRIAL", "BUDGETSWEEP_STUDY"  # set for each job by the Optuna sweeper
-CLAIM_ENV = "BUDGETSWEEP_CLAIM"  # the worker's claim on the trial (budgetsweep.sweeper.slots.OWNER)
-PRUNED_AT = "budgetsweep:pruned_at"  # trial system attr: the step at which the job's reporter said stop
+PRUNER_WHITELIST = ("optuna.pruners.*", "budgetsweep.sweeper.*")
 
 
 @dataclass(frozen=True)
@@ -170,8 +168,6 @@ class TrialReporter:
         if self.claim is None or self.busy:
             return  # (busy: `resumed` stays set, and the call under way checks when it returns)
         from optuna.trial import TrialState
-
-        from .slots import OWNER
 
         self.resumed = False
         self.busy = True

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from budgetsweep import models
 from budgetsweep.contract import first_line
+from budgetsweep.contract.sweep import JOBS_ENV  # when set, threads=auto divides the cores by it
 
 from .schema import Amp, ChannelsLast, Scheduler, TrainConfigError
 
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 # The `_target_`s an optimizer config may name (Hydra's execution whitelist: the config cannot
 # make the trainer call anything else). An optimizer from another package: add its prefix here.
 OPTIMIZER_TARGETS = ("torch.optim.*",)
-# Training jobs running at once on this machine, in total (several sweep workers, say): when
-# set, threads=auto divides the cores by it instead of by what the Hydra launcher says.
-JOBS_ENV = "BUDGETSWEEP_JOBS_PER_MACHINE"
 # compile=auto on a CPU compiles when a run plans more training steps than this: the first
 # epoch's extra compile time (21.5 s for the 80k model, cold kernel cache) against the per-step
 # gain (7 ms a step of 128 images); measured on a quiet 2-core machine by

@@ -1,0 +1,307 @@
+"""The ablation sweep: its settings checked, the plan (`ablation_plan`) over the composed config,
+each variant composed and sized before any job runs, resume in the same folder, and launching.
+
+What holds: every variant composes before the first job starts (a bad one is one line, not a
+half-run sweep); a variant over the budget is launched only in an app that records such runs
+itself (the record node, run.py's `sweep`), never trained elsewhere; a folder holds one plan
+(`ablation_plan.yaml`): a rerun with the same plan skips the jobs that finished, another plan is
+refused, so analysis never mixes two sweeps; launches number jobs consecutively, so job k always
+runs in folder k.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
+
+from budgetsweep.contract import ContractError, first_line, read_metrics
+from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant, read_ablation_plan, write_ablation_plan
+from budgetsweep.contract.sweep import ABLATION_ENV, REPEAT_ENV
+from budgetsweep.contract.values import quote
+
+from .ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation, plan_changes
+from .config import AblationSweeperConf, with_defaults
+from .sizing import WAYS_OUT, Sizer, Unsizable
+
+log = logging.getLogger(__name__)
+
+_ABSENT = object()
+RECORDED = ("factor", "value", "baseline", "repeat")
+
+
+@dataclass
+class AblationSettings:
+    """`hydra.sweeper.*` of the ablation (`config.AblationSweeperConf`), checked."""
+
+    params: dict[str, Any]  # key -> values in override syntax ("32,64,68"), each entry a factor
+    repeats: int
+    max_batch_size: int | None
+    seed_key: str | None
+    record: str | None
+    size: bool
+    max_failure_rate: float
+    sizer: Sizer
+
+
+def parse_settings(given: Mapping[str, Any]) -> AblationSettings:
+    """The settings Hydra passes, over the schema's defaults, checked; AblationError names the bad one."""
+    conf = with_defaults(AblationSweeperConf, given, AblationError, "ablation")
+    repeats, max_batch_size, max_failure_rate = conf["repeats"], conf["max_batch_size"], conf["max_failure_rate"]
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise AblationError(f"ablation: hydra.sweeper.repeats must be an int >= 1, got {repeats!r}")
+    if max_batch_size is not None and (not isinstance(max_batch_size, int) or max_batch_size < 1):
+        raise AblationError(
+            f"ablation: hydra.sweeper.max_batch_size must be null or an int >= 1, got {max_batch_size!r}"
+        )
+    if not 0.0 <= float(max_failure_rate) <= 1.0:
+        raise AblationError(f"ablation: hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate!r}")
+    params = conf["params"]
+    if OmegaConf.is_config(params):
+        params = OmegaConf.to_container(params, resolve=False)
+    try:
+        sizer = Sizer.from_settings(conf["budget"])
+    except Exception as e:  # SweeperError: one line, with the ablation's prefix
+        raise AblationError(f"ablation: {e}") from None
+    return AblationSettings(
+        params=dict(params or {}),
+        repeats=repeats,
+        max_batch_size=max_batch_size,
+        seed_key=conf["seed_key"],
+        record=conf["record"],
+        size=conf["size"],
+        max_failure_rate=float(max_failure_rate),
+        sizer=sizer,
+    )
+
+
+class AblationRun:
+    """One ablation sweep over the composed primary config, through Hydra's launcher."""
+
+    def __init__(self, settings: AblationSettings, hydra_context: Any, config: DictConfig, launcher: Any) -> None:
+        self.settings, self.hydra_context, self.config, self.launcher = settings, hydra_context, config, launcher
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def baseline(self, names: Sequence[str]) -> dict[str, Any]:
+        """Each factor's value in the composed config; a config group's runtime choice."""
+        choices = self.config.hydra.runtime.choices
+        baseline = {}
+        for name in names:
+            if name in choices:
+                baseline[name] = choices[name]
+                continue
+            value = OmegaConf.select(self.config, name, default=_ABSENT)
+            if value is _ABSENT:
+                continue
+            if OmegaConf.is_config(value):
+                value = OmegaConf.to_container(value, resolve=True)
+            baseline[name] = value
+        return baseline
+
+    def record_prefix(self) -> str | None:
+        """`sweep.` when the app's config has the record node with its keys, `++sweep.` when it has
+        the node without them, None (not recorded in the config) when it has no such node."""
+        name = self.settings.record
+        node = OmegaConf.select(self.config, name, default=None) if name else None
+        if not OmegaConf.is_dict(node):
+            return None
+        return f"{name}." if all(k in node for k in RECORDED) else f"++{name}."
+
+    def seed_key(self) -> str | None:
+        """The seed key when the config has it; None: repeats run unseeded (said once)."""
+        key = self.settings.seed_key
+        if key and OmegaConf.select(self.config, key, default=_ABSENT) is not _ABSENT:
+            return key
+        if self.settings.repeats > 1:
+            log.info("Ablation: the config has no seed key (hydra.sweeper.seed_key=%s): repeats run unseeded", key)
+        return None
+
+    def plan(self, arguments: list[str]) -> Plan:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        factors, fixed = parse_factors(self.settings.params, arguments, parser)
+        if not factors:
+            log.warning("Ablation: no factors given (e.g. model.C=32,64): running the baseline only")
+        seed_key = self.seed_key()
+        return plan_ablation(
+            baseline=self.baseline([f.name for f in factors]),
+            factors=factors,
+            fixed=fixed,
+            repeats=self.settings.repeats,
+            seed=OmegaConf.select(self.config, seed_key, default=None) if seed_key else None,
+            seed_key=seed_key,
+            record_prefix=self.record_prefix(),
+        )
+
+    def compose_and_size(self, plan: Plan, recorded: bool) -> tuple[dict[int, str], set[int]]:
+        """Compose every variant (a bad one fails here, before any job runs) and size it.
+        Returns the plan's notes and the variants not to launch: over the budget or invalid, in
+        an app that does not record such runs itself (`recorded`: run.py's record node)."""
+        notes: dict[int, str] = {}
+        infeasible: set[int] = set()
+        sizing = self.settings.size
+        if sizing:
+            log.info("Ablation: %s", self.settings.sizer.describe(self.config))
+        for i, job in enumerate(plan.variants):
+            try:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job.overrides))
+            except Exception as e:
+                what = "the baseline" if job.factor is None else f"variant {job.factor}={job.value}"
+                raise AblationError(f"ablation: {what} does not compose: {' '.join(str(e).split())}") from e
+            if not sizing:
+                continue
+            try:
+                note, fits = _size_note(self.settings.sizer, cfg, recorded)
+            except Unsizable as e:  # said once; the jobs still run and may check themselves
+                log.warning("Ablation: variants not sized: %s; %s", e, WAYS_OUT)
+                sizing = False
+                continue
+            if note is not None:
+                notes[i] = note
+            if not fits:
+                infeasible.add(i)
+        return notes, (set() if recorded else infeasible)
+
+    # -- sweeping ---------------------------------------------------------------------------
+
+    def run(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        plan = self.plan(arguments)
+        recorded = self.record_prefix() is not None
+        notes, skip = self.compose_and_size(plan, recorded)
+        for line in format_plan(plan, notes):
+            log.info(line)
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        skipped = {(plan.variants[i].factor, plan.variants[i].value) for i in skip}
+        jobs = [[*j.overrides, *_job_env(j)] for j in plan.jobs if (j.factor, j.value) not in skipped]
+        record = _plan_record(plan, notes, len(jobs))
+        done = _finished_before(sweep_dir, record, jobs)
+        write_ablation_plan(sweep_dir, record)
+        if not jobs:
+            raise AblationError("ablation: every variant is over the budget or invalid; nothing to run")
+        todo = [k for k in range(len(jobs)) if k not in done]
+        if done:
+            log.info(
+                "Ablation: resuming in %s: %d of %d jobs finished before (kept, not run again), %d to run",
+                sweep_dir,
+                len(done),
+                len(jobs),
+                len(todo),
+            )
+        returns: list[Sequence[JobReturn]] = []
+        failed: list[tuple[int, JobReturn, str]] = []
+        for batch in _batches(todo, self.settings.max_batch_size or len(jobs)):
+            results = self.launcher.launch([jobs[k] for k in batch], initial_job_idx=batch[0])
+            for k, r in zip(batch, results):
+                if r.status == JobStatus.FAILED:
+                    try:
+                        _ = r.return_value  # re-raises the job's exception
+                        reason = "failed"
+                    except Exception as e:  # the job's own exception, re-raised by JobReturn
+                        reason = f"{type(e).__name__}: {first_line(e)}"
+                    failed.append((k, r, reason))
+            returns.append(results)
+
+        if failed:
+            num, r, reason = failed[0]
+            shown = " ".join(o for o in r.overrides or [] if not _is_hydra(o))
+            summary = f"{len(failed)} of {len(todo)} jobs raised (first: job {num} {shown}: {reason})"
+            if len(failed) / len(todo) > self.settings.max_failure_rate:
+                raise AblationError(f"ablation: {' '.join(summary.split())}")
+            log.warning(summary)
+        return returns
+
+
+def _is_hydra(override: str) -> bool:
+    return override.lstrip("+~").startswith("hydra.")
+
+
+def _batches(numbers: list[int], size: int) -> list[list[int]]:
+    """Job numbers in launches of at most `size`, each of consecutive numbers: a launcher numbers
+    its jobs from `initial_job_idx` on, and job k must run in its own folder (`hydra.job.num`)."""
+    batches: list[list[int]] = []
+    for k in numbers:
+        if batches and len(batches[-1]) < size and batches[-1][-1] == k - 1:
+            batches[-1].append(k)
+        else:
+            batches.append([k])
+    return batches
+
+
+def _finished_before(sweep_dir: Path, record: AblationPlanRecord, jobs: list[list[str]]) -> set[int]:
+    """The jobs an earlier run of this plan in `sweep_dir` finished: a run folder with the job's
+    overrides and a metrics.json of any status but `failed` (a failed job runs again, resuming
+    from its checkpoint, as does one that never wrote metrics.json). A folder that holds another
+    plan, or runs without a plan, is refused: analysis would mix the two sweeps' runs."""
+    try:
+        previous = read_ablation_plan(sweep_dir)
+    except ContractError as e:
+        raise AblationError(f"ablation: {e}") from None
+    runs = [p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
+    if previous is None:
+        if runs:
+            raise AblationError(
+                f"ablation: {sweep_dir} holds runs of another sweep ({runs[0].name}/ and others, no "
+                f"ablation_plan.yaml): set hydra.sweep.dir to a new folder, or move those away"
+            )
+        return set()
+    if changes := plan_changes(previous, record):
+        raise AblationError(
+            f"ablation: {sweep_dir} holds an ablation with another plan ({'; '.join(changes)}); its runs would "
+            f"mix with this one's in analysis: set hydra.sweep.dir to a new folder, or move that one away"
+        )
+    finished = {}
+    for run in runs:
+        metrics = read_metrics(run)
+        if metrics is not None and metrics.get("status") != "failed":
+            overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
+            finished[tuple(str(o) for o in overrides)] = run
+    return {k for k, job in enumerate(jobs) if tuple(o for o in job if not _is_hydra(o)) in finished}
+
+
+def _job_env(job: Job) -> list[str]:
+    """The job's coordinates in its Hydra job config (environment variables while it runs)."""
+    values = {"factor": job.factor, "value": job.value, "baseline": "true" if job.factor is None else "false"}
+    return [
+        *(f"++hydra.job.env_set.{ABLATION_ENV[k]}={quote(v)}" for k, v in values.items() if v is not None),
+        f"++hydra.job.env_set.{REPEAT_ENV}={quote(str(job.repeat))}",
+    ]
+
+
+def _size_note(sizer: Sizer, cfg: DictConfig, recorded: bool) -> tuple[str | None, bool]:
+    """What the plan log says of one variant's size, and whether it fits. An app that records
+    its runs (run.py) still gets infeasible variants, which it records untrained; any other
+    app does not. (None, True) without a budget."""
+    sizing = sizer.size(cfg)
+    if sizing is None:
+        return None, True
+    max_params, _ = sizer.budget(cfg)
+    outcome = "recorded, not trained" if recorded else "not run"
+    if sizing.status == "invalid":
+        return f"invalid ({sizing.error}): {outcome}", False
+    if sizing.status == "over_budget":
+        what = "recorded as over_budget, not trained" if recorded else "not run"
+        return f"{sizing.params:,} params > budget {max_params:,}: {what}", False
+    return f"{sizing.params:,} params", True
+
+
+def _plan_record(plan: Plan, notes: dict[int, str], n_jobs: int) -> AblationPlanRecord:
+    """ablation_plan.yaml: what was run and what was skipped as equal to the baseline."""
+    factors = {
+        f.name: {
+            "baseline": plan.baseline.get(f.name),
+            "runs": list(plan.runs[f.name]),
+            "skipped": list(plan.skipped[f.name]),
+        }
+        for f in plan.factors
+    }
+    variants = [PlannedVariant(j.factor, j.value, list(j.overrides), notes.get(i)) for i, j in enumerate(plan.variants)]
+    return AblationPlanRecord(repeats=plan.repeats, factors=factors, variants=variants, n_jobs=n_jobs)
