@@ -4,14 +4,16 @@ This package is the one place the trainer, both sweepers and `analysis/` meet. I
 it imports no torch, no Optuna and nothing else of ours, so any of them (and a user's own
 app) can import it cheaply. Modules:
 
-- `budgetsweep.contract.run`: the run folder: file names, statuses, the `metrics.json` keys and schema
-  version, `history.csv` columns, the sweep coordinates, atomic writers and readers.
-- `budgetsweep.contract.values`: one canonical text for override values (what the ablation sweeper
-  records is what analysis reads, by construction) and the override-grammar helpers.
-- `budgetsweep.contract.layouts`: the sweep-level files: `study.json` (Optuna) and `ablation_plan.yaml`.
-- `budgetsweep.contract.storage`: the storage password variable, masking, and the one connect URL.
-- `budgetsweep.contract.messages`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a
-  table cell is shown.
+- `run`: the run folder: file names, statuses, the `metrics.json` keys and schema version,
+  `history.csv` columns, the sweep coordinates, atomic writers and readers.
+- `sweep`: the sweep protocol: the job environment variables, the Optuna attribute keys, the
+  record node, and `best_run`, the one rule that picks the best run.
+- `values`: one canonical text for override values (what the ablation sweeper records is what
+  analysis reads, by construction) and the override-grammar helpers.
+- `layouts`: the sweep-level files: `study.json` (Optuna) and `ablation_plan.yaml`.
+- `storage`: the storage password variable, masking, and the one connect URL.
+- `messages`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a table
+  cell is shown.
 """
 
 from .messages import first_line, is_missing
