@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -41,6 +41,10 @@ def split_password(url: str) -> tuple[str, str | None]:
     return parsed.render_as_string(hide_password=True), str(parsed.password)
 
 
+@overload
+def mask(url: str) -> str: ...
+@overload
+def mask(url: None) -> None: ...
 def mask(url: str | None) -> str | None:
     """The URL with its password masked (None stays None)."""
     return None if url is None else split_password(url)[0]

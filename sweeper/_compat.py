@@ -1,9 +1,9 @@
-"""Every private name of Optuna, Hydra and hydra-optuna-sweeper that the Optuna sweeper uses, in one place.
+"""Every private name of Optuna, Hydra, hydra-optuna-sweeper and joblib that the Optuna sweeper uses, in one place.
 
-Checked against optuna 5.1.0, hydra-core 1.4.0rc3 and hydra-optuna-sweeper 1.4.0rc3 (pyproject
-bounds each below its next major or minor release). When one of them changes, this file is the
-one to read, and `PRIVATE_NAMES` the list that tests/test_compat.py checks against the installed
-packages; everything else in `sweeper/` uses public names
+Checked against optuna 5.1.0, hydra-core 1.4.0rc3, hydra-optuna-sweeper 1.4.0rc3 and joblib
+1.6.0 (pyproject bounds each below its next major or minor release). When one of them changes,
+this file is the one to read, and `PRIVATE_NAMES` the list that tests/test_compat.py checks
+against the installed packages; everything else in `sweeper/` uses public names
 (`Study.ask(fixed_distributions=...)`, `Trial.set_constraint`, `RDBStorage.record_heartbeat`,
 `get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`, `set_trial_state_values`,
 `Plugins.instantiate_launcher`, `ConfigLoader.load_sweep_config`, ...).
@@ -26,6 +26,9 @@ What is here, and why there is no public way:
   re-raises it and first writes "Error executing job ..." to stderr; we want it as a value.
 - `is_basic_launcher`: Hydra's default launcher runs jobs one at a time in this process; its
   class lives in `hydra._internal`.
+- `kill_joblib_workers`: Hydra's joblib launcher runs jobs in joblib's reusable pool of loky
+  worker processes, which outlives the launch; joblib has no documented call that ends those
+  workers, only its bundled copy of loky (`joblib.externals`, not part of joblib's API) does.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 PLUGIN_IMPL = "hydra_plugins.hydra_optuna_sweeper._impl"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+JOBLIB_LOKY = "joblib.externals.loky"  # joblib's bundled loky, home of its reusable worker pool
 OPTUNA_RDB_LOGGER = "optuna.storages._rdb.storage"
 JOB_RETURN_VALUE = "_return_value"  # the field of hydra.core.utils.JobReturn
 # The cache Study puts around an RDBStorage: the private calls it makes are PRIVATE_STORAGE_CALLS.
@@ -67,6 +71,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     _split(OPTUNA_CACHED_STORAGE),
     *(("optuna.storages", f"RDBStorage.{name}") for name in PRIVATE_STORAGE_CALLS),
     ("hydra.core.utils", f"JobReturn.{JOB_RETURN_VALUE}"),
+    (JOBLIB_LOKY, "get_reusable_executor"),
 )
 
 
@@ -90,3 +95,9 @@ def job_error(ret: JobReturn) -> BaseException | None:
 def is_basic_launcher(launcher: Launcher) -> bool:
     cls = type(launcher)
     return f"{cls.__module__}.{cls.__qualname__}" == BASIC_LAUNCHER
+
+
+def kill_joblib_workers() -> None:
+    """Kill joblib's reusable worker processes now, without waiting for the jobs they run."""
+    executor = importlib.import_module(JOBLIB_LOKY).get_reusable_executor(reuse=True)
+    executor.shutdown(wait=False, kill_workers=True)

@@ -207,7 +207,9 @@ class _Variant:
     seed: Any  # the seed its repeat 0 runs with
 
 
-def _factor_variants(f: Factor, baseline: Mapping[str, Any], seed: Any, seed_key: str):
+def _factor_variants(
+    f: Factor, baseline: Mapping[str, Any], seed: Any, seed_key: str | None
+) -> tuple[list[_Variant], tuple[str, ...], tuple[str, ...]]:
     """One factor's variants: each value that differs from the baseline and from the values
     before it. Returns (variants, texts run, texts skipped)."""
     if f.name not in baseline and not f.adds:
@@ -217,7 +219,8 @@ def _factor_variants(f: Factor, baseline: Mapping[str, Any], seed: Any, seed_key
         )
     kept: list[_Variant] = []
     values: list[Any] = []
-    ran, skip = [], []
+    ran: list[str] = []
+    skip: list[str] = []
     for value, text in zip(f.values, f.texts):
         same_as_base = f.name in baseline and values_equal(baseline[f.name], value)
         if same_as_base or any(values_equal(v, value) for v in values):

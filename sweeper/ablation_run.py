@@ -108,7 +108,7 @@ class AblationRun:
         the node without them, None (not recorded in the config) when it has no such node."""
         name = self.settings.record
         node = OmegaConf.select(self.config, name, default=None) if name else None
-        if not OmegaConf.is_dict(node):
+        if not isinstance(node, DictConfig):
             return None
         return f"{name}." if all(k in node for k in RECORDED) else f"++{name}."
 

@@ -19,13 +19,16 @@ Hydra and OmegaConf only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Literal, Mapping, Optional, cast
 
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import OmegaConf
 
 from budgetsweep.contract.sweep import RECORD_NODE
+
+# One value of hydra.sweeper.direction (a list of them for several objectives), as Optuna spells it
+Direction = Literal["minimize", "maximize"]
 
 
 @dataclass
@@ -132,7 +135,8 @@ def with_defaults(schema: type, given: Mapping[str, Any], error: type[Exception]
     plugin's `__init__`). A key given replaces its default whole (a sampler or pruner node is one
     choice, not merged into another) and keeps its value as given, for the checks to judge; a key
     the schema lacks is `error`, naming it and the sweeper (`name`)."""
-    defaults = OmegaConf.to_container(OmegaConf.structured(schema))
+    # a dataclass schema's container is a dict keyed by its field names
+    defaults = cast("dict[str, Any]", OmegaConf.to_container(OmegaConf.structured(schema)))
     keys = [k for k in defaults if k not in ("_target_", "defaults")]
     unknown = sorted(set(given) - set(keys))
     if unknown:

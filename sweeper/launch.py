@@ -17,9 +17,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
@@ -30,7 +31,7 @@ from budgetsweep.contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_l
 from budgetsweep.contract.sweep import STUDY_ENV, TRIAL_ENV
 from budgetsweep.contract.values import quote
 
-from ._compat import job_error
+from ._compat import job_error, kill_joblib_workers
 from .trial_reporter import TrialLost
 
 log = logging.getLogger(__name__)
@@ -75,16 +76,14 @@ class Jobs:
         waits for). Other launchers' jobs run in this process (basic) or end with it (submitit)."""
         self.close()
         if type(self.launcher).__module__.startswith("hydra_plugins.hydra_joblib_launcher"):
-            from joblib.externals.loky import get_reusable_executor
-
-            get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=True)
+            kill_joblib_workers()
 
 
 def record_prefix(config: DictConfig, record: str | None) -> dict[str, str] | None:
     """How the trial's number and study reach the app's `record` node (run.py's `sweep`):
     key -> override prefix, or None when the app's config has no such node."""
     node = OmegaConf.select(config, record, default=None) if record else None
-    if not OmegaConf.is_dict(node):
+    if not isinstance(node, DictConfig):
         return None
     return {key: f"{record}." if key in node else f"++{record}." for key in ("trial", "study")}
 
@@ -146,6 +145,7 @@ def outcome(
     failed = job_error(ret) if ret is not None and ret.status == JobStatus.FAILED else None
     if metrics is None and (pruned_at is not None or isinstance(failed, optuna.TrialPruned)):
         return Outcome("pruned", None, None, pruned_at)
+    value: float | list[float] | None
     status, value = _status_and_value(ret, metrics)
     problem = None
     if status == "completed" and (objectives is not None or n_values > 1):
@@ -171,13 +171,14 @@ def _objective_values(
     if objectives is not None:
         if metrics is None:
             return None, f"no metrics.json of the run contract to read the objectives {objectives} from"
-        got = [metrics.get(name) for name in objectives]
+        # metrics.json's values (JSON) or what the task returned: float() below judges each
+        got: list[Any] = [metrics.get(name) for name in objectives]
         shown = ", ".join(f"{n}={v!r}" for n, v in zip(objectives, got))
     else:
-        got = ret.return_value if _completed(ret) else None
-        if not isinstance(got, (list, tuple)) or len(got) != n_values:
-            return None, f"returned {got!r}: expected {n_values} numbers, one per direction"
-        shown = repr(got)
+        returned = ret.return_value if _completed(ret) else None
+        if not isinstance(returned, (list, tuple)) or len(returned) != n_values:
+            return None, f"returned {returned!r}: expected {n_values} numbers, one per direction"
+        got, shown = list(returned), repr(returned)
     try:
         values = [float(v) for v in got]
     except (TypeError, ValueError):
@@ -187,11 +188,12 @@ def _objective_values(
     return values, None
 
 
-def _completed(ret: JobReturn | None) -> bool:
+def _completed(ret: JobReturn | None) -> TypeGuard[JobReturn]:
     return ret is not None and ret.status == JobStatus.COMPLETED
 
 
 def _status_and_value(ret: JobReturn | None, metrics: dict | None) -> tuple[str, float | None]:
+    value: Any  # metrics.json's (JSON) or what the task returned: float() below judges it
     if metrics is not None:
         status, value = metrics["status"], metrics.get("objective")
         if value is None and _completed(ret):
@@ -209,7 +211,7 @@ def _status_and_value(ret: JobReturn | None, metrics: dict | None) -> tuple[str,
     return status, (value if math.isfinite(value) else None)
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState) -> None:
+def tell(study: optuna.Study, trial: optuna.Trial, value: float | Sequence[float] | None, state: TrialState) -> None:
     """`study.tell`, tolerant of a trial another process finished, and of the grid sampler's
     `study.stop()` once the grid is used up (legal only inside `optimize`)."""
     try:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -36,6 +36,9 @@ from budgetsweep.contract.sweep import STORAGE_RETRY_ENV
 
 from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS
 from .errors import SweeperError
+
+if TYPE_CHECKING:
+    from .config import Direction
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +265,7 @@ def open_study(
     *,
     sampler: Any,
     pruner: Any,
-    direction: str,
+    direction: Direction,
     heartbeat_interval: int,
     grace_period: int,
     attempts: int = 5,

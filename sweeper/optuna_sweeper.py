@@ -60,7 +60,9 @@ class BudgetOptunaSweeper(Sweeper):
         from .study_loop import StudyLoop
         from .study_setup import open_sweep, parallelism
 
-        assert self.config is not None, "setup() first"
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None, (
+            "setup() first"
+        )
         sweep = open_sweep(self.settings, self.config, arguments)
         # the launcher is made once the study's folder is pinned as hydra.sweep.dir, so that its
         # own files (submitit's .submitit/) go there too, not to a timestamped multirun folder

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
 from budgetsweep.contract import first_line
 
-from .config import NO_PRUNER, BudgetOptunaSweeperConf, HeartbeatConf, with_defaults
+from .config import NO_PRUNER, BudgetOptunaSweeperConf, Direction, HeartbeatConf, with_defaults
 from .errors import SweeperError
 from .trial_reporter import build_pruner
 
@@ -28,7 +28,7 @@ class OptunaSettings:
     (`config.BudgetOptunaSweeperConf`, where every default is written)."""
 
     sampler: Any  # an optuna sampler; for the grid, a partial that takes the grid (space.grid_choices)
-    direction: Any  # "minimize" | "maximize", or a list of them (several objectives)
+    direction: Direction | list[Direction]  # a list: several objectives
     storage: str | None  # a database URL as given (password not yet taken out); None: SQLite in the study folder
     study_name: str | None  # None: derived from the search space (space.default_study_name)
     n_trials: int  # trained trials the study should have
@@ -53,7 +53,7 @@ class OptunaSettings:
     enqueue: list[dict]  # configs tried first (Study.enqueue_trial)
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return list(self.direction) if isinstance(self.direction, list) else [self.direction]
 
     @property
@@ -77,10 +77,10 @@ def _rate(key: str, value: Any) -> None:
         raise SweeperError(f"hydra.sweeper.{key}: expected a number in [0, 1], got {value!r}")
 
 
-def _direction(direction: Any) -> str | list[str]:
+def _direction(direction: Any) -> Direction | list[Direction]:
     """One direction as a string; several (a list of two or more) as a list."""
     several = OmegaConf.is_list(direction) or isinstance(direction, (list, tuple))
-    names = [getattr(d, "name", d) for d in (direction if several else [direction])]
+    names: list[Direction] = [getattr(d, "name", d) for d in (direction if several else [direction])]
     if not names or any(n not in ("minimize", "maximize") for n in names):
         raise SweeperError(
             f"hydra.sweeper.direction: expected minimize or maximize, or a list of them (one per objective), "
@@ -89,7 +89,7 @@ def _direction(direction: Any) -> str | list[str]:
     return names if len(names) > 1 else names[0]
 
 
-def _objectives(objectives: Any, directions: list[str]) -> list[str] | None:
+def _objectives(objectives: Any, directions: list[Direction]) -> list[str] | None:
     if objectives is None:
         return None
     names = list(objectives) if OmegaConf.is_list(objectives) or isinstance(objectives, (list, tuple)) else None
@@ -111,7 +111,7 @@ SAMPLER_NEEDS = {"CmaEsSampler": ("cmaes",), "QMCSampler": ("scipy",), "GPSample
 SINGLE_OBJECTIVE_SAMPLERS = ("CmaEsSampler",)
 
 
-def _sampler(sampler: Any, directions: list[str]) -> Any:
+def _sampler(sampler: Any, directions: list[Direction]) -> Any:
     from importlib.util import find_spec
 
     from hydra.utils import instantiate
@@ -174,7 +174,9 @@ def merged(given: Mapping[str, Any]) -> dict[str, Any]:
     plain = OmegaConf.to_container(heartbeat) if OmegaConf.is_config(heartbeat) else heartbeat
     if not isinstance(plain, dict):
         raise SweeperError(f"hydra.sweeper.heartbeat: expected a mapping, got {heartbeat!r}")
-    conf["heartbeat"] = {**OmegaConf.to_container(OmegaConf.structured(HeartbeatConf)), **plain}
+    # a dataclass schema's container is a dict keyed by its field names
+    defaults = cast("dict[str, Any]", OmegaConf.to_container(OmegaConf.structured(HeartbeatConf)))
+    conf["heartbeat"] = {**defaults, **plain}
     return conf
 
 

@@ -150,7 +150,7 @@ class Sizer:
 
         candidates = [(self.model_key, node)]
         net = node.get("net") if "net" in node else None
-        if OmegaConf.is_dict(net) and "_target_" in net:
+        if isinstance(net, DictConfig) and "_target_" in net:
             candidates.append((f"{self.model_key}.net", net))
         if "_target_" not in node:
             candidates = candidates[1:]
@@ -197,10 +197,11 @@ def _count_on_meta(key: str, node: DictConfig) -> int:
 
 
 def _cannot_import(e: BaseException) -> bool:
-    while e is not None:
-        if isinstance(e, ImportError) or str(e).startswith("Error locating target"):
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ImportError) or str(seen).startswith("Error locating target"):
             return True
-        e = e.__cause__
+        seen = seen.__cause__
     return False
 
 

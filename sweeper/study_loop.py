@@ -134,7 +134,7 @@ class StudyLoop:
 
     def raise_if_disk_full(self, error: BaseException | str | None) -> None:
         """A full disk (or a file-size limit) is the machine's problem, not a trial's: one line."""
-        if not isinstance(error, SweeperError) and disk_full(error):
+        if error is not None and not isinstance(error, SweeperError) and disk_full(error):
             raise SweeperError(
                 f"Optuna sweep {self.study.study_name!r}: the disk is full ({scrub(first_line(error))}): free some "
                 f"space and rerun the same command, which resumes the trials that were running"

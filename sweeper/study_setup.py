@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -43,6 +43,9 @@ from .space import (
     space_changes,
 )
 from .summary import analysis_command
+
+if TYPE_CHECKING:
+    from .config import Direction
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,8 @@ def check_objectives(study: optuna.Study, settings: OptunaSettings, config: Dict
 def with_fixed_values(config: DictConfig, space: SearchSpace) -> DictConfig:
     """The primary config with the search space's fixed values (`budget.max_params: 200000` in
     `hydra.sweeper.params` is every trial's budget): what the start of the sweep describes."""
-    cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    # a DictConfig's container is a dict (keyed by str: Hydra's config keys)
+    cfg = OmegaConf.create(cast("dict[str, Any]", OmegaConf.to_container(config, resolve=False)))
     for key, value in space.fixed.items():
         if key.startswith("budget."):  # what the line describes; group choices are not values
             OmegaConf.update(cfg, key, parse_value(value) if isinstance(value, str) else value, force_add=True)
@@ -187,7 +191,7 @@ def _user_sweep_dir(config: DictConfig, sweeper_dir: str | None) -> str | None:
     return user_dir
 
 
-def _create_multi_objective(url: str, name: str, directions: list[str]) -> None:
+def _create_multi_objective(url: str, name: str, directions: list[Direction]) -> None:
     """Create a study of several directions (open_study loads it as it is); a failure here (a
     race with another worker, an unreachable server) is reported by open_study."""
     from .optuna_storage import make_storage
@@ -209,7 +213,7 @@ def _name_objectives(study: optuna.Study, names: list[str]) -> None:
         study.set_metric_names(names)
 
 
-def _check_directions(study: optuna.Study, directions: list[str], masked: str) -> None:
+def _check_directions(study: optuna.Study, directions: list[Direction], masked: str) -> None:
     had = [d.name.lower() for d in study.directions]
     if had != directions:
         raise SweeperError(

@@ -2,7 +2,7 @@
 
 In a training loop (any app run by `hydra/sweeper=budget_optuna`, or run.py's `optuna`):
 
-    from .trial_reporter import trial_reporter
+    from budgetsweep.sweeper.trial_reporter import trial_reporter
 
     reporter = trial_reporter()          # a no-op outside a trial of our Optuna sweeper
     for epoch in range(1, epochs + 1):
@@ -42,10 +42,13 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from budgetsweep.contract import first_line
 from budgetsweep.contract.sweep import CLAIM_ENV, OWNER, PRUNED_AT, STUDY_ENV, TRIAL_ENV
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,8 @@ def current_trial() -> TrialInfo | None:
         hc = HydraConfig.get()
     except ValueError:  # no Hydra config: not a Hydra job
         return None
-    env = hc.job.get("env_set") or {}
-    number, study, sweeper_cfg = env.get(TRIAL_ENV), env.get(STUDY_ENV), hc.get("sweeper")
+    env = hc.job.env_set or {}
+    number, study, sweeper_cfg = env.get(TRIAL_ENV), env.get(STUDY_ENV), hc.sweeper
     if number is None or study is None or sweeper_cfg is None:
         return None
     if "pruner" not in sweeper_cfg or not sweeper_cfg.get("storage"):
@@ -150,7 +153,7 @@ class TrialReporter:
     ) -> None:
         self.storage_url, self.study_name, self.number = storage_url, study_name, number
         self.pruner_cfg, self.key = pruner_cfg, key
-        self.trial = None
+        self.trial: optuna.trial.Trial | None = None
         self.trial_id: int | None = None
         self.storage: Any = None
         self.broken = False
@@ -198,7 +201,7 @@ class TrialReporter:
             )
             raise TrialLost(f"trial {self.number} was taken over by another worker (now {state})")
 
-    def connect(self):
+    def connect(self) -> optuna.trial.Trial | None:
         import optuna
 
         from .optuna_storage import make_storage
