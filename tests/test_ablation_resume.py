@@ -5,32 +5,23 @@ would mix with the old ones in analysis). Real `run.py` processes, killed with S
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from budgetsweep.contract import load_metrics
-from tests._sweep import env, kill_when, start_sweep
-from tests.conftest import TINY as RUN_TINY
 
-ROOT = Path(__file__).resolve().parents[1]
-# conftest's tiny run, with more images (a trial must last long enough to be killed mid-run)
-TINY = [
-    *RUN_TINY,
-    *("data.n_train=480", "data.val_size=32", "data.n_test=32"),
-    *("threads=1", "model.N=2", "model.B=1", "epochs=3"),
-]
+from helpers import ROOT, RUN_PY, TINY_TO_INTERRUPT, env, kill_when, run_folders, start_sweep
+
 RESULTS = ("metrics.json", "history.csv", "weights.pt")
 
 
 def command(out: Path, *factors: str) -> list[str]:
     return [
-        sys.executable,
-        str(ROOT / "run.py"),
+        *RUN_PY,
         "-m",
         "hydra/sweeper=ablation",
-        *TINY,
+        *TINY_TO_INTERRUPT,
         *factors,
         f"hydra.sweep.dir={out}",
     ]
@@ -38,10 +29,6 @@ def command(out: Path, *factors: str) -> list[str]:
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
-
-
-def jobs(out: Path) -> list[Path]:
-    return sorted((p for p in out.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
 def results(folders: list[Path]) -> dict:
@@ -63,15 +50,15 @@ def test_a_rerun_keeps_finished_variants_resumes_the_interrupted_one_and_refuses
     assert "1 of 3 jobs finished before" in rerun.stdout
     assert results([out / "0"]) == finished  # kept as it was, not trained again
     assert "resumed from" in (out / "1" / "run.log").read_text()  # from its checkpoint, in its folder
-    metrics = [load_metrics(p) for p in jobs(out)]
+    metrics = [load_metrics(p) for p in run_folders(out)]
     assert [m["status"] for m in metrics] == ["completed"] * 3 and all(m["epochs"] == 3 for m in metrics)
     assert len({(m["factor"], m["value"]) for m in metrics}) == 3  # each variant once
 
-    done = results(jobs(out))
+    done = results(run_folders(out))
     again = run(args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "3 of 3 jobs finished before" in again.stdout
-    assert results(jobs(out)) == done and len(jobs(out)) == 3
+    assert results(run_folders(out)) == done and len(run_folders(out)) == 3
 
     for changed, named in (
         (command(out, "model.C=8,12,16", "optimizer=adam,sgd"), "new: model.C=16"),
@@ -82,7 +69,7 @@ def test_a_rerun_keeps_finished_variants_resumes_the_interrupted_one_and_refuses
         assert "Traceback" not in refused.stderr
         (line,) = [x for x in refused.stderr.splitlines() if x.strip()]
         assert "holds an ablation with another plan" in line and named in line and "hydra.sweep.dir" in line
-        assert results(jobs(out)) == done and len(jobs(out)) == 3  # nothing run, nothing touched
+        assert results(run_folders(out)) == done and len(run_folders(out)) == 3  # nothing run, nothing touched
 
 
 def test_a_folder_with_runs_but_no_plan_is_refused(tmp_path):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["data.n_train=64", "data.val_size=32", "data.n_test=32", "progress=false", "device=cpu"]
+from helpers import ROOT, TINY_ABLATION
 
 
 def quick_baseline() -> tuple[int, str]:
@@ -33,8 +31,7 @@ def test_run_py_ablation_records_every_job_and_over_budget_is_not_fatal(tmp_path
             "run.py",
             "-m",
             "hydra/sweeper=ablation",
-            "experiment=quick",
-            *TINY,
+            *TINY_ABLATION,
             f"model.C={','.join(map(str, cs))}",
             f"optimizer={','.join(opts)}",
             f"hydra.sweeper.repeats={repeats}",

@@ -8,14 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from tests.conftest import TINY as RUN_TINY
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [*RUN_TINY, "epochs=1"]
+from helpers import ROOT, TINY_RUN
 
 
 def test_ablation_sweep_then_analysis(tmp_path):
@@ -27,7 +23,7 @@ def test_ablation_sweep_then_analysis(tmp_path):
             str(ROOT / "run.py"),
             "-m",
             "hydra/sweeper=ablation",
-            *TINY,
+            *TINY_RUN,
             "model.B=1,2",
             "model.C=8,16",
             "budget.max_params=50000",

@@ -1,4 +1,4 @@
-"""analysis/ where a day of real use broke it (issue 9, items 1-3), and no side effects at import.
+"""analysis/ where a day of real use broke it, and no side effects at import.
 
 - A PostgreSQL study recorded by our sweeper is read with the same driver the sweeper used
   (`budgetsweep.contract.storage.connect_url`), not the one SQLAlchemy picks for a bare `postgresql://`.
@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 from budgetsweep.contract.layouts import StudyRecord, write_study
 from budgetsweep.contract.storage import PASSWORD_ENV, connect_url, mask
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 PASSWORD = "pw-Zr8-not-for-reports"
 
 
@@ -52,7 +53,7 @@ def assert_secret_nowhere(proc: subprocess.CompletedProcess, out: Path) -> None:
             assert PASSWORD.encode() not in path.read_bytes(), path
 
 
-# --- the password (issue 9, item 2) ------------------------------------------------------
+# --- the password ------------------------------------------------------
 
 
 def test_password_given_in_storage_url_is_masked_in_the_warning_and_report(tmp_path):
@@ -76,7 +77,7 @@ def test_password_from_the_environment_stays_out_of_the_warning_and_report(tmp_p
     assert_secret_nowhere(proc, study_dir / "analysis")
 
 
-# --- a study with no completed trial (issue 9, item 3) -----------------------------------
+# --- a study with no completed trial -----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -107,13 +108,13 @@ def test_study_without_a_completed_trial_is_summarized(tmp_path, states):
     assert trials_csv.count("\n") == (1 + len(states) if states else 1)
 
 
-# --- PostgreSQL with the project's [postgres] extra (issue 9, item 1) --------------------
+# --- PostgreSQL with the project's [postgres] extra --------------------
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_study_is_read_with_the_sweepers_driver(tmp_path):
-    from tests._pg import pg_bin, postgres_server
+    from helpers import pg_bin, postgres_server
 
     if pg_bin() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
@@ -145,7 +146,7 @@ sys.path.insert(0, {str(ROOT / "tests")!r})
 from budgetsweep import analysis
 import matplotlib
 assert "matplotlib.pyplot" not in sys.modules, "imported pyplot"
-from test_analysis import ablation_job
+from helpers import ablation_job
 for job, value in enumerate((0.5, 0.6)):
     ablation_job(Path({str(tmp_path)!r}), str(job), factor="model.C" if job else None, value="32" if job else None,
                  model={{"C": 32}} if job else None, val=value, params=1)

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from budgetsweep.analysis import find_studies, summarize
 from budgetsweep.contract.layouts import StudyRecord, write_study
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 # (C, lr, state, value, params constraint): constraint > 0 = over the budget (infeasible).
 TRIALS = [

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from budgetsweep import models
-from tests.conftest import run_app, run_cases_together
+
+from helpers import run_cases_together, run_py
 
 FAST = ["experiment=quick", "data.n_train=48", "data.n_test=16", "data.val_size=16", "progress=false"]
 
 
 def test_grid_sweep_runs_every_combination(tmp_path):
-    r = run_app(["-m", *FAST, "model.C=4,6,8", "optimizer=adam,sgd", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    r = run_py(["-m", *FAST, "model.C=4,6,8", "optimizer=adam,sgd", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
     assert r.returncode == 0, r.stderr
     runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert [p.name for p in runs] == [str(i) for i in range(6)]
@@ -30,7 +31,7 @@ def test_grid_skips_an_over_budget_config_and_goes_on(tmp_path):
     base = dict(name="resnet", N=3, B=1, C=6, F=3, K=1, P=8, stem_kernel=3)
     budget = (models.count_params(base) + models.count_params({**base, "C": 8})) // 2
     args = ["-m", *FAST, "model.C=8,6", f"budget.max_params={budget}", f"hydra.sweep.dir={tmp_path}/sweep"]
-    r = run_app(args, tmp_path)
+    r = run_py(args, tmp_path)
     assert r.returncode == 0, r.stderr
     over = json.loads((tmp_path / "sweep/0/metrics.json").read_text())
     ok = json.loads((tmp_path / "sweep/1/metrics.json").read_text())
@@ -39,7 +40,7 @@ def test_grid_skips_an_over_budget_config_and_goes_on(tmp_path):
 
 
 def test_single_run_returns_and_records(tmp_path):
-    r = run_app([*FAST, "hydra.run.dir=run"], tmp_path)
+    r = run_py([*FAST, "hydra.run.dir=run"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run/metrics.json").read_text())["status"] == "completed"
 
@@ -94,6 +95,6 @@ def test_bad_input_gets_a_clear_error_and_no_traceback(bad_input_runs, request, 
 def test_narrow_models_do_not_crash_in_channels_last(tmp_path):
     # torch 2.14.1's CPU backward of a strided conv with 2-7 input channels in channels_last
     # corrupts memory (seed 1, C=4 hung or segfaulted); a subprocess so a crash fails one test.
-    r = run_app([*FAST, "model.C=4", "seed=1", "channels_last=auto", "hydra.run.dir=run"], tmp_path, timeout=120)
+    r = run_py([*FAST, "model.C=4", "seed=1", "channels_last=auto", "hydra.run.dir=run"], tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "run/metrics.json").read_text())["status"] == "completed"

@@ -26,8 +26,8 @@ from budgetsweep.analysis.__main__ import main as analysis_main
 from budgetsweep.contract import METRICS_FILE
 from budgetsweep.trainer import DataError, train
 from budgetsweep.trainer.schema import OBJECTIVES, TrainConfig
-from tests.conftest import CONF, compose_cfg, run_cases_together
-from tests.test_analysis import grid_sweep
+
+from helpers import CONF, compose_cfg, grid_sweep, run_cases_together
 
 # (key, overrides, what the message must contain: the key unless given). NPZ_<kind> and FILE
 # are replaced by files the `files` fixture makes.

@@ -1,4 +1,4 @@
-"""checkpoint.pt that cannot be read, and what a write killed midway leaves (issue 9, item 7).
+"""checkpoint.pt that cannot be read, and what a write killed midway leaves.
 
 A truncated, empty or foreign checkpoint is set aside as `checkpoint.pt.unreadable` with a
 warning naming it, and the run starts over instead of failing the same way on every rerun.
@@ -19,7 +19,8 @@ from budgetsweep.contract import CHECKPOINT_FILE, METRICS_FILE, write_atomic
 from budgetsweep.contract.run import partial_writes
 from budgetsweep.trainer import train
 from budgetsweep.trainer.checkpoint import UNREADABLE_SUFFIX
-from tests.conftest import compose_cfg
+
+from helpers import compose_cfg
 
 
 class Killed(BaseException):

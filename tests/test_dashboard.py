@@ -15,7 +15,8 @@ import pytest
 
 from budgetsweep.analysis.dashboard import dashboard_app
 from budgetsweep.contract import load_metrics
-from tests._sweep import load_study, run_sweep, study_dirs, trained
+
+from helpers import load_study, run_sweep, study_dirs, trained
 
 
 class Quiet(WSGIRequestHandler):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
     import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def modules_with_examples() -> list[str]:

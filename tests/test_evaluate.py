@@ -1,6 +1,6 @@
 """`python -m budgetsweep.trainer.evaluate`: the kept weights on the run's own data (its recorded test_acc,
 exactly), on other data sources, from a study folder (its best trial); export to pt2 and ONNX
-with the same logits; README's "Using the results" commands run with tiny overrides."""
+with the same logits; the "Using the results" page's commands run with tiny overrides."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import torch
 import yaml
 
 from budgetsweep.contract import EVAL_FILE, WEIGHTS_FILE, load_metrics
-from tests._sweep import TINY as SWEEP_TINY
-from tests._sweep import run_folders, run_sweep, study_dirs
-from tests.conftest import ROOT, TINY, run_app
+
+from helpers import ROOT, TINY_RUN, TINY_SWEEP, run_folders, run_py, run_sweep, study_dirs
 
 ENV = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
 
@@ -40,7 +39,7 @@ def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def run_dir(tmp_path_factory) -> Path:
     """A tiny run trained by the app, as a user would."""
     cwd = tmp_path_factory.mktemp("app")
-    r = run_app([*TINY, "epochs=2", "hydra.run.dir=outputs/runs/tiny"], cwd)
+    r = run_py([*TINY_RUN, "epochs=2", "hydra.run.dir=outputs/runs/tiny"], cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     return cwd / "outputs" / "runs" / "tiny"
 
@@ -120,7 +119,7 @@ def test_bad_input_is_one_line(run_dir, tmp_path, args, says):
 
 
 def test_a_run_without_weights_is_one_line(tmp_path):
-    r = run_app([*TINY, "save_weights=none", "hydra.run.dir=outputs/runs/none"], tmp_path)
+    r = run_py([*TINY_RUN, "save_weights=none", "hydra.run.dir=outputs/runs/none"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     r = evaluate("outputs/runs/none", cwd=tmp_path)
     assert r.returncode == 2 and "save_weights=none" in r.stderr and "Traceback" not in r.stderr
@@ -130,10 +129,8 @@ def test_a_run_without_weights_is_one_line(tmp_path):
 
 
 def readme_commands() -> list[str]:
-    """The bash block of README's "Using the results" section, one command a line."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Using the results", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    """The first bash block of the "Using the results" page (docs/results.md), one command a line."""
+    block = re.search(r"```bash\n(.*?)```", (ROOT / "docs" / "results.md").read_text(), re.S).group(1)
     lines = block.replace("\\\n", " ").splitlines()
     return [line.split(" #", 1)[0].strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
@@ -143,7 +140,7 @@ NOT_RUN = (
     "tensorboard ",
     "mlflow ui",
     "optuna-dashboard ",
-    "python -m budgetsweep.analysis.dashboard",
+    "budgetsweep dashboard",
     "wandb sync",
     "pip ",
 )
@@ -151,7 +148,7 @@ NOT_RUN = (
 
 def test_readme_using_the_results_commands_run(tmp_path):
     commands = readme_commands()
-    assert any(c.startswith("python -m budgetsweep.trainer.evaluate") for c in commands)
+    assert any(c.startswith("budgetsweep evaluate") for c in commands)
     assert any(c.startswith("tensorboard --logdir") for c in commands) and any("mlflow ui" in c for c in commands)
     env = {**ENV, "PYTHONPATH": str(ROOT)}
     for command in commands:
@@ -160,10 +157,12 @@ def test_readme_using_the_results_commands_run(tmp_path):
         args = shlex.split(command)
         if args[:2] == ["python", "run.py"]:  # tiny and quick: the same tools, seconds
             multirun = "-m" in args
-            args = [sys.executable, str(ROOT / "run.py"), *args[2:], *(SWEEP_TINY if multirun else TINY)]
+            args = [sys.executable, str(ROOT / "run.py"), *args[2:], *(TINY_SWEEP if multirun else TINY_RUN)]
             if multirun:
                 args += ["hydra.sweeper.n_trials=2", "hydra.sweeper.params=null", "model.C=choice(8,12)"]
         elif args[0] == "python":
             args[0] = sys.executable
+        elif args[0] == "budgetsweep":  # the console script is `python -m budgetsweep`
+            args = [sys.executable, "-m", *args]
         r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, f"{command}\n{r.stderr[-3000:]}"

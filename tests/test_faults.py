@@ -1,5 +1,5 @@
 """Faults with real processes: SIGKILL in the middle of a checkpoint write, and a rerun over what
-it left (issue 9, item 7).
+it left.
 
 A killed write must leave the previous `checkpoint.pt` whole (write_atomic renames a finished
 temporary file over it) and only a temporary file beside it, which the next run in the folder
@@ -23,7 +23,8 @@ import torch
 from budgetsweep.contract import CHECKPOINT_FILE, METRICS_FILE
 from budgetsweep.contract.run import partial_writes
 from budgetsweep.trainer.checkpoint import UNREADABLE_SUFFIX, restore_checkpoint
-from tests.conftest import ROOT, TINY, run_app
+
+from helpers import ROOT, TINY_RUN, run_py
 
 # Writes a ~16 MB checkpoint over and over, epoch 1, 2, ...: each write takes long enough
 # to be caught in the middle.
@@ -79,7 +80,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_last_one_whole_and_a_temp_
 
 @pytest.mark.slow
 def test_a_killed_run_whose_checkpoint_was_damaged_reruns_with_one_warning(tmp_path):
-    args = [*TINY, "epochs=3", "data.n_train=640", "hydra.run.dir=run"]  # epochs 2-3: time to be killed
+    args = [*TINY_RUN, "epochs=3", "data.n_train=640", "hydra.run.dir=run"]  # epochs 2-3: time to be killed
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "run" / CHECKPOINT_FILE
     try:
@@ -93,7 +94,7 @@ def test_a_killed_run_whose_checkpoint_was_damaged_reruns_with_one_warning(tmp_p
     assert ckpt.exists() and not (tmp_path / "run" / METRICS_FILE).exists(), "the run ended before it was killed"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])  # a disk that lost the end of the file
 
-    r = run_app(args, tmp_path, timeout=300)
+    r = run_py(args, tmp_path, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     metrics = json.loads((tmp_path / "run" / METRICS_FILE).read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 3

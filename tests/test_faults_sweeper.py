@@ -25,11 +25,12 @@ from optuna.trial import TrialState
 
 from budgetsweep.contract.run import FAILED_STATUSES
 from budgetsweep.contract.storage import PASSWORD_ENV, sqlite_url
+from budgetsweep.contract.sweep import OWNER
 from budgetsweep.sweeper.optuna_storage import make_storage
-from budgetsweep.sweeper.slots import OWNER, Slots
+from budgetsweep.sweeper.slots import Slots
 from budgetsweep.sweeper.trial_reporter import TrialLost, TrialReporter
-from tests._pg import pg_bin, postgres_server
-from tests._sweep import env, load_study, metrics, run_folders, start_sweep, sweep_args, trained
+
+from helpers import env, load_study, metrics, pg_bin, postgres_server, run_folders, start_sweep, sweep_args, trained
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

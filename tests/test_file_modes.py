@@ -1,4 +1,4 @@
-"""Result files get the mode the umask gives, like every other file (issue 9, item 11).
+"""Result files get the mode the umask gives, like every other file.
 
 `write_atomic` once created its files with `tempfile.mkstemp`, mode 0600 whatever the umask:
 colleagues on the shared filesystem README asks for could not read `metrics.json`,

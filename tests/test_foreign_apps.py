@@ -10,11 +10,19 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from tests._apps import job_config, job_dirs, job_env, multirun_dir, run_app
-from tests._sweep import load_study, study_dirs, trained
+from helpers import (
+    ABLATION,
+    OPTUNA,
+    job_config,
+    job_env,
+    load_study,
+    multirun_dir,
+    run_folders,
+    run_foreign_app,
+    study_dirs,
+    trained,
+)
 
-OPTUNA = "hydra/sweeper=budget_optuna"
-ABLATION = "hydra/sweeper=ablation"
 XY_KEYS = {"x", "y", "steps", "sleep", "fail", "nan", "slow_trial", "slow_seconds"}
 
 
@@ -30,7 +38,7 @@ def the_study(where):
 
 # ------------------------------------------------------------------------ a function of x and y
 def test_xy_optuna_needs_no_key_of_ours_and_minimizes_by_default(tmp_path):
-    r = run_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", "y=interval(-2,2)", "hydra.sweeper.n_trials=6")
+    r = run_foreign_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", "y=interval(-2,2)", "hydra.sweeper.n_trials=6")
     ok(r)
     assert "no budget (no budget.max_params in the config" in r.stdout  # said once, at the start
     study_dir, study = the_study(tmp_path)
@@ -50,10 +58,10 @@ def test_xy_optuna_needs_no_key_of_ours_and_minimizes_by_default(tmp_path):
 
 
 def test_xy_ablation_one_factor_at_a_time_without_seed_or_sweep_keys(tmp_path):
-    r = run_app(tmp_path, "xy", ABLATION, "x=-1,0,1", "y=2", "hydra.sweeper.repeats=2")
+    r = run_foreign_app(tmp_path, "xy", ABLATION, "x=-1,0,1", "y=2", "hydra.sweeper.repeats=2")
     ok(r)
     assert "repeats run unseeded" in r.stdout + r.stderr
-    jobs = job_dirs(multirun_dir(tmp_path))
+    jobs = run_folders(multirun_dir(tmp_path))
     got = [(job_config(d)["x"], job_config(d)["y"], job_env(d)) for d in jobs]
     base, minus, one = (
         {"BUDGETSWEEP_BASELINE": "true"},
@@ -81,7 +89,7 @@ def mlp_params(hidden: int, depth: int = 2, inputs: int = 8, outputs: int = 2) -
 def test_mlp_is_sized_on_the_meta_device_and_pruned_through_the_public_hook(tmp_path):
     # hidden=64 (4,866 params) is over the example's 2,000; epochs=3 trials report a loss > -1
     # at epoch 2, which the pruner stops; epochs=1 trials complete
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "mlp",
         OPTUNA,
@@ -117,26 +125,26 @@ def test_mlp_is_sized_on_the_meta_device_and_pruned_through_the_public_hook(tmp_
 
 
 def test_mlp_ablation_never_runs_an_over_budget_variant(tmp_path):
-    r = run_app(tmp_path, "mlp", ABLATION, "model.hidden=8,64", "epochs=1")
+    r = run_foreign_app(tmp_path, "mlp", ABLATION, "model.hidden=8,64", "epochs=1")
     ok(r)
     log = r.stdout + r.stderr
     assert f"model.hidden=64: {mlp_params(64):,} params > budget 2,000: not run" in log
-    jobs = job_dirs(multirun_dir(tmp_path))
+    jobs = run_folders(multirun_dir(tmp_path))
     assert [job_config(d)["model"]["hidden"] for d in jobs] == [16, 8]  # baseline, then hidden=8
 
 
 def test_a_model_that_cannot_be_sized_is_one_line_before_anything_trains(tmp_path):
-    r = run_app(tmp_path, "mlp", OPTUNA, "model._target_=nowhere.MLP", "lr=interval(0.001,0.1)")
+    r = run_foreign_app(tmp_path, "mlp", OPTUNA, "model._target_=nowhere.MLP", "lr=interval(0.001,0.1)")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     (line,) = [x for x in r.stderr.splitlines() if "cannot size the config for the budget" in x]
     assert "nowhere.MLP" in line and "hydra.sweeper.budget.size_fn" in line
     (study_dir,) = study_dirs(tmp_path)
-    assert job_dirs(study_dir) == []
+    assert run_folders(study_dir) == []
 
 
 def test_a_sizing_function_named_in_the_settings_is_used(tmp_path):
     (tmp_path / "sizes.py").write_text("def params(cfg):\n    return cfg.model.hidden * 100\n")
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "mlp",
         OPTUNA,
@@ -153,7 +161,7 @@ def test_a_sizing_function_named_in_the_settings_is_used(tmp_path):
 
 # ------------------------------------------------------------------------ an app with no budget
 def test_nobudget_app_with_its_own_metrics_json(tmp_path):
-    r = run_app(tmp_path, "nobudget", OPTUNA, "model.width=int(interval(8,40))", "hydra.sweeper.n_trials=3")
+    r = run_foreign_app(tmp_path, "nobudget", OPTUNA, "model.width=int(interval(8,40))", "hydra.sweeper.n_trials=3")
     ok(r)
     assert "configs are not sized" in r.stdout
     study_dir, study = the_study(tmp_path)
@@ -165,9 +173,9 @@ def test_nobudget_app_with_its_own_metrics_json(tmp_path):
 
 
 def test_nobudget_ablation_seeds_repeats_through_its_seed_key(tmp_path):
-    r = run_app(tmp_path, "nobudget", ABLATION, "model.width=16,32", "hydra.sweeper.repeats=2")
+    r = run_foreign_app(tmp_path, "nobudget", ABLATION, "model.width=16,32", "hydra.sweeper.repeats=2")
     ok(r)
-    jobs = job_dirs(multirun_dir(tmp_path))
+    jobs = run_folders(multirun_dir(tmp_path))
     assert [(job_config(d)["model"]["width"], job_config(d)["seed"]) for d in jobs] == [
         (16, 7),
         (32, 7),
@@ -178,7 +186,7 @@ def test_nobudget_ablation_seeds_repeats_through_its_seed_key(tmp_path):
 
 # ---------------------------------------------------------- the standard plugin's meanings
 def test_a_nan_result_fails_its_trial_but_not_the_sweep(tmp_path):
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "xy",
         OPTUNA,
@@ -195,7 +203,9 @@ def test_a_nan_result_fails_its_trial_but_not_the_sweep(tmp_path):
 
 def test_max_failure_rate_is_per_batch_and_the_hint_names_the_jobs_own_log(tmp_path):
     # the plugin's default 0.0: one failure in a batch of n_jobs=2 ends the sweep after that batch
-    r = run_app(tmp_path, "xy", OPTUNA, "hydra/sweeper/sampler=grid", "fail=choice(false,true)", "x=choice(0,1)")
+    r = run_foreign_app(
+        tmp_path, "xy", OPTUNA, "hydra/sweeper/sampler=grid", "fail=choice(false,true)", "x=choice(0,1)"
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     (line,) = [x for x in r.stderr.splitlines() if "max_failure_rate=0.0" in x]
     assert "of the 2 trials of a batch failed" in line and "RuntimeError: asked to fail" in line
@@ -204,7 +214,7 @@ def test_max_failure_rate_is_per_batch_and_the_hint_names_the_jobs_own_log(tmp_p
 
 
 def test_an_empty_search_space_runs_n_trials_of_the_fixed_config(tmp_path):
-    r = run_app(tmp_path, "xy", OPTUNA, "x=3", "hydra.sweeper.n_trials=3")
+    r = run_foreign_app(tmp_path, "xy", OPTUNA, "x=3", "hydra.sweeper.n_trials=3")
     ok(r)
     _, study = the_study(tmp_path)
     assert [t.value for t in trained(study)] == [4.25] * 3
@@ -212,14 +222,14 @@ def test_an_empty_search_space_runs_n_trials_of_the_fixed_config(tmp_path):
 
 def test_a_study_reused_under_another_space_is_refused_in_one_line(tmp_path):
     name = ["hydra.sweeper.study_name=fixed"]
-    ok(run_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", "hydra.sweeper.n_trials=2", *name))
-    r = run_app(tmp_path, "xy", OPTUNA, "x=interval(-3,3)", "hydra.sweeper.n_trials=4", *name)
+    ok(run_foreign_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", "hydra.sweeper.n_trials=2", *name))
+    r = run_foreign_app(tmp_path, "xy", OPTUNA, "x=interval(-3,3)", "hydra.sweeper.n_trials=4", *name)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("study 'fixed' in sqlite:///")
     assert "(changed: x)" in r.stderr and "hydra.sweeper.allow_space_change=true" in r.stderr
     _, study = the_study(tmp_path)
     assert len(study.trials) == 2  # nothing ran
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "xy",
         OPTUNA,
@@ -236,13 +246,44 @@ def test_a_study_reused_under_another_space_is_refused_in_one_line(tmp_path):
 def test_the_registered_schema_has_the_plugins_defaults():
     from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 
-    from budgetsweep.sweeper.optuna_sweeper import BudgetOptunaSweeperConf
+    from budgetsweep.sweeper.config import BudgetOptunaSweeperConf
 
     plugin, ours = OmegaConf.structured(OptunaSweeperConf), OmegaConf.structured(BudgetOptunaSweeperConf)
     for key in plugin:
-        if key not in ("_target_", "sampler"):  # sampler: MISSING in both, tpe by the defaults list
+        if key not in ("_target_", "sampler", "defaults"):  # sampler: MISSING in both, tpe by the defaults list
             assert ours[key] == plugin[key], key
     assert ours.direction.name == "minimize" and ours.max_failure_rate == 0.0 and ours.n_jobs == 2
+    assert {"sampler": "tpe"} in ours.defaults and {"pruner": None} in ours.defaults  # the pruner slot: empty
+
+
+@pytest.mark.parametrize(
+    "choice, options, expected",
+    [
+        ("median", ["hydra.sweeper.pruner.n_startup_trials=2"], {"n_startup_trials": 2, "n_warmup_steps": 0}),
+        ("hyperband", ["hydra.sweeper.pruner.max_resource=9"], {"min_resource": 1, "max_resource": 9}),
+        ("none", [], {}),
+        ("none", ["++hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,upper:-1.0}"], {"upper": -1.0}),
+    ],
+)
+def test_an_app_without_pruner_configs_selects_a_registered_pruner(choice, options, expected):
+    """hydra/sweeper/pruner=median|hyperband|none needs no YAML file of the app's (xy has none):
+    the registered node, with the options given, reaches the sweeper's settings as Hydra creates it."""
+    from hydra import compose, initialize_config_dir
+
+    from budgetsweep.sweeper.optuna_sweeper import BudgetOptunaSweeper
+
+    from helpers import APPS
+
+    assert not list(APPS["xy"].rglob("*pruner*"))
+    with initialize_config_dir(config_dir=str(APPS["xy"])):
+        overrides = [OPTUNA, f"hydra/sweeper/pruner={choice}", *options]
+        node = compose("config", overrides=overrides, return_hydra_config=True).hydra.sweeper
+    sweeper = BudgetOptunaSweeper(**{k: v for k, v in node.items() if k != "_target_"})  # as Hydra creates it
+    name = {"median": "MedianPruner", "hyperband": "HyperbandPruner", "none": "NopPruner"}[choice]
+    name = "ThresholdPruner" if "upper" in expected else name
+    assert sweeper.settings.pruner_cfg["_target_"] == f"optuna.pruners.{name}"
+    assert {k: sweeper.settings.pruner_cfg[k] for k in expected} == expected
+    assert type(sweeper.settings.pruner) is getattr(optuna.pruners, name)  # built, as each job builds it
 
 
 def test_both_sweepers_are_registered_by_name():

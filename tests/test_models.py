@@ -1,7 +1,6 @@
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +8,8 @@ import torch
 from budgetsweep import models
 from budgetsweep.models.count import flops_by_tracing
 from budgetsweep.models.resnet import EvenSameConv2d
+
+from helpers import ROOT
 
 SEED_FINAL = dict(name="resnet", N=3, B=3, C=68, F=3, K=1, P=7, stem_kernel=2)
 
@@ -116,9 +117,7 @@ def test_registering_a_family_twice_warns():
 def test_importing_models_leaves_the_warning_filters_alone():
     # torch and numpy add filters of their own when imported: take them first, then ours
     code = "import warnings, torch; before = list(warnings.filters); import models; assert warnings.filters == before"
-    r = subprocess.run(
-        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
-    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 

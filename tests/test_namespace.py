@@ -6,7 +6,6 @@ console script runs every command."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,15 +16,16 @@ import optuna
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, env
+
 OWN_PACKAGES = ("models", "data", "analysis", "trainer", "sweeper", "contract")
 BUDGETSWEEP = Path(sys.executable).with_name("budgetsweep")  # the console script of this environment
 
 
 def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    child = env()
+    child.pop("PYTHONPATH", None)  # nothing but the installed package on the path
+    return subprocess.run(args, cwd=cwd, env=child, capture_output=True, text=True, timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess) -> str:
@@ -104,10 +104,12 @@ def test_the_installed_distribution_has_one_top_level_name(tmp_path):
 
 
 def test_the_wheel_ships_one_package_with_the_configs_and_the_sample(tmp_path):
-    proc = run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
-        tmp_path,
-    )
+    # built from a copy: setuptools writes build/ beside the sources
+    source = tmp_path / "source"
+    skip = shutil.ignore_patterns(".*", "outputs", "build", "site", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, source, ignore=skip)
+    wheel_cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    proc = run([*wheel_cmd, str(source)], tmp_path)
     ok(proc)
     (wheel,) = tmp_path.glob("budgetsweep-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

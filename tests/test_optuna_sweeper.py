@@ -11,7 +11,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from tests._sweep import (
+from helpers import (
     env,
     kill_when,
     load_study,
@@ -198,7 +198,7 @@ def test_bad_sweeper_input_ends_with_one_line(tmp_path, args, message):
 def test_a_bad_setting_is_refused_when_hydra_creates_the_sweeper_in_one_line(tmp_path):
     import sys
 
-    from tests._sweep import ROOT
+    from helpers import ROOT
 
     r = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0"],
@@ -234,9 +234,8 @@ def test_an_interrupted_trial_whose_last_run_failed_runs_again(tmp_path):
 
     from budgetsweep.contract import new_metrics, write_metrics
     from budgetsweep.contract.storage import sqlite_url
-    from budgetsweep.sweeper.launch import LAUNCHED
+    from budgetsweep.contract.sweep import LAUNCHED, SLOT
     from budgetsweep.sweeper.optuna_storage import make_storage
-    from budgetsweep.sweeper.slots import SLOT
 
     study_dir = tmp_path / "outputs" / "optuna" / "stale"
     study_dir.mkdir(parents=True)

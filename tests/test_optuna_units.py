@@ -25,6 +25,8 @@ from budgetsweep.sweeper.space import (
 )
 from budgetsweep.sweeper.trial_reporter import TrialReporter, build_pruner, epoch_reporter
 
+from helpers import sweeper_settings
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -83,25 +85,6 @@ def test_without_the_password_variable_libpq_finds_the_password(monkeypatch):
     assert url.split("://")[1] == "alice@db.example:5432/sweeps"  # libpq then reads PGPASSWORD / ~/.pgpass
 
 
-def _settings(**changes):
-    settings = dict(
-        sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0},
-        direction="maximize",
-        storage=None,
-        study_name=None,
-        n_trials=4,
-        n_jobs=1,
-        max_failure_rate=0.25,
-        custom_search_space=None,
-        params=None,
-        pruner=None,
-        dir=None,
-        max_suggestions=None,
-        heartbeat={"interval": 10, "grace_period": 30},
-    )
-    return {**settings, **changes}
-
-
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -131,7 +114,7 @@ def _settings(**changes):
 )
 def test_bad_settings_are_one_line_errors(changes, message):
     with pytest.raises(SweeperError) as info:
-        parse_settings(**_settings(**changes))
+        parse_settings(sweeper_settings(**changes))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -139,15 +122,15 @@ def test_the_plugin_class_checks_its_settings_when_hydra_creates_it():
     from budgetsweep.sweeper.optuna_sweeper import BudgetOptunaSweeper
 
     with pytest.raises(SweeperError, match="hydra.sweeper.n_jobs: expected a positive int, got 0"):
-        BudgetOptunaSweeper(**_settings(n_jobs=0))
+        BudgetOptunaSweeper(**sweeper_settings(n_jobs=0))
     with pytest.raises(SweeperError, match="hydra.sweeper.custom_search_space: "):
-        BudgetOptunaSweeper(**_settings(custom_search_space="no_such_module.space"))
-    assert BudgetOptunaSweeper(**_settings()).settings.max_suggestions == 80  # 20 x n_trials
+        BudgetOptunaSweeper(**sweeper_settings(custom_search_space="no_such_module.space"))
+    assert BudgetOptunaSweeper(**sweeper_settings()).settings.max_suggestions == 80  # 20 x n_trials
 
 
 def test_grid_sampler_choices_are_built_from_discrete_distributions():
-    settings = parse_settings(**_settings(sampler={"_target_": "optuna.samplers.GridSampler", "_partial_": True}))
-    assert settings.is_grid and not parse_settings(**_settings()).is_grid
+    settings = parse_settings(sweeper_settings(sampler={"_target_": "optuna.samplers.GridSampler", "_partial_": True}))
+    assert settings.is_grid and not parse_settings(sweeper_settings()).is_grid
     with pytest.raises(SweeperError, match="optimizer.lr is continuous"):
         grid_choices(parse_space(["optimizer.lr=interval(0.1,0.2)"]))
     grid = grid_choices(parse_space(["seed=range(0,6,2)", "epochs=choice(1,2)", "lr=range(0.1,0.4,0.1)"]))

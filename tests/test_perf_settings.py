@@ -19,7 +19,8 @@ from budgetsweep.trainer.build import (
     should_compile,
     threads_per_job,
 )
-from tests.conftest import CONF
+
+from helpers import CONF
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,7 @@ import subprocess
 import pytest
 from optuna.trial import TrialState
 
-from tests._pg import pg_bin, postgres_server
-from tests._sweep import env, load_study, metrics, run_folders, sweep_args, trained
+from helpers import env, load_study, metrics, pg_bin, postgres_server, run_folders, sweep_args, trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

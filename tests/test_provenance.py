@@ -15,7 +15,8 @@ import torch
 
 from budgetsweep.contract import METRICS_KEYS
 from budgetsweep.trainer import train
-from tests.conftest import ROOT
+
+from helpers import ROOT
 
 
 def test_metrics_record_commit_host_versions_and_tags(tiny_cfg, tmp_path):

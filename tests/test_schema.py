@@ -20,7 +20,8 @@ from budgetsweep.trainer.schema import (
     TrainConfig,
     validate,
 )
-from tests.conftest import CONF, run_app
+
+from helpers import CONF, run_py
 
 
 @pytest.mark.parametrize("key,enum", [("scheduler", Scheduler), ("amp", Amp), ("channels_last", ChannelsLast)])
@@ -33,7 +34,7 @@ def test_each_choice_is_an_enum_checked_at_compose_time(tiny_cfg, key, enum):
 
 
 def test_a_bad_choice_is_one_paragraph_from_the_app(tmp_path):
-    r = run_app(["experiment=quick", "scheduler=bogus"], tmp_path, timeout=120)
+    r = run_py(["experiment=quick", "scheduler=bogus"], tmp_path, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr + r.stdout
     assert "Invalid value 'bogus', expected one of [none, cosine, onecycle]" in r.stderr
     assert "full_key: scheduler" in r.stderr and not (tmp_path / "outputs").exists()

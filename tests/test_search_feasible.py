@@ -1,4 +1,4 @@
-"""The sampler is steered toward the feasible region (issue 11, point 0).
+"""The sampler is steered toward the feasible region.
 
 The whole family's space (experiment=family_search), budget.max_params=60000: under 1/80 of the space
 fits. Each suggestion is sized and told to Optuna with the sweeper's own constraint values
@@ -19,7 +19,8 @@ from benchmarks.feasible_suggestions import run as told_suggestions
 from budgetsweep import models
 from budgetsweep.sweeper.feasibility import INVALID, violations
 from budgetsweep.sweeper.space import params_to_overrides, parse_space
-from tests._search import default_space, only_study_dir, run_app
+
+from helpers import OPTUNA, default_space, only_study_dir, run_foreign_app
 
 MAX_PARAMS = 60_000
 
@@ -71,9 +72,10 @@ def test_flops_budget_adds_its_own_violation():
 def test_the_sweeper_trains_feasible_models_under_a_tight_budget(tmp_path):
     """The real loop (an app that trains nothing): 3 trained trials within 60 suggestions."""
     space = [f"{k}={v}" for k, v in default_space("model.").items()]
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "sized",
+        OPTUNA,
         *space,
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.n_jobs=1",

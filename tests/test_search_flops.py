@@ -1,4 +1,4 @@
-"""budget.max_flops beside budget.max_params (issue 11, point 2): sized before launch the same
+"""budget.max_flops beside budget.max_params: sized before launch the same
 way (the sweepers' Sizer), enforced by the trainer, honoured by the combine step, in tables."""
 
 from __future__ import annotations

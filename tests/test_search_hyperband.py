@@ -1,4 +1,4 @@
-"""Multi-fidelity pruning (issue 11, point 6): HyperbandPruner across processes.
+"""Multi-fidelity pruning: HyperbandPruner across processes.
 
 Each job rebuilds the configured pruner (Optuna keeps no pruner in the storage) and the pruner
 keeps its state in the storage: SuccessiveHalving's rungs are trial system attributes, and
@@ -13,12 +13,11 @@ from __future__ import annotations
 import binascii
 import math
 
-from tests._search import only_study_dir, run_app
-from tests._sweep import load_study
+from helpers import OPTUNA, load_study, only_study_dir, run_foreign_app
 
-HYPERBAND = (
-    "+hydra.sweeper.pruner={_target_:optuna.pruners.HyperbandPruner,min_resource:1,max_resource:9,reduction_factor:3}"
-)
+# the registered node (no YAML file in the app), its options given: min_resource 1 and reduction_factor 3
+# are Optuna's defaults
+HYPERBAND = ("hydra/sweeper/pruner=hyperband", "hydra.sweeper.pruner.max_resource=9")
 
 
 def bracket(study_name: str, number: int, n_brackets: int = 3, eta: int = 3) -> int:
@@ -33,13 +32,14 @@ def bracket(study_name: str, number: int, n_brackets: int = 3, eta: int = 3) -> 
 
 
 def test_a_hyperband_pruned_sweep_uses_several_brackets_in_worker_processes(tmp_path):
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "xy",
+        OPTUNA,
         "x=interval(-2,2)",
         "y=interval(-2,2)",
         "steps=9",
-        HYPERBAND,
+        *HYPERBAND,
         "hydra.sweeper.n_trials=14",
         "hydra/sweeper/sampler=random",
         "hydra.sweeper.sampler.seed=0",

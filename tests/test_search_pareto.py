@@ -1,4 +1,4 @@
-"""Several objectives (issue 11, point 1): accuracy against size as a Pareto search under the
+"""Several objectives: accuracy against size as a Pareto search under the
 budget. run.py's objectives are read by name from each run's metrics.json; a foreign app returns
 a tuple. The budget stays a hard constraint: infeasible suggestions are never trained.
 `python -m budgetsweep.analysis` reports the study's front (study.best_trials): table, plot, knee choices."""
@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests._search import only_study_dir, run_app
-from tests._sweep import ROOT, env, load_study, metrics, run_folders, run_sweep
+from helpers import OPTUNA, ROOT, env, load_study, metrics, only_study_dir, run_folders, run_foreign_app, run_sweep
 
 MAX_PARAMS, MAX_FLOPS = 12_000, 7_500_000
 
@@ -126,9 +125,10 @@ def test_the_knee_choices(tmp_path):
 
 
 def test_a_foreign_app_returning_a_tuple_with_tpe(tmp_path):
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "sized",
+        OPTUNA,
         "model.C=int(interval(8,48))",
         "model.B=range(1,3)",
         "model.N=2",

@@ -1,4 +1,4 @@
-"""Every sampler README names works (issue 11, point 5): 3 tiny trials each, and a sampler whose
+"""Every sampler README names works: 3 tiny trials each, and a sampler whose
 package is missing ends with one line naming the package to install."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 from budgetsweep.sweeper.errors import SweeperError
 from budgetsweep.sweeper.settings import parse_settings
-from tests._search import only_study_dir, run_app
-from tests._sweep import load_study
+
+from helpers import OPTUNA, load_study, only_study_dir, run_foreign_app, sweeper_settings
 
 XY = ["x=interval(-2,2)", "y=interval(-2,2)", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1"]
 SAMPLERS = {
@@ -28,7 +28,7 @@ SAMPLERS = {
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_each_sampler_runs_three_trials(tmp_path, sampler):
     chosen = [f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.sampler.seed=0", *SAMPLERS[sampler]]
-    r = run_app(tmp_path, "xy", *XY, *chosen)
+    r = run_foreign_app(tmp_path, "xy", OPTUNA, *XY, *chosen)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     study = load_study(only_study_dir(tmp_path))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
@@ -42,7 +42,9 @@ def test_a_missing_sampler_package_is_one_line(tmp_path):
         'import runpy, sys\nsys.modules["cmaes"] = None\nsys.argv = sys.argv[1:]\n'
         'runpy.run_path(sys.argv[0], run_name="__main__")\n'
     )
-    r = run_app(tmp_path, "xy", *XY, "hydra/sweeper/sampler=cmaes", python=[sys.executable, str(runner)])
+    r = run_foreign_app(
+        tmp_path, "xy", OPTUNA, *XY, "hydra/sweeper/sampler=cmaes", python=[sys.executable, str(runner)]
+    )
     assert r.returncode == 1
     assert "hydra.sweeper.sampler: CmaEsSampler needs the 'cmaes' package: pip install cmaes" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -54,7 +56,5 @@ def test_the_packages_each_sampler_needs_are_checked_before_anything_runs(monkey
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
-    from tests.test_optuna_units import _settings
-
     with pytest.raises(SweeperError, match=f"{target} needs the '{package}' package: pip install {package}"):
-        parse_settings(**_settings(sampler={"_target_": f"optuna.samplers.{target}"}))
+        parse_settings(sweeper_settings(sampler={"_target_": f"optuna.samplers.{target}"}))

@@ -1,4 +1,4 @@
-"""A time limit and a warm start (issue 11, points 3 and 4).
+"""A time limit and a warm start.
 
 `hydra.sweeper.timeout`: no trial starts after it; the sweep ends with the usual summary and a
 line saying it stopped on time (exit 0). `hydra.sweeper.enqueue`: known configurations are the
@@ -10,15 +10,16 @@ from datetime import timedelta
 
 import yaml
 
-from tests._search import only_study_dir, run_app
-from tests._sweep import load_study, run_folders, run_sweep
+from helpers import OPTUNA, load_study, only_study_dir, run_folders, run_foreign_app, run_sweep
 
 XY = ["x=interval(-2,2)", "y=interval(-2,2)", "hydra.sweeper.n_jobs=1"]
 
 
 def test_a_sweep_with_a_timeout_starts_no_trial_after_it(tmp_path):
     timeout = 3.0
-    r = run_app(tmp_path, "xy", *XY, "sleep=1.0", "hydra.sweeper.n_trials=50", f"hydra.sweeper.timeout={timeout}")
+    r = run_foreign_app(
+        tmp_path, "xy", OPTUNA, *XY, "sleep=1.0", "hydra.sweeper.n_trials=50", f"hydra.sweeper.timeout={timeout}"
+    )
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     assert f"Stopped on time: hydra.sweeper.timeout={timeout:g} s reached" in log
@@ -61,11 +62,11 @@ def test_enqueued_configs_come_first_are_sized_and_are_queued_once(tmp_path):
 
 
 def test_an_enqueued_config_outside_the_space_is_one_line(tmp_path):
-    r = run_app(tmp_path, "xy", *XY, "hydra.sweeper.enqueue=[{x:5}]")
+    r = run_foreign_app(tmp_path, "xy", OPTUNA, *XY, "hydra.sweeper.enqueue=[{x:5}]")
     assert r.returncode == 1
     assert "hydra.sweeper.enqueue[0]: x=5 is outside its search space" in r.stderr
     assert "Traceback" not in r.stderr
-    r = run_app(tmp_path, "xy", *XY, "hydra.sweeper.enqueue=[{z:1}]")
+    r = run_foreign_app(tmp_path, "xy", OPTUNA, *XY, "hydra.sweeper.enqueue=[{z:1}]")
     assert r.returncode == 1 and "hydra.sweeper.enqueue[0]: z is not a searched key" in r.stderr
 
 
@@ -74,7 +75,8 @@ def test_the_preset_enqueues_the_studys_final_model():
 
     from budgetsweep.sweeper.space import check_enqueued, params_to_overrides, parse_space
     from budgetsweep.trainer import register_configs
-    from tests.conftest import CONF
+
+    from helpers import CONF
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF)):

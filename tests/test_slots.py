@@ -17,8 +17,9 @@ import pytest
 from optuna.trial import TrialState
 
 from budgetsweep.contract.storage import sqlite_url
+from budgetsweep.contract.sweep import SLOT
 from budgetsweep.sweeper.optuna_storage import make_storage
-from budgetsweep.sweeper.slots import SLOT, Slots
+from budgetsweep.sweeper.slots import Slots
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -12,8 +12,21 @@ import sys
 import pytest
 from optuna.trial import TrialState
 
-from tests._apps import install, job_config, job_dirs, multirun_dir, run_app, times
-from tests._sweep import env, kill_when, load_study, run_folders, start_sweep, study_dirs, trained
+from helpers import (
+    OPTUNA,
+    env,
+    install_app,
+    job_config,
+    kill_when,
+    load_study,
+    multirun_dir,
+    run_folders,
+    run_foreign_app,
+    start_sweep,
+    study_dirs,
+    times,
+    trained,
+)
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
@@ -30,10 +43,10 @@ def ok(r) -> None:
 def test_optuna_trials_run_as_submitit_processes_pruned_in_parallel_without_batches(tmp_path):
     # a grid of 4: steps=3 trials are pruned at step 2, steps=1 trials complete; trial 0 first
     # sleeps 12 s, so while it runs the other slot must run trial 1, then 2, then 3
-    r = run_app(
+    r = run_foreign_app(
         tmp_path,
         "xy",
-        "hydra/sweeper=budget_optuna",
+        OPTUNA,
         *SUBMITIT,
         "hydra.sweeper.n_jobs=2",
         "hydra/sweeper/sampler=grid",
@@ -67,9 +80,9 @@ def test_optuna_trials_run_as_submitit_processes_pruned_in_parallel_without_batc
 
 @pytest.mark.slow
 def test_ablation_jobs_run_as_submitit_processes(tmp_path):
-    r = run_app(tmp_path, "xy", "hydra/sweeper=ablation", *SUBMITIT, "x=-1,1", "y=2,3", timeout=400)
+    r = run_foreign_app(tmp_path, "xy", "hydra/sweeper=ablation", *SUBMITIT, "x=-1,1", "y=2,3", timeout=400)
     ok(r)
-    jobs = job_dirs(multirun_dir(tmp_path))
+    jobs = run_folders(multirun_dir(tmp_path))
     got = [(job_config(d)["x"], job_config(d)["y"]) for d in jobs]
     assert got == [(0.0, 0.0), (-1, 0.0), (1, 0.0), (0.0, 2), (0.0, 3)]  # 1 + 2 + 2, exactly
     assert len({times(d)["pid"] for d in jobs} | {os.getpid()}) == 6
@@ -78,12 +91,12 @@ def test_ablation_jobs_run_as_submitit_processes(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_submitit_sweep_resumes_its_trial_in_its_folder(tmp_path):
-    script = install("xy", tmp_path)
+    script = install_app("xy", tmp_path)
     args = [
         sys.executable,
         str(script),
         "-m",
-        "hydra/sweeper=budget_optuna",
+        OPTUNA,
         *SUBMITIT,
         "hydra.sweeper.n_jobs=1",
         "x=interval(0,1)",

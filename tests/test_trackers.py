@@ -16,8 +16,8 @@ import pytest
 
 from budgetsweep.contract import HISTORY_FILE, TRACKERS_FILE, load_metrics
 from budgetsweep.trainer import train
-from tests._sweep import run_sweep, study_dirs
-from tests.conftest import ROOT, TINY
+
+from helpers import ROOT, TINY_RUN, run_sweep, study_dirs
 
 ALL = "logger=[csv,tensorboard,mlflow,wandb]"
 
@@ -246,7 +246,7 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path):
     (tmp_path / "shadow" / "tensorboard").mkdir(parents=True)
     (tmp_path / "shadow" / "tensorboard" / "__init__.py").write_text("raise ImportError('not installed here')\n")
     r = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *TINY, "logger=[csv,tensorboard]"],
+        [sys.executable, str(ROOT / "run.py"), *TINY_RUN, "logger=[csv,tensorboard]"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(tmp_path / "shadow"), "HYDRA_FULL_ERROR": "0"},
         capture_output=True,

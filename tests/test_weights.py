@@ -19,7 +19,7 @@ BEST_IS_FIRST = ["epochs=3", "optimizer.lr=0.02", "scheduler=none"]
 
 @pytest.fixture(scope="module")
 def kept_runs(tmp_path_factory):
-    from tests.conftest import compose_cfg
+    from helpers import compose_cfg
 
     root = tmp_path_factory.mktemp("kept")
     return {

@@ -8,18 +8,26 @@ width; each job records which files its packages came from.
 import json
 from pathlib import Path
 
-import analysis
-import contract
-import data
 import hydra
-import models
-import sweeper
-import trainer
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-PACKAGES = {"models": models, "data": data, "analysis": analysis, "trainer": trainer, "sweeper": sweeper, "contract": contract}
+import analysis
+import contract
+import data
+import models
+import sweeper
+import trainer
+
+PACKAGES = {
+    "models": models,
+    "data": data,
+    "analysis": analysis,
+    "trainer": trainer,
+    "sweeper": sweeper,
+    "contract": contract,
+}
 
 
 @hydra.main(config_path=".", config_name="config", version_base=None)
@@ -27,7 +35,7 @@ def main(cfg: DictConfig) -> float:
     net = instantiate(cfg.model)
     params = sum(p.numel() for p in net.parameters())
     out = Path(HydraConfig.get().runtime.output_dir)
-    found = {name: {"file": module.__file__, "owner": getattr(module, "OWNER", None)} for name, module in PACKAGES.items()}
+    found = {name: {"file": m.__file__, "owner": getattr(m, "OWNER", None)} for name, m in PACKAGES.items()}
     (out / "imported.json").write_text(json.dumps({"packages": found, "params": params}))
     return (cfg.model.width - 24) ** 2 / 100.0
 
