@@ -1,4 +1,4 @@
-"""How soon does a sampler find models that fit a tight budget? (issue 11, point 0)
+"""How soon does a sampler find models that fit a tight budget?
 
     python benchmarks/feasible_suggestions.py [--suggestions 60] [--max-params 60000]
 

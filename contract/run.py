@@ -12,7 +12,7 @@ Every run, single or inside a sweep, writes into its Hydra output folder:
     run.log            the log (Hydra's job logging)
 
 Files are written atomically (a temporary name in the same folder, flushed, renamed over
-the old one), so a reader never sees half a file. README.md "The run contract" documents
+the old one), so a reader never sees half a file. docs/run-contract.md documents
 each key; this module is its single definition in code.
 """
 
@@ -45,7 +45,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "l
 # baseline, repeat). Set by our sweepers, copied into metrics.json by the trainer.
 SWEEP_FIELDS = ("trial", "study", "factor", "value", "baseline", "repeat")
 
-# metrics.json, in the order it is written; README documents each key.
+# metrics.json, in the order it is written; docs/run-contract.md documents each key.
 METRICS_KEYS = (
     "schema_version",
     "status",
