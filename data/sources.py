@@ -16,7 +16,6 @@ import numpy as np
 from .errors import DataError
 
 SAMPLE_PATH = Path(__file__).with_name("cifar10_sample.npz")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclass
