@@ -4,9 +4,10 @@ The file has the standard plugin's name; its keys: name, study_name, n_trained, 
 n_infeasible, and, once a feasible trial completed, best_trial, best_value, best_params,
 best_run_dir and best_weights (absolute paths; best_weights null when the run kept none) of the
 trial `best_trial` picks by the rule every side applies (`budgetsweep.contract.sweep.best_run`).
-A study of several objectives has no single best: `objectives` (their names) and `pareto_front`
-instead, the feasible completed trials no other beats on every objective (`study.best_trials`),
-each with trial, values, params and run_dir, as the plugin writes `best_trials`.
+A study of several objectives has no single best: `objectives` (their names), `solutions` (the
+plugin's key: params and values) and `pareto_front` (the same trials with their number and
+run_dir) instead: the feasible completed trials no other beats on every objective
+(`study.best_trials`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
         front = sorted(study.best_trials, key=lambda t: t.number)
         results.update(
             objectives=objective.split(","),
+            # the standard plugin's key, read by scripts written for it: params and values
+            solutions=[{"params": t.params, "values": list(t.values)} for t in front],
             pareto_front=[
                 {
                     "trial": t.number,

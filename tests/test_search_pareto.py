@@ -68,6 +68,11 @@ def test_the_sweep_reports_its_front(pareto_sweep):
     results = yaml.safe_load((study_dir / "optimization_results.yaml").read_text())
     assert results["objectives"] == ["val_acc", "flops"]
     assert [p["trial"] for p in results["pareto_front"]] == sorted(t.number for t in study.best_trials)
+    # the standard plugin's key, beside ours: the same trials, params and values
+    front = {t.number: t for t in study.best_trials}
+    assert results["solutions"] == [
+        {"params": front[p["trial"]].params, "values": front[p["trial"]].values} for p in results["pareto_front"]
+    ]
     assert "Pareto front (val_acc,flops)" in r.stdout + r.stderr
 
 
