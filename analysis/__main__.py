@@ -1,4 +1,4 @@
-"""`python -m budgetsweep.analysis [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
+"""`budgetsweep analyze [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
 
 Without SWEEP_DIR, the newest folder under outputs/sweeps/ or outputs/optuna/. Bad input (a path that does not
 exist, a folder without runs) ends with one line on stderr and exit status 2, no traceback.

@@ -83,7 +83,7 @@ def _natural_key(path: Path) -> list:
 
 
 def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optuna")) -> Path:
-    """The most recently modified folder under `roots`: the default for `python -m budgetsweep.analysis`.
+    """The most recently modified folder under `roots`: the default for `budgetsweep analyze`.
 
     outputs/sweeps/ holds Hydra multiruns (grid, ablation); outputs/optuna/<study>/ is where
     our Optuna sweeper keeps a study and its trials.

@@ -1,4 +1,4 @@
-"""`python -m budgetsweep.analysis.dashboard STUDY_DIR`: optuna-dashboard on a study of our Optuna sweeper.
+"""`budgetsweep dashboard STUDY_DIR`: optuna-dashboard on a study of our Optuna sweeper.
 
 STUDY_DIR's study.json says where the study is (a SQLite file, or PostgreSQL with the password
 masked); the password comes from $BUDGETSWEEP_STORAGE_PASSWORD (or libpq's PGPASSWORD /

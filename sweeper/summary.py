@@ -126,7 +126,7 @@ def analysis_command(study_dir: Path) -> str:
         shown = str(study_dir)
     if shown.startswith(".."):
         shown = str(study_dir)
-    return f"python -m budgetsweep.analysis {shlex.quote(shown)}"
+    return f"budgetsweep analyze {shlex.quote(shown)}"
 
 
 def _weights(run_dir: Path) -> str | None:

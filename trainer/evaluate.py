@@ -1,4 +1,4 @@
-"""`python -m budgetsweep.trainer.evaluate PATH [data overrides] [--export pt2,onnx]`: the kept weights of a
+"""`budgetsweep evaluate PATH [data overrides] [--export pt2,onnx]`: the kept weights of a
 run on any data source the app knows, and the model in deployable files.
 
 PATH is a run folder (its weights.pt), a weights.pt file, or a folder of runs: an Optuna

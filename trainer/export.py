@@ -7,7 +7,7 @@ normalisation inside (`weights.Deployable`), the batch size free.
            with onnxruntime, or onnx's reference evaluator.
 
 `run_exported` loads a file back and computes logits, so the export can be checked against the
-model it came from (`python -m budgetsweep.trainer.evaluate --export` does, on a test batch).
+model it came from (`budgetsweep evaluate --export` does, on a test batch).
 """
 
 from __future__ import annotations
