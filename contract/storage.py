@@ -3,8 +3,8 @@
 A password written in a storage URL (`postgresql://user:secret@host/db`) is taken out as
 soon as a sweep starts: it lives in the environment variable `BUDGETSWEEP_STORAGE_PASSWORD`
 (which jobs, local or on SLURM, inherit) and everything else (logs, `study.json`, each
-job's `.hydra/hydra.yaml`, analysis reports) sees the masked URL
-`postgresql://user:***@host/db`. Whoever connects (the sweeper, a job reporting to its
+job's `.hydra/hydra.yaml`, analysis reports, the command line a tracker records: `mask_args`)
+sees the masked URL `postgresql://user:***@host/db`. Whoever connects (the sweeper, a job reporting to its
 trial, analysis) calls `connect_url`, which puts the password back from that variable and
 picks the same PostgreSQL driver for everyone. Imports SQLAlchemy only, lazily.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 PASSWORD_ENV = "BUDGETSWEEP_STORAGE_PASSWORD"
 STORAGE_ENV = "BUDGETSWEEP_STORAGE"  # conf/hydra/sweeper/optuna.yaml reads the storage URL from it
 MASK = "***"
+# `scheme://user:` + a password up to the last `@` of the authority: any URL inside a longer
+# text (an override `key=URL`, quoted or not); a password holds no `/` nor whitespace once encoded
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]*:)[^\s/'\"]+@")
 
 
 def _parse(url: str) -> URL:
@@ -61,6 +65,13 @@ def scrub(text: str, secret: str | None = None) -> str:
     for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
         text = text.replace(form, MASK)
     return text
+
+
+def mask_args(args: list[str]) -> list[str]:
+    """A command line with every URL password in it masked and $BUDGETSWEEP_STORAGE_PASSWORD
+    scrubbed: what a tool that records the command line (W&B's run metadata) may see. The
+    sweeper moves a storage password out of its config, but not out of its process's argv."""
+    return [scrub(_URL_PASSWORD.sub(rf"\g<1>{MASK}@", arg)) for arg in args]
 
 
 def _driver(drivername: str) -> str:

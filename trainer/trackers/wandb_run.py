@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+
+from budgetsweep.contract.storage import mask_args
 
 from .base import EPOCH_PREFIX, RESULT_PREFIX, TrackedRun, Tracker, numbers, require
 from .tb import EPOCH_KEYS
@@ -13,6 +17,19 @@ from .tb import EPOCH_KEYS
 # W&B refuses a second init of a run id while this process holds it open: a job interrupted
 # in-process (KeyboardInterrupt, the basic launcher) and started again must close it first.
 _OPEN: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def masked_argv() -> Iterator[None]:
+    """sys.argv with its passwords masked while W&B starts a run: the run's metadata records the
+    command line (`args`), and a sweep's trials run in the process whose command line may hold
+    `hydra.sweeper.storage=postgresql://user:<password>@...` (the basic launcher)."""
+    argv = sys.argv
+    sys.argv = mask_args(argv)
+    try:
+        yield
+    finally:
+        sys.argv = argv
 
 
 class WandbTracker(Tracker):
@@ -43,20 +60,21 @@ class WandbTracker(Tracker):
             # offline folders are named offline-run-<time to the second>-<id>: a resume within the
             # same second would write into the first session's folder and lose its records
             time.sleep(1.0 - time.time() % 1.0)
-        self.run = wandb.init(
-            project=self.project,
-            entity=self.entity,
-            mode=self.mode,
-            dir=str(self.root.resolve()),
-            id=run_id,
-            resume="allow",
-            name=run.name,
-            group=run.group,
-            tags=run.tags or None,
-            config={k: v for k, v in config.items() if k not in ("logger",)},
-            reinit="create_new",  # one process runs several jobs with the basic launcher
-            settings=wandb.Settings(console="off", silent=True, save_code=False, x_disable_stats=True),
-        )
+        with masked_argv():
+            self.run = wandb.init(
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                dir=str(self.root.resolve()),
+                id=run_id,
+                resume="allow",
+                name=run.name,
+                group=run.group,
+                tags=run.tags or None,
+                config={k: v for k, v in config.items() if k not in ("logger",)},
+                reinit="create_new",  # one process runs several jobs with the basic launcher
+                settings=wandb.Settings(console="off", silent=True, save_code=False, x_disable_stats=True),
+            )
         _OPEN[run_id] = self.run
         return {"id": run_id}
 
