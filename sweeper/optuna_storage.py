@@ -125,7 +125,8 @@ class SweepStorage(RDBStorage):
     for one worker only. RDBStorage reads the state with `SELECT ... FOR UPDATE`, a row lock on
     PostgreSQL; SQLite ignores it, and two processes both read WAITING and both "win" (seen in
     tests/test_slots.py). On SQLite that transition is therefore serialized by a lock file beside
-    the database (every process using a SQLite file runs on the machine that holds it).
+    the database (every process using a SQLite file runs on the machine that holds it). The same
+    lock file makes workers that start together on a new database create its tables in turn.
     """
 
     claim_lock: Path | None = None
@@ -236,6 +237,24 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _sqlite_lock(url: str) -> Path | None:
+    """The lock file beside an SQLite database file; None for a server or `:memory:`."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :] + ".lock") if url.startswith(prefix) and ":memory:" not in url else None
+
+
+def _creating(lock: Path | None) -> contextlib.AbstractContextManager:
+    """`_locked(lock)` where a lock file can be made: around what creates Optuna's tables or the study.
+
+    SQLite workers started together on a new folder all find the database empty: each creates
+    Optuna's tables and writes their schema version, and all but one fail (`UNIQUE constraint
+    failed: alembic_version.version_num`). Taken in turn, the later ones find them made. A folder
+    that is missing or read-only gets no lock file: SQLite reports it in its own words."""
+    if lock is None or not os.access(lock.parent, os.W_OK):
+        return contextlib.nullcontext()
+    return _locked(lock)
+
+
 def make_storage(
     url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, retry_for: float = 0.0
 ) -> SweepStorage:
@@ -246,16 +265,17 @@ def make_storage(
     quiet_lost_connection_warnings()
     shown = mask(url)
     url = connect_url(url)
-    storage = SweepStorage(url, engine_kwargs=kwargs)
-    storage.retry_for, storage.shown_url = retry_for, shown
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        storage.claim_lock = Path(url[len("sqlite:///") :] + ".lock")
+    lock = _sqlite_lock(url)
+    with _creating(lock):  # constructing it creates the tables of a new database
+        storage = SweepStorage(url, engine_kwargs=kwargs)
+    storage.retry_for, storage.shown_url, storage.claim_lock = retry_for, shown, lock
     # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
     storage.heartbeat_interval, storage.grace_period = heartbeat_interval, grace_period
     return storage
 
 
-# Workers starting together on an empty database race to create Optuna's tables.
+# Workers starting together on an empty PostgreSQL database race to create Optuna's tables
+# (SQLite workers take turns: `_creating`).
 _RACES = ("duplicate key", "already exists", "database is locked")
 
 
@@ -275,14 +295,15 @@ def open_study(
     for attempt in range(attempts):
         try:
             storage = make_storage(url, heartbeat_interval, grace_period, retry_for=retry_seconds())
-            study = optuna.create_study(
-                study_name=study_name,
-                storage=storage,
-                sampler=sampler,
-                pruner=pruner,
-                direction=direction,
-                load_if_exists=True,
-            )
+            with _creating(storage.claim_lock):  # one SQLite worker creates the study, the others load it
+                study = optuna.create_study(
+                    study_name=study_name,
+                    storage=storage,
+                    sampler=sampler,
+                    pruner=pruner,
+                    direction=direction,
+                    load_if_exists=True,
+                )
             return study, storage
         except Exception as e:
             msg = scrub(first_line(e))
