@@ -1,7 +1,8 @@
 """`budgetsweep analyze [SWEEP_DIR ...]`: tables, plots and report.md for sweep folders.
 
-Without SWEEP_DIR, the newest folder under outputs/sweeps/ or outputs/optuna/. Bad input (a path that does not
-exist, a folder without runs) ends with one line on stderr and exit status 2, no traceback.
+Without SWEEP_DIR, the newest folder under outputs/sweeps/, outputs/optuna/ or outputs/ablation/.
+Bad input (a path that does not exist, a folder without runs) ends with one line on stderr and
+exit status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def parse_args(argv: Sequence[str] | None, prog: str = "budgetsweep analyze") ->
         "sweep_dirs",
         nargs="*",
         metavar="SWEEP_DIR",
-        help="sweep or run folders, merged (default: the newest under outputs/sweeps/ or outputs/optuna/)",
+        help="sweep or run folders, merged (default: the newest under outputs/{sweeps,optuna,ablation}/)",
     )
     p.add_argument(
         "--baseline",

@@ -12,8 +12,10 @@ Which run belongs to which (factor, value) comes from one of two places:
   factor is a variant of it; a run differing in several is left out of the tables, with a
   warning that counts them.
 
-Each table row aggregates the runs of one value: accuracy mean and sample std (ddof=1) over
-the completed runs only, `n` of them; `delta_val_acc` is against the baseline row's mean.
+Each table row aggregates the runs of one value: the objective's mean and sample std (ddof=1)
+over the completed runs only, `n` of them (columns named after it: `val_acc_mean` for run.py,
+`loss_mean` for an app's "loss"); `delta_val_acc` (`delta_<name>`) is against the baseline row's
+mean, in the objective's own units (whether higher is better: the score's direction).
 Values whose runs did not complete (over_budget, invalid, diverged, failed, pruned, corrupt,
 incomplete) keep their row, with their status and empty accuracies.
 """
@@ -30,6 +32,8 @@ import pandas as pd
 from budgetsweep.contract import is_missing
 from budgetsweep.contract.values import canon, parse_override, sort_key
 
+from .best import Score
+from .best import score as score_of
 from .collect import AnalysisError, config_value, leaves
 
 log = logging.getLogger(__name__)
@@ -39,22 +43,17 @@ log = logging.getLogger(__name__)
 NOT_FACTOR_KEYS = {"seed", "device", "progress", "checkpoint"}
 NOT_FACTOR_PREFIXES = ("sweep.", "hydra.", "hydra/")
 
-TABLE_COLUMNS = [
-    "factor",
-    "value",
-    "baseline",
-    "status",
-    "runs",
-    "n",
-    "params",
-    "val_acc_mean",
-    "val_acc_std",
-    "delta_val_acc",
-    "test_acc_mean",
-    "test_acc_std",
-    "epochs",
-    "train_seconds",
-]
+
+def table_columns(name: str = "val_acc") -> list[str]:
+    """A table's columns; `name`: the objective's (run.py's val_acc, or an app's own)."""
+    test = ["test_acc_mean", "test_acc_std"] if name != "test_acc" else []
+    return [
+        *("factor", "value", "baseline", "status", "runs", "n", "params"),
+        *(f"{name}_mean", f"{name}_std", f"delta_{name}", *test, "epochs", "train_seconds"),
+    ]
+
+
+TABLE_COLUMNS = table_columns()  # run.py's
 
 
 @dataclass
@@ -66,7 +65,8 @@ class Ablation:
         baseline: factor -> the baseline's canonical value.
         assignment: per included run (index of the collected DataFrame): `factor` (None for
             the baseline), `value` (canonical) and `is_baseline`.
-        tables: factor -> its table (columns TABLE_COLUMNS), in the order factors were found.
+        tables: factor -> its table (columns `table_columns(score.name)`), in the order factors
+            were found.
         notes: one line per thing a reader should know (runs left out and why).
     """
 
@@ -75,6 +75,7 @@ class Ablation:
     assignment: pd.DataFrame
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    score: Score = Score("val_acc", "val_acc", "maximize")  # what the tables aggregate and rank by
 
 
 def _is_factor_key(key: str) -> bool:
@@ -189,8 +190,10 @@ def _status(statuses: pd.Series) -> str:
     return ", ".join(f"{s} {n}" for s, n in counts.most_common())
 
 
-def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame) -> dict:
-    done = runs[(runs["status"] == "completed") & runs["val_acc"].notna()] if len(runs) else runs
+def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame, score: Score) -> dict:
+    column = score.column
+    ok = pd.to_numeric(runs[column], errors="coerce").notna() if column in runs else False
+    done = runs[(runs["status"] == "completed") & ok] if len(runs) else runs
     params = runs["params"].dropna() if "params" in runs else pd.Series(dtype=float)
 
     def mean(col):
@@ -207,8 +210,8 @@ def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame) -> dict
         "runs": len(runs),
         "n": len(done),
         "params": int(params.iloc[0]) if len(params) else None,
-        "val_acc_mean": mean("val_acc"),
-        "val_acc_std": std("val_acc"),
+        f"{score.name}_mean": mean(column),
+        f"{score.name}_std": std(column),
         "test_acc_mean": mean("test_acc"),
         "test_acc_std": std("test_acc"),
         "epochs": mean("epochs"),
@@ -217,7 +220,7 @@ def _row(factor: str, value: str, is_baseline: bool, runs: pd.DataFrame) -> dict
 
 
 def _table(
-    df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.DataFrame, planned: list[str]
+    df: pd.DataFrame, factor: str, baseline_value: str, assignment: pd.DataFrame, planned: list[str], score: Score
 ) -> pd.DataFrame:
     base_idx = assignment.index[assignment["is_baseline"]]
     mine = assignment[assignment["factor"] == factor]
@@ -227,10 +230,11 @@ def _table(
         groups.setdefault(value, []).append(idx)
     for value in planned:  # planned by the sweeper but no folder: a "not run" row
         groups.setdefault(value, [])
-    rows = [_row(factor, v, v == baseline_value, df.loc[idx]) for v, idx in groups.items()]
-    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c != "delta_val_acc"])
-    base_mean = table.loc[table["baseline"], "val_acc_mean"].iloc[0]
-    table.insert(TABLE_COLUMNS.index("delta_val_acc"), "delta_val_acc", table["val_acc_mean"] - base_mean)
+    rows = [_row(factor, v, v == baseline_value, df.loc[idx], score) for v, idx in groups.items()]
+    columns, mean, delta = table_columns(score.name), f"{score.name}_mean", f"delta_{score.name}"
+    table = pd.DataFrame(rows, columns=[c for c in columns if c != delta])
+    base_mean = table.loc[table["baseline"], mean].iloc[0]
+    table.insert(columns.index(delta), delta, table[mean] - base_mean)
     # ints and None ("not sized"), not floats with NaN: 78042 in the CSV, never 78042.0
     table["params"] = pd.Series([r["params"] for r in rows], index=table.index, dtype=object)
     order = sorted(range(len(table)), key=lambda i: sort_key(table.at[i, "value"]))
@@ -238,7 +242,10 @@ def _table(
 
 
 def ablation_tables(
-    df: pd.DataFrame, baseline: dict[str, str] | list[str] | None = None, planned: list[tuple[str, str]] | None = None
+    df: pd.DataFrame,
+    baseline: dict[str, str] | list[str] | None = None,
+    planned: list[tuple[str, str]] | None = None,
+    score: Score | None = None,
 ) -> Ablation | None:
     """Build the one-at-a-time tables of the runs in `df` (from `collect`).
 
@@ -249,6 +256,7 @@ def ablation_tables(
             value. Ignored when the ablation sweeper recorded its baseline.
         planned: (factor, value) pairs the sweeper planned (`plans.read_ablation_plans`);
             those without a run get a "not run" row.
+        score: what the tables aggregate (`best.score`, the default: the runs' objective).
 
     Returns:
         The Ablation, or None when the runs are Optuna trials (no baseline to vary from) or
@@ -272,8 +280,11 @@ def ablation_tables(
         base, assignment, notes = _assign_inferred(df, _parse_baseline(baseline))
     if not base:
         return None
-    tables = {f: _table(df, f, v, assignment, [value for g, value in planned if g == f]) for f, v in base.items()}
-    return Ablation(mode, base, assignment, tables, notes)
+    score = score or score_of(df)
+    tables = {
+        f: _table(df, f, v, assignment, [value for g, value in planned if g == f], score) for f, v in base.items()
+    }
+    return Ablation(mode, base, assignment, tables, notes, score)
 
 
 def _parse_baseline(baseline: dict[str, str] | list[str] | None) -> dict[str, str]:

@@ -7,9 +7,14 @@ may be merged.
 
 Columns:
   run_dir, sweep_dir, job     where the run lives (job: run_dir relative to sweep_dir)
-  status                      metrics.json's status, or `corrupt` (unreadable metrics.json)
-                              or `incomplete` (no metrics.json: running, killed or crashed)
-  <metrics keys>              every key of metrics.json as written (val_acc, params, ...)
+  status                      metrics.json's status, or `corrupt` (unreadable metrics.json, or
+                              a value no run can have: an accuracy outside [0, 1], inf, a
+                              negative count) or `incomplete` (no metrics.json: running,
+                              killed or crashed)
+  <metrics keys>              every key of metrics.json as written (val_acc, params, ...); for
+                              an app's run, the keys of the sweeper's record (sweep_record.json:
+                              objective_name, directions, intermediate, ...) and each of its
+                              named `metrics` as a column of its own
   config                      the composed config (`.hydra/config.yaml`) as a nested dict,
                               {} when there is none; `config_value` reads a dotted key of it
   overrides                   the job's overrides (list of str)
@@ -18,6 +23,7 @@ Columns:
   trial, study, factor,       the sweep coordinates (contract.SWEEP_FIELDS): metrics.json's,
   value, baseline, repeat     else the config's `sweep.*`, so a run with a corrupt
                               metrics.json keeps its place
+  job_name                    the app's Hydra job name (its script's name: run, train, ...)
   has_history                 history.csv exists and was readable
   test_epoch, weights         schema 2 as written; a schema 1 run (test_acc of the last epoch's
                               weights, none kept) gets its last epoch and None, so both read alike
@@ -30,6 +36,7 @@ and `df.attrs["warnings"]`); they never stop the collection.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -48,6 +55,7 @@ from budgetsweep.contract import (
     first_line,
     is_missing,
     load_metrics,
+    record_path,
 )
 from budgetsweep.contract.sweep import folder_order
 from budgetsweep.contract.values import canon, parse_override
@@ -82,10 +90,11 @@ def _natural_key(path: Path) -> list:
     return [folder_order(part) for part in path.parts]
 
 
-def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optuna")) -> Path:
+def newest_sweep(roots: Iterable[str | Path] = ("outputs/sweeps", "outputs/optuna", "outputs/ablation")) -> Path:
     """The most recently modified folder under `roots`: the default for `budgetsweep analyze`.
 
-    outputs/sweeps/ holds Hydra multiruns (grid, ablation); outputs/optuna/<study>/ is where
+    outputs/sweeps/ holds Hydra multiruns (a grid); outputs/ablation/<name>/ the ablation
+    sweeper's sweeps; outputs/optuna/<study>/ is where
     our Optuna sweeper keeps a study and its trials.
     """
     roots = [Path(r) for r in roots]
@@ -183,27 +192,39 @@ def _read_yaml(path: Path, warn: _Warnings) -> Any:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_int(v: Any) -> bool:
     return _is_number(v) and float(v).is_integer()
 
 
+def _is_count(v: Any) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def _is_fraction(v: Any) -> bool:
+    return _is_number(v) and 0.0 <= v <= 1.0
+
+
+def _is_size(v: Any) -> bool:
+    return _is_number(v) and v >= 0 and v < 1e300
+
+
 # The metrics.json values analysis computes with, by type (docs/run-contract.md); null is
 # always allowed. A value of another type makes the run `corrupt` with one warning naming the
 # key, not a crash in a table. Keys not listed are carried as they are.
 METRICS_TYPES: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(("objective", "final_val_loss", "test_loss"), (_is_number, "a finite number")),
+    **dict.fromkeys(("val_acc", "final_val_acc", "test_acc"), (_is_fraction, "an accuracy in [0, 1]")),
+    **dict.fromkeys(("train_seconds", "images_per_second"), (_is_size, "a number >= 0")),
     **dict.fromkeys(
-        ("objective", "val_acc", "final_val_acc", "final_val_loss", "test_acc", "test_loss", "train_seconds"),
-        (_is_number, "a number"),
+        ("schema_version", "best_epoch", "params", "flops", "max_params", "epochs", "epochs_planned", "test_epoch"),
+        (_is_count, "an int >= 0"),
     ),
-    "images_per_second": (_is_number, "a number"),
-    **dict.fromkeys(
-        ("schema_version", "best_epoch", "params", "flops", "max_params", "epochs", "epochs_planned", "seed"),
-        (_is_int, "an int"),
-    ),
-    **dict.fromkeys(("trial", "repeat", "test_epoch"), (_is_int, "an int")),
+    **dict.fromkeys(("seed", "trial", "repeat"), (_is_int, "an int")),
+    **dict.fromkeys(("metrics", "directions", "intermediate"), (lambda v: isinstance(v, dict), "a mapping")),
+    "objective_name": (lambda v: isinstance(v, str), "a string"),
     "weights": (lambda v: isinstance(v, str), "a string"),
     "tags": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
     **dict.fromkeys(
@@ -227,19 +248,24 @@ def wrong_type(metrics: dict[str, Any]) -> str | None:
 
 
 def _read_metrics(run: Path, warn: _Warnings) -> dict[str, Any]:
-    """metrics.json, or a stand-in whose status says why there is none (the contract's reason)."""
+    """The run's record (metrics.json, or the sweeper's sweep_record.json), its named metrics as
+    keys of their own; or a stand-in whose status says why there is none (the contract's reason)."""
+    path = record_path(run)
     try:
         metrics = load_metrics(run)
         if problem := wrong_type(metrics):
-            raise ContractError(f"{run / METRICS_FILE}: {problem}")
-        return metrics
+            raise ContractError(f"{path}: {problem}")
     except ContractError as e:
-        if not (run / METRICS_FILE).exists():
+        if not path.exists():
             warn(f"{e} (run unfinished or crashed); shown with status '{INCOMPLETE}'")
             return {"status": INCOMPLETE, "error": f"no {METRICS_FILE} (unfinished or crashed)"}
-        reason = first_line(e).removeprefix(f"{run / METRICS_FILE}: ")
+        reason = first_line(e).removeprefix(f"{path}: ")
         warn(f"{e}; shown with status '{CORRUPT}'")
-        return {"status": CORRUPT, "error": f"{METRICS_FILE} {reason}"}
+        return {"status": CORRUPT, "error": f"{path.name} {reason}"}
+    named = metrics.get("metrics")
+    if isinstance(named, dict):  # an app's numbers by name: columns, where they clash with nothing
+        metrics.update({k: v for k, v in named.items() if k not in metrics or metrics[k] is None})
+    return metrics
 
 
 def read_history(run_dir: str | Path, warn: _Warnings | None = None) -> pd.DataFrame | None:
@@ -271,10 +297,12 @@ def _read_config(hydra_dir: Path, warn: _Warnings) -> dict[str, Any]:
 
 
 def _read_choices(hydra_dir: Path, warn: _Warnings) -> dict[str, Any]:
-    hydra_cfg = _read_yaml(hydra_dir / "hydra.yaml", warn)
-    choices = (((hydra_cfg or {}).get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    """The config-group choices (`choice.<group>`) and the app's job name (`job_name`)."""
+    hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml", warn) or {}).get("hydra") or {}
+    choices = (hydra_cfg.get("runtime") or {}).get("choices") or {}
     # Hydra's own plugins are not our factors.
-    return {f"choice.{g}": c for g, c in choices.items() if not str(g).startswith("hydra/")}
+    found = {f"choice.{g}": c for g, c in choices.items() if not str(g).startswith("hydra/")}
+    return {**found, "job_name": (hydra_cfg.get("job") or {}).get("name")}
 
 
 def _read_run(run: Path, sweep_dir: Path, warn: _Warnings) -> dict[str, Any]:
@@ -301,8 +329,10 @@ def _read_run(run: Path, sweep_dir: Path, warn: _Warnings) -> dict[str, Any]:
             row[name] = lookup(config, f"sweep.{name}")
 
     row["has_history"] = read_history(run, warn) is not None
-    # Only a completed run promises a learning curve; others may stop before epoch 1.
-    if not (run / HISTORY_FILE).is_file() and row["status"] == "completed":
+    # Only a completed run of run.py promises a learning curve (others may stop before epoch 1;
+    # an app's record has none to promise).
+    ours = "source" not in metrics
+    if ours and not (run / HISTORY_FILE).is_file() and row["status"] == "completed":
         warn(f"{run / HISTORY_FILE}: missing; no learning curve for this run")
     return row
 

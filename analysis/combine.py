@@ -4,12 +4,14 @@ Take each factor's best value and train them together. Sizing is instant
 (`models.check_budget`, on the meta device), so when that combination is over the parameter
 budget we search instead, by this rule:
 
-1. Candidates (`rank_options`): for each factor, its `top_k` values by mean validation
-   accuracy among the values with completed runs, plus the baseline value (keeping the
-   baseline is always an option). Values that never completed (over budget, invalid, ...)
-   have no accuracy to rank and are not candidates.
-2. Score of a combination: the predicted gain, the sum of the chosen values' differences to
-   the baseline (`delta_val_acc`). This is the premise of one-at-a-time ablation: effects add.
+1. Candidates (`rank_options`): for each factor, its `top_k` values by their mean objective
+   (run.py's validation accuracy, or the app's own objective, in its direction) among the
+   values with completed runs, plus the baseline value (keeping the baseline is always an
+   option). Values that never completed (over budget, invalid, ...) have no value to rank and
+   are not candidates.
+2. Score of a combination: the predicted gain, the sum of the chosen values' improvements over
+   the baseline (`delta_val_acc`, its sign turned for an objective minimised). This is the
+   premise of one-at-a-time ablation: effects add.
 3. Size every combination (`combinations`: the baseline run's model config with each chosen
    variant's model changes applied in factor order); drop those over the budget (parameters,
    and FLOPs when the runs were held to `budget.max_flops`) or invalid.
@@ -33,6 +35,7 @@ from budgetsweep.contract import is_missing
 from budgetsweep.contract.values import canon, parse_override
 
 from .ablation import NOT_FACTOR_PREFIXES, Ablation
+from .best import Score
 from .plans import recorded_budget
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ class Option:
 
     factor: str
     value: str  # canonical
-    gain: float  # its delta_val_acc; 0 for the baseline's value
+    gain: float  # its improvement over the baseline (delta, in the objective's direction); 0 for the baseline
     model_change: dict[str, Any]  # the model keys its run changed against the baseline run
     override: str | None  # how to type it; None for the baseline's value (no change)
 
@@ -62,23 +65,24 @@ class Combination:
     """One candidate configuration: the baseline plus `changes`."""
 
     changes: dict[str, str]  # factor -> chosen value (baseline values left out)
-    gain: float  # predicted: sum of the chosen values' delta_val_acc
+    gain: float  # predicted: sum of the chosen values' gains
     params: int | None  # None: not sized or invalid
     status: str  # "fits", "over_budget", "invalid" (models.check_budget) or "not sized"
-    overrides: list[str] = field(default_factory=list)  # for `python run.py`
+    overrides: list[str] = field(default_factory=list)  # for the app's command line
     error: str | None = None  # why it is over budget or invalid
     flops: int | None = None  # forward FLOPs of one image; None: not sized or invalid
+    app: str = "run.py"  # the app's script (its Hydra job name + .py)
 
     @property
     def command(self) -> str:
-        return "python run.py " + " ".join(shlex.quote(o) for o in self.overrides)
+        return f"python {self.app} " + " ".join(shlex.quote(o) for o in self.overrides)
 
 
 @dataclass
 class CombineResult:
     """What `combine_best` found. `chosen` is None when no candidate fits the budget."""
 
-    baseline_val_acc: float
+    baseline_value: float  # the baseline's mean objective
     budget: int | None
     best_each: Combination  # each factor's best value together
     chosen: Combination | None
@@ -86,6 +90,12 @@ class CombineResult:
     top_k: int
     notes: list[str] = field(default_factory=list)
     max_flops: int | None = None  # the FLOPs budget, when the runs had one
+    score: Score = Score("val_acc", "val_acc", "maximize")
+
+    def predicted(self, combination: Combination) -> float:
+        """The objective the combination is predicted to reach (effects add)."""
+        sign = 1.0 if self.score.direction == "maximize" else -1.0
+        return self.baseline_value + sign * combination.gain
 
     @property
     def fallback(self) -> bool:
@@ -126,11 +136,13 @@ def _apply(overrides: list[str], change: str) -> list[str]:
 
 
 def rank_options(df: pd.DataFrame, ablation: Ablation, base_model: dict, top_k: int) -> dict[str, list[Option]]:
-    """Per factor: its `top_k` completed variants by mean validation accuracy, best first."""
+    """Per factor: its `top_k` completed variants by mean objective (in its direction), best first."""
     assignment, recorded = ablation.assignment, ablation.mode == "recorded"
+    name, sign = ablation.score.name, (1.0 if ablation.score.direction == "maximize" else -1.0)
     ranked: dict[str, list[Option]] = {}
     for factor, table in ablation.tables.items():
-        rows = table[(table["n"] > 0) & ~table["baseline"]].sort_values("val_acc_mean", ascending=False)
+        rows = table[(table["n"] > 0) & ~table["baseline"]]
+        rows = rows.sort_values(f"{name}_mean", ascending=sign < 0, kind="stable")
         ranked[factor] = []
         for _, trow in rows.head(top_k).iterrows():
             mine = assignment[(assignment["factor"] == factor) & (assignment["value"] == trow["value"])]
@@ -139,7 +151,7 @@ def rank_options(df: pd.DataFrame, ablation: Ablation, base_model: dict, top_k: 
                 Option(
                     factor,
                     trow["value"],
-                    float(trow["delta_val_acc"]),
+                    sign * float(trow[f"delta_{name}"]),
                     _changed(base_model, _model(run)),
                     _override_text(run, factor, trow["value"], recorded),
                 )
@@ -178,7 +190,7 @@ class _Sizer:
         self.check, self.budget, self.max_flops, self.seen = check, budget, max_flops, {}
 
     def __call__(self, model: dict) -> tuple[int | None, str, str | None, int | None]:
-        if not model:
+        if not model or "name" not in model:  # no model node, or one not of our registry (an app's _target_)
             return None, NOT_SIZED, None, None
         key = canon(model)
         if key not in self.seen:
@@ -197,7 +209,9 @@ def recorded_flops_budget(df: pd.DataFrame) -> int | None:
     return int(recorded.max()) if len(recorded) else None
 
 
-def build(base_model: dict, base_overrides: list[str], choice: Iterable[Option], size: _Sizer) -> Combination:
+def build(
+    base_model: dict, base_overrides: list[str], choice: Iterable[Option], size: _Sizer, app: str = "run.py"
+) -> Combination:
     """The combination of the baseline with `choice` (one option per factor), sized."""
     model, overrides, changes, gain = dict(base_model), list(base_overrides), {}, 0.0
     for option in choice:
@@ -208,7 +222,7 @@ def build(base_model: dict, base_overrides: list[str], choice: Iterable[Option],
         model.update(option.model_change)
         overrides = _apply(overrides, option.override)
     params, status, error, flops = size(model)
-    return Combination(changes, gain, params, status, overrides, error, flops)
+    return Combination(changes, gain, params, status, overrides, error, flops, app)
 
 
 def combinations(option_pools: list[list[Option]]) -> Iterator[tuple[Option, ...]]:
@@ -245,7 +259,9 @@ def combine_best(
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     base_runs = df.loc[ablation.assignment.index[ablation.assignment["is_baseline"]]]
-    done = base_runs[(base_runs["status"] == "completed") & base_runs["val_acc"].notna()]
+    column = ablation.score.column
+    values = pd.to_numeric(base_runs[column], errors="coerce") if column in base_runs else None
+    done = base_runs[(base_runs["status"] == "completed") & values.notna()] if values is not None else base_runs[:0]
     if done.empty:
         log.warning("no completed baseline run: nothing to combine")
         return None
@@ -254,7 +270,9 @@ def combine_best(
     budget = budget if budget is not None else recorded_budget(df)
     max_flops = max_flops if max_flops is not None else recorded_flops_budget(df)
     base_model, base_overrides = _model(done.iloc[0]), _base_overrides(done.iloc[0])
-    baseline_val_acc = float(done["val_acc"].astype(float).mean())
+    baseline_value = float(done[column].astype(float).mean())
+    job = done.iloc[0].get("job_name")
+    app = f"{job}.py" if isinstance(job, str) and job else "run.py"
 
     ranked = rank_options(df, ablation, base_model, top_k)
     k = search_width(ranked, top_k)
@@ -265,12 +283,12 @@ def combine_best(
     )
     option_pools = pools(ablation, ranked, k)
     size = _Sizer(check_budget, budget, max_flops)
-    best_each = build(base_model, base_overrides, [pool[0] for pool in option_pools], size)
+    best_each = build(base_model, base_overrides, [pool[0] for pool in option_pools], size, app)
     if best_each.status in (FITS, NOT_SIZED):
-        return CombineResult(baseline_val_acc, budget, best_each, best_each, 1, k, notes, max_flops)
+        return CombineResult(baseline_value, budget, best_each, best_each, 1, k, notes, max_flops, ablation.score)
 
-    combos = [build(base_model, base_overrides, choice, size) for choice in combinations(option_pools)]
+    combos = [build(base_model, base_overrides, choice, size, app) for choice in combinations(option_pools)]
     chosen = choose(combos)
     if chosen is None:
         notes.append("no searched combination fits the budget (not even the baseline's)")
-    return CombineResult(baseline_val_acc, budget, best_each, chosen, len(combos), k, notes, max_flops)
+    return CombineResult(baseline_value, budget, best_each, chosen, len(combos), k, notes, max_flops, ablation.score)

@@ -62,7 +62,7 @@ def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = 
         name = slug(summary.name)
         files += tables.write_table(
             summary.trials,
-            tables.trials_display(summary.trials, summary.direction),
+            tables.trials_display(summary.trials, summary.direction, summary.objective),
             out / f"optuna_{name}_trials",
             f"Optuna study {summary.name}: trials",
         )
@@ -87,11 +87,13 @@ def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = 
 def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
     df, files = analysis.runs, [out / "runs.csv"]
     runs_table(df).to_csv(files[0], index=False)
-    for factor, table in (analysis.ablation.tables if analysis.ablation else {}).items():
+    abl = analysis.ablation
+    for factor, table in (abl.tables if abl else {}).items():
         stem = out / f"ablation_{slug(factor)}"
-        files += tables.write_table(table, tables.ablation_display(table), stem, f"One-at-a-time ablation of {factor}")
+        display = tables.ablation_display(table, abl.score)
+        files += tables.write_table(table, display, stem, f"One-at-a-time ablation of {factor}")
         if make_plots:
-            files += _drawn(plots.ablation_chart(table, factor, stem.with_suffix(".png")))
+            files += _drawn(plots.ablation_chart(table, factor, stem.with_suffix(".png"), abl.score))
     if analysis.combined is not None:
         files.append(out / "combined.txt")
         files[-1].write_text(report.describe_combine(analysis.combined) + "\n")

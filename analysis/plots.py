@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .best import best_run, ranked, ranking_direction
+from .best import Score, best_run, ranked, ranking_direction
+from .best import score as score_of
 from .collect import read_history
 
 DPI = 110  # ~700 px wide at the sizes below: sharp on GitHub, a few tens of kB each
@@ -34,10 +35,11 @@ def _axes(width: float, height: float):
     return Figure(figsize=(width, height)).subplots()
 
 
-def _completed(df: pd.DataFrame) -> pd.DataFrame:
-    if "val_acc" not in df or "params" not in df:
+def _completed(df: pd.DataFrame, column: str = "val_acc") -> pd.DataFrame:
+    if column not in df or "params" not in df:
         return df.iloc[0:0]
-    return df[(df["status"] == "completed") & df["val_acc"].notna() & df["params"].notna()]
+    values = pd.to_numeric(df[column], errors="coerce")
+    return df[(df["status"] == "completed") & values.notna() & df["params"].notna()]
 
 
 def pareto_front(params: pd.Series, acc: pd.Series) -> pd.Index:
@@ -52,17 +54,21 @@ def pareto_front(params: pd.Series, acc: pd.Series) -> pd.Index:
 
 
 def accuracy_vs_params(
-    df: pd.DataFrame, budget: int | None, path: Path, study_front: list[str] | None = None
+    df: pd.DataFrame, budget: int | None, path: Path, study_front: list[str] | None = None, score: Score | None = None
 ) -> Path | None:
-    """Validation accuracy against parameters (log x), the budget line and the Pareto front;
-    `study_front`: run folders of a multi-objective study's front (`study.best_trials`), ringed."""
-    done = _completed(df)
+    """The objective (validation accuracy for run.py) against parameters (log x), the budget line
+    and the Pareto front; `study_front`: run folders of a multi-objective study's front
+    (`study.best_trials`), ringed. `score`: what is drawn (default `best.score(df)`)."""
+    score = score or score_of(df)
+    done = _completed(df, score.column)
     if done.empty:
         return None
+    scale = 100.0 if score.percent else 1.0
+    sign = 1.0 if score.direction == "maximize" else -1.0
     ax = _axes(7.0, 4.6)
-    params, acc = done["params"].astype(float), 100 * done["val_acc"].astype(float)
+    params, acc = done["params"].astype(float), scale * done[score.column].astype(float)
     ax.scatter(params, acc, s=28, alpha=0.7, color="tab:blue", label="completed run", zorder=3)
-    front = pareto_front(params, acc)
+    front = pareto_front(params, sign * acc)
     ax.step(
         params[front],
         acc[front],
@@ -92,7 +98,7 @@ def accuracy_vs_params(
         ringed = done[done["run_dir"].map(lambda d: str(Path(d).resolve())).isin(study_front)]
         ax.scatter(
             ringed["params"].astype(float),
-            100 * ringed["val_acc"].astype(float),
+            scale * ringed[score.column].astype(float),
             s=110,
             marker="D",
             facecolors="none",
@@ -105,13 +111,13 @@ def accuracy_vs_params(
         ax.axvline(budget, color="tab:red", ls="--", lw=1, label=f"budget {budget:,}")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("best validation accuracy (%)")
+    ax.set_ylabel("best validation accuracy (%)" if score.name == "val_acc" else f"{score.label} ({score.better})")
     ax.grid(True, which="both", alpha=0.3)
     best = best_run(df)  # the run the report and `budgetsweep evaluate` name, by the objective
     if best is not None and best.name in done.index:  # drawn only where it has a point
         ax.annotate(
             f"best: {_short(best['label'], 30)}",
-            (float(best["params"]), 100 * float(best["val_acc"])),
+            (float(best["params"]), scale * float(best[score.column])),
             textcoords="offset points",
             xytext=(-6, 4),
             ha="right",
@@ -120,12 +126,14 @@ def accuracy_vs_params(
     ax.margins(x=0.08, y=0.12)
     # Below the axes: inside, it would cover points or the front wherever it goes.
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
-    ax.set_title(f"Accuracy vs size ({len(done)} of {len(df)} runs completed)")
+    what = "Accuracy" if score.name == "val_acc" else score.name
+    ax.set_title(f"{what} vs size ({len(done)} of {len(df)} runs completed)")
     return _save(ax.figure, path)
 
 
-def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
-    """One factor: mean validation accuracy per value, ±1 std error bars, baseline dashed.
+def ablation_chart(table: pd.DataFrame, factor: str, path: Path, score: Score | None = None) -> Path | None:
+    """One factor: the mean objective (validation accuracy for run.py) per value, ±1 std error
+    bars, baseline dashed. `score`: what the table aggregates (default val_acc).
 
     Points, not bars: the y axis is zoomed to the differences, and bars cut off at the axis
     would exaggerate them. Values without a completed run get their status written instead.
@@ -134,8 +142,10 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
         return None
     ax = _axes(max(4.4, 0.8 * len(table) + 2.4), 3.6)
     x = np.arange(len(table))
-    mean = 100 * table["val_acc_mean"].astype(float)
-    std = 100 * table["val_acc_std"].astype(float)  # NaN for n < 2: no bar drawn
+    score = score or Score("val_acc", "val_acc", "maximize")
+    scale = 100.0 if score.percent else 1.0
+    mean = scale * table[f"{score.name}_mean"].astype(float)
+    std = scale * table[f"{score.name}_std"].astype(float)  # NaN for n < 2: no bar drawn
     for i, row in table.iterrows():
         if row["n"] == 0:
             continue
@@ -144,14 +154,14 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
             x[i], mean[i], yerr=None if pd.isna(std[i]) else std[i], fmt="o", ms=7, color=color, capsize=5, lw=1.5
         )
         # Above the error bar, centred: labels beside the points run out of the axes.
-        label = f"{mean[i]:.1f}\nn={row['n']}"
+        label = f"{mean[i]:.1f}\nn={row['n']}" if score.percent else f"{mean[i]:.4g}\nn={row['n']}"
         if row["runs"] > row["n"]:
             label += f" (+{row['runs'] - row['n']} not completed)"
         top = mean[i] + (0 if pd.isna(std[i]) else std[i])
         ax.annotate(label, (x[i], top), textcoords="offset points", xytext=(0, 5), ha="center", va="bottom", fontsize=8)
-    base = table.loc[table["baseline"], "val_acc_mean"]
+    base = table.loc[table["baseline"], f"{score.name}_mean"]
     if len(base) and pd.notna(base.iloc[0]):
-        ax.axhline(100 * base.iloc[0], color="tab:orange", ls="--", lw=1, label="baseline mean")
+        ax.axhline(scale * base.iloc[0], color="tab:orange", ls="--", lw=1, label="baseline mean")
         ax.legend(fontsize=8, loc="best")
     ax.margins(y=0.3)
     ax.set_xlim(-0.6, len(table) - 0.4)
@@ -170,7 +180,7 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path) -> Path | None:
             )
     ax.set_xticks(x, [_short(v, 14) for v in table["value"]], rotation=30 if len(table) > 5 else 0)
     ax.set_xlabel(factor)
-    ax.set_ylabel("best val accuracy (%)")
+    ax.set_ylabel("best val accuracy (%)" if score.name == "val_acc" else f"{score.label} ({score.better})")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(f"{factor}: mean ± std over repeats")
     return _save(ax.figure, path)

@@ -12,6 +12,7 @@ from budgetsweep.contract import is_missing
 from . import pareto, tables
 from .ablation import slug
 from .best import best_run, objective_name, ranked, weights_path
+from .best import score as score_of
 from .collect import STATUS_ORDER, lookup
 from .combine import Combination, CombineResult
 from .pipeline import Analysis
@@ -32,7 +33,9 @@ def describe_best_run(df: pd.DataFrame) -> str | None:
     if run is None:
         return None
     scores = []
-    name = lookup(run.get("config"), "objective")
+    name = objective_name(df) or lookup(run.get("config"), "objective")
+    if not isinstance(name, str) and not is_missing(run.get("objective")) and is_missing(run.get("val_acc")):
+        name = "objective"
     if isinstance(name, str) and name != "val_acc" and not is_missing(run.get("objective")):
         scores.append(f"{name} {float(run['objective']):.4g}")
     if not is_missing(run.get("val_acc")):
@@ -42,7 +45,12 @@ def describe_best_run(df: pd.DataFrame) -> str | None:
         scores.append(f"test acc {100 * float(run['test_acc']):.2f}%")
         scores[-1] += f" (epoch {int(epoch)} weights)" if not is_missing(epoch) else ""
     weights = weights_path(run)
-    kept = f"weights: {weights}" if weights else "no weights kept (schema 1, or save_weights=none)"
+    if weights:
+        kept = f"weights: {weights}"
+    elif "source" in run and not is_missing(run.get("source")):
+        kept = "no weights kept by the app"
+    else:
+        kept = "no weights kept (schema 1, or save_weights=none)"
     trial = f"trial {int(run['trial'])}, " if not is_missing(run.get("trial")) else ""
     return f"Best run: {Path(run['run_dir']).resolve()} ({trial}{', '.join(scores) or 'no scores'}); {kept}"
 
@@ -59,13 +67,16 @@ def describe_combine(result: CombineResult, markdown: bool = False) -> str:
         changes = f"`{changes}`" if markdown else changes
         params = f"{c.params:,} params" if c.params is not None else "params unknown"
         params += f", {c.flops:,} FLOPs" if c.flops is not None and result.max_flops is not None else ""
-        predicted = 100 * (result.baseline_val_acc + c.gain)
-        return f"{changes}: {params}, predicted val acc {predicted:.2f}% (baseline + summed gains)"
+        predicted = score.show(result.predicted(c)) + ("%" if score.percent else "")
+        return f"{changes}: {params}, predicted {name} {predicted} (baseline + summed gains)"
 
+    score = result.score
+    name = score.label.removesuffix(" (%)")
     budget = f"{result.budget:,}" if result.budget is not None else "none"
     budget += f" params, {result.max_flops:,} FLOPs" if result.max_flops is not None else " params"
+    base = score.show(result.baseline_value) + ("%" if score.percent else "")
     lines = [
-        f"Baseline val acc {100 * result.baseline_val_acc:.2f}%; budget {budget}.",
+        f"Baseline {name} {base} ({score.better}); budget {budget}.",
         f"Each factor's best value together: {line(result.best_each)} [{_verdict(result.best_each)}].",
     ]
     if result.chosen is None:
@@ -102,7 +113,8 @@ def describe_study(summary: StudySummary) -> str:
         out += pareto.describe(summary.pareto)
     elif summary.best:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.best["params"].items())
-        out.append(f"Best feasible trial #{summary.best['number']}: value {summary.best['value']:.4f} ({params}).")
+        value = f"{summary.objective} {summary.best['value']:.4g}"
+        out.append(f"Best feasible trial #{summary.best['number']}: {value} ({params}).")
     else:
         out.append("No feasible completed trial.")
     if summary.importances:
@@ -120,7 +132,7 @@ def terminal_text(analysis: Analysis) -> str:
         if best:
             parts.append(best)
     for factor, table in (analysis.ablation.tables if analysis.ablation else {}).items():
-        parts.append(f"## {factor}\n{tables.to_markdown(tables.ablation_display(table))}")
+        parts.append(f"## {factor}\n{tables.to_markdown(tables.ablation_display(table, analysis.ablation.score))}")
     if analysis.combined is not None:
         parts.append("## Combine the best\n" + describe_combine(analysis.combined))
     parts += [f"## Optuna\n{describe_study(summary)}" for summary in analysis.studies]
@@ -161,17 +173,19 @@ def markdown(analysis: Analysis, written: set[str]) -> str:
 
 
 def _runs_md(df: pd.DataFrame, written: set[str]) -> list[str]:
-    md = [
-        "## Accuracy against size\n",
-        _img(written, "accuracy_vs_params.png", "validation accuracy against parameters"),
-    ]
+    score = score_of(df)
+    md = []
+    if "accuracy_vs_params.png" in written:
+        what = "Accuracy" if score.name == "val_acc" else f"`{score.name}`"
+        md += [f"## {what} against size\n", _img(written, "accuracy_vs_params.png", f"{score.name} against parameters")]
     top = ranked(df).head(10)  # best first, ties in the contract's order: its first row is the best run
     if len(top):
         md += ["### Best runs\n", tables.to_markdown(tables.runs_display(top, objective_name(df))) + "\n"]
         md.append(describe_best_run(df).replace("Best run: ", "**Best run:** ", 1) + "\n")
     others = df[df["status"] != "completed"]
     if len(others):
-        shown = tables.runs_display(others)[["run", "status", "params"]]
+        shown = tables.runs_display(others)
+        shown = shown[[c for c in ("run", "status", "params") if c in shown]]
         shown["reason"] = others["error"].fillna("") if "error" in others else ""
         md += ["### Runs that did not complete\n", tables.to_markdown(shown) + "\n"]
     return md
@@ -186,11 +200,13 @@ def _ablation_md(analysis: Analysis, written: set[str]) -> list[str]:
         "`--baseline`, else each factor's most common value)"
     )
     base = ", ".join(f"`{f}={v}`" for f, v in abl.baseline.items())
+    score = abl.score
+    units = "in percentage points" if score.percent else "in its own units"
     md = [
         "## One-at-a-time ablations\n",
         (
-            f"Factors {how}. Baseline: {base}. Accuracies are mean ± std (ddof=1) over "
-            "the completed repeats, `n` of them; Δ is against the baseline, in percentage points.\n"
+            f"Factors {how}. Baseline: {base}. `{score.name}` ({score.better}) is the mean ± std (ddof=1) "
+            f"over the completed repeats, `n` of them; Δ is against the baseline, {units}.\n"
         ),
     ]
     md += [f"> {note}\n" for note in abl.notes]
@@ -198,7 +214,7 @@ def _ablation_md(analysis: Analysis, written: set[str]) -> list[str]:
         s = slug(factor)
         md += [
             f"### `{factor}`\n",
-            tables.to_markdown(tables.ablation_display(table)) + "\n",
+            tables.to_markdown(tables.ablation_display(table, score)) + "\n",
             _img(written, f"ablation_{s}.png", f"ablation of {factor}"),
             f"Files: [CSV](ablation_{s}.csv) · [LaTeX](ablation_{s}.tex) · [Markdown](ablation_{s}.md)\n",
         ]
@@ -219,7 +235,7 @@ def _study_md(summary: StudySummary, written: set[str]) -> str:
         md.append(tables.to_markdown(tables.pareto_display(summary.pareto)) + "\n")
         md.append(_img(written, f"optuna_{s}_pareto.png", "Pareto front"))
     if len(summary.trials):
-        shown = tables.trials_display(summary.trials, summary.direction)
+        shown = tables.trials_display(summary.trials, summary.direction, summary.objective)
         md.append(f"Trials, best feasible first (all in [optuna_{s}_trials.csv](optuna_{s}_trials.csv)):\n")
         md.append(tables.to_markdown(shown.head(15)) + "\n")
     return "\n".join(md)

@@ -48,6 +48,7 @@ class StudySummary:
     study: object = None
     notes: list[str] = field(default_factory=list)
     pareto: ParetoFront | None = None  # several objectives: the front and its knee choices
+    objective: str = "value"  # the objective's name (the study's metric name), for one direction
 
 
 def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
@@ -93,8 +94,18 @@ def _kind(trial) -> str:
     )
 
 
+def _status(trial, kind: str) -> str:
+    """What became of a trial, in words: completed, pruned at step k, over budget, invalid, failed."""
+    status = trial.user_attrs.get("status")
+    if kind == "pruned" and trial.intermediate_values:
+        return f"pruned at step {max(trial.intermediate_values)}"
+    if isinstance(status, str) and status:
+        return status.replace("_", " ")
+    return {"complete": "completed", "infeasible": "over budget"}.get(kind, kind)
+
+
 def trials_table(study) -> pd.DataFrame:
-    """One row per trial, params flattened to params_<name>."""
+    """One row per trial, params flattened to params_<name>; `status` in words and its `reason`."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         duration = (
@@ -106,7 +117,9 @@ def trials_table(study) -> pd.DataFrame:
             {
                 "number": t.number,
                 "state": t.state.name,
-                "kind": _kind(t),
+                "kind": (kind := _kind(t)),
+                "status": _status(t, kind),
+                "reason": t.user_attrs.get("error") if isinstance(t.user_attrs.get("error"), str) else None,
                 "value": t.value if t.values and len(t.values) == 1 else None,
                 "feasible": all(v <= 0 for v in t.constraints.values()),
                 "constraints": ", ".join(f"{k}={v:g}" for k, v in t.constraints.items()),
@@ -169,4 +182,8 @@ def summarize(storage: str, study_name: str, study_dir: str | Path | None = None
         importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as e:
         notes.append(f"no parameter importances: {first_line(e)}")
-    return StudySummary(study_name, storage, direction, table, counts, best, importances, study, notes)
+    names = study.metric_names
+    objective = names[0] if names and isinstance(names[0], str) else "value"
+    summary = StudySummary(study_name, storage, direction, table, counts, best, importances, study, notes)
+    summary.objective = objective
+    return summary

@@ -1,8 +1,9 @@
 """Numeric tables -> what people read: Markdown, LaTeX (booktabs) and CSV.
 
 The CSV keeps the raw numbers (accuracies in [0, 1]); Markdown and LaTeX show accuracies
-in percent with mean ± std, differences in percentage points, parameters with thousands
-separators. Empty cells mean "no completed run", never zero.
+in percent with mean ± std, differences in percentage points (an app's own objective, e.g. a
+loss, with 4 significant digits in its own units), parameters with thousands separators.
+Empty cells mean "no completed run", never zero; a column no run has is left out.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from budgetsweep.contract import is_missing
-from budgetsweep.contract.sweep import DIRECTIONS
+from budgetsweep.contract.sweep import DIRECTIONS, direction_of
 
+from .best import Score
 from .study import ranked_trials
 
 
@@ -38,29 +40,61 @@ def short(x, digits: int = 1) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.{digits}f}"
 
 
-def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
-    """An ablation table (ablation.TABLE_COLUMNS) formatted for reading."""
-    return pd.DataFrame(
+def ablation_display(table: pd.DataFrame, score: Score | None = None) -> pd.DataFrame:
+    """An ablation table (`ablation.table_columns`) formatted for reading. `score`: what it
+    aggregates (default: read off its columns, `<name>_mean`); columns no run filled (an app
+    without a test split, epochs or sizes) are left out."""
+    score = score or _table_score(table)
+    name = score.name
+    delta = f"Δ {_short_name(name)} (pp)" if score.percent else f"Δ {name}"
+    out = pd.DataFrame(
         {
             "value": [f"{v} (baseline)" if b else v for v, b in zip(table["value"], table["baseline"], strict=False)],
             "status": table["status"],
             "params": table["params"].map(thousands),
-            "val acc (%)": [pct(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"], strict=False)],
+            score.label: [score.show(m, s) for m, s in zip(table[f"{name}_mean"], table[f"{name}_std"], strict=False)],
             "n": table["n"],
-            "Δ val (pp)": [
-                ("0 (ref)" if b and not is_missing(d) else signed_pp(d))
-                for d, b in zip(table["delta_val_acc"], table["baseline"], strict=False)
+            delta: [
+                ("0 (ref)" if b and not is_missing(d) else _signed(d, score.percent))
+                for d, b in zip(table[f"delta_{name}"], table["baseline"], strict=False)
             ],
-            "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"], strict=False)],
+            "test acc (%)": [pct(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"], strict=False)]
+            if "test_acc_mean" in table
+            else "",
             "epochs": table["epochs"].map(short),
             "train (s)": table["train_seconds"].map(short),
         }
     )
+    return _drop_empty(out, ("params", "test acc (%)", "epochs", "train (s)"))
+
+
+def _table_score(table: pd.DataFrame) -> Score:
+    names = [c.removeprefix("delta_") for c in table.columns if c.startswith("delta_")]
+    name = names[0] if names else "val_acc"
+    return Score(name, name, direction_of(name, "minimize"))
+
+
+def _short_name(name: str) -> str:
+    """The Δ column's name: run.py's "Δ val (pp)" as before, an app's objective as it is."""
+    return "val" if name == "val_acc" else name
+
+
+def _signed(x, percent: bool) -> str:
+    if is_missing(x):
+        return ""
+    return signed_pp(x) if percent else f"{x:+.4g}"
+
+
+def _drop_empty(out: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """`out` without those of `columns` whose every cell is empty (what the runs did not record)."""
+    empty = [c for c in columns if c in out and all(v in ("", None) for v in out[c])]
+    return out.drop(columns=empty)
 
 
 def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame:
     """Collected runs (one row each) formatted for reading; `objective`: the name of what they
-    are ranked by, shown in its own column when it is not val_acc (already shown)."""
+    are ranked by, shown in its own column when it is not val_acc (already shown). Columns no
+    run filled (an app's runs have no accuracies, maybe no sizes) are left out."""
     out = pd.DataFrame(
         {
             "run": df["label"],
@@ -75,13 +109,15 @@ def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame
     )
     if objective and objective != "val_acc" and "objective" in df:
         out.insert(2, objective, df["objective"].map(_cell))
-    return out
+    return _drop_empty(out, ("params", "FLOPs", "val acc (%)", "test acc (%)", "epochs", "train (s)"))
 
 
-def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
+def trials_display(trials: pd.DataFrame, direction: str, objective: str = "value") -> pd.DataFrame:
     """An Optuna trials table (study.trials_table) for reading: feasible completed trials
     first, best first (`study.ranked_trials`: the best is the one the summary names); then the
-    rest by trial number."""
+    rest by trial number. Columns: the trial, what became of it and why, the searched values
+    (4 significant digits), the objective under its name, the size and the time; the
+    sweeper's bookkeeping (run folder, status as an attribute) stays in the CSV."""
     if trials.empty:
         return trials
     if direction in DIRECTIONS:
@@ -93,17 +129,19 @@ def trials_display(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "trial": ranked["number"],
-            "state": ranked["state"],
-            "counted as": ranked["kind"],
-            "value": ranked["value"].map(lambda v: f"{v:.4f}" if not is_missing(v) else ""),
+            "status": ranked["status"] if "status" in ranked else ranked["kind"],
+            objective: ranked["value"].map(lambda v: f"{v:.4g}" if not is_missing(v) else ""),
         }
     )
     for column in ranked.columns:
-        if column.startswith(("params_", "user_")):
-            name = column.split("_", 1)[1] if column.startswith("params_") else column
-            out[name] = ranked[column].map(_cell)
+        if column.startswith("params_"):
+            out[column.removeprefix("params_")] = ranked[column].map(_cell)
+    if "user_params" in ranked:
+        out["params"] = ranked["user_params"].map(thousands)
     out["seconds"] = ranked["duration_s"].map(short)
-    return out.reset_index(drop=True)
+    if "reason" in ranked:
+        out["reason"] = ranked["reason"].map(lambda r: "" if is_missing(r) else str(r)[:80])
+    return _drop_empty(out.loc[:, ~out.columns.duplicated()], ("params", "reason")).reset_index(drop=True)
 
 
 def pareto_display(front) -> pd.DataFrame:

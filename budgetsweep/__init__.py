@@ -10,7 +10,11 @@ One import namespace over the repository's folders (pyproject's `package-dir`):
     budgetsweep.analysis   analysis/                tables, plots, reports, the dashboard
     budgetsweep.conf       conf/                    run.py's configs, shipped as package data
 
-`budgetsweep` (the console script, `budgetsweep.cli`) is the one command for what follows a sweep.
+`budgetsweep` (the console script, `budgetsweep.cli`) is the one command for what follows a sweep;
+`budgetsweep.record(...)` is how any app writes its results in the run contract.
 """
 
+from .app_record import record
+
 __version__ = "0.1.0"
+__all__ = ["record"]

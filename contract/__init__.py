@@ -12,6 +12,7 @@ app) can import it cheaply. Modules:
   analysis reads, by construction) and the override-grammar helpers.
 - `layouts`: the sweep-level files: `study.json` (Optuna) and `ablation_plan.yaml`.
 - `storage`: the storage password variable, masking, and the one connect URL.
+- `record`: the sweeper's record of a job of any other app (`sweep_record.json`).
 - `messages`: `first_line(exc)` and `is_missing(value)`, used wherever a message or a table
   cell is shown.
 """
@@ -26,6 +27,7 @@ from .run import (
     LOG_FILE,
     METRICS_FILE,
     METRICS_KEYS,
+    RECORD_FILE,
     SCHEMA_VERSION,
     STATUSES,
     SWEEP_FIELDS,
@@ -35,6 +37,7 @@ from .run import (
     load_metrics,
     new_metrics,
     read_metrics,
+    record_path,
     write_atomic,
     write_history,
     write_metrics,
@@ -49,6 +52,7 @@ __all__ = [
     "LOG_FILE",
     "METRICS_FILE",
     "METRICS_KEYS",
+    "RECORD_FILE",
     "SCHEMA_VERSION",
     "STATUSES",
     "SWEEP_FIELDS",
@@ -60,6 +64,7 @@ __all__ = [
     "load_metrics",
     "new_metrics",
     "read_metrics",
+    "record_path",
     "write_atomic",
     "write_history",
     "write_metrics",

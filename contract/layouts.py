@@ -1,7 +1,8 @@
 """The sweep-level files beside the run folders: what each sweeper writes, what analysis reads.
 
     <study dir>/study.json           Optuna sweeper: where the study is (storage URL, password
-                                     masked), its name, direction(s) and n_trials
+                                     masked), its name, direction(s), the
+                                     objectives' names and n_trials
     <sweep dir>/ablation_plan.yaml   ablation sweeper: the baseline, each factor's values run
                                      and skipped, every planned variant, the number of jobs
 
@@ -30,6 +31,7 @@ class StudyRecord:
     direction: Any  # "maximize" / "minimize", or a list of them
     n_trials: int
     sweeper: str = "optuna"
+    objectives: list[str] | None = None  # the objectives' names, one per direction (None: not recorded)
 
 
 def write_study(study_dir: str | Path, record: StudyRecord) -> None:
@@ -49,6 +51,7 @@ def read_study(study_dir: str | Path) -> StudyRecord | None:
             direction=info.get("direction", "maximize"),
             n_trials=int(info.get("n_trials", 0)),
             sweeper=str(info.get("sweeper", "optuna")),
+            objectives=[str(n) for n in info["objectives"]] if isinstance(info.get("objectives"), list) else None,
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ContractError(f"{path}: unreadable ({type(e).__name__}: {first_line(e)})") from None

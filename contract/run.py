@@ -34,6 +34,9 @@ from .messages import first_line
 SCHEMA_VERSION = 2
 METRICS_FILE, HISTORY_FILE, CHECKPOINT_FILE, LOG_FILE = "metrics.json", "history.csv", "checkpoint.pt", "run.log"
 WEIGHTS_FILE, EVAL_FILE, TRACKERS_FILE = "weights.pt", "eval.json", "trackers.json"
+# The sweeper's record of a job whose app writes no metrics.json of ours (`contract.record`);
+# where it exists it is the folder's record (`load_metrics`).
+RECORD_FILE = "sweep_record.json"
 
 STATUSES = ("completed", "over_budget", "invalid", "diverged", "failed", "pruned")
 # Statuses that end a trial without a result and count as a failure of the job.
@@ -77,6 +80,22 @@ METRICS_KEYS = (
     "git_commit",
     "git_dirty",
     "host",
+)
+
+
+# The numbers of metrics.json a sweep can optimise (`hydra.sweeper.objectives`, `objective`).
+NUMERIC_METRICS = (
+    "val_acc",
+    "final_val_acc",
+    "final_val_loss",
+    "test_acc",
+    "test_loss",
+    "params",
+    "flops",
+    "epochs",
+    "best_epoch",
+    "train_seconds",
+    "images_per_second",
 )
 
 
@@ -150,9 +169,17 @@ def write_history(run_dir: str | Path, rows: Iterable[dict]) -> None:
     write_atomic(Path(run_dir) / HISTORY_FILE, buf.getvalue().encode())
 
 
+def record_path(run_dir: str | Path) -> Path:
+    """The file holding the run's record: the sweeper's `sweep_record.json` where it exists (an app
+    that writes no metrics.json of ours: `contract.record`), else `metrics.json`."""
+    record = Path(run_dir) / RECORD_FILE
+    return record if record.is_file() else Path(run_dir) / METRICS_FILE
+
+
 def load_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """The run's metrics.json as a dict with a `status`; ContractError says why it cannot be read."""
-    path = Path(run_dir) / METRICS_FILE
+    """The run's record (`record_path`: metrics.json, or the sweeper's sweep_record.json) as a dict
+    with a `status`; ContractError says why it cannot be read."""
+    path = record_path(run_dir)
     if not path.is_file():
         raise ContractError(f"{path}: missing")
     try:

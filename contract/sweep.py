@@ -91,6 +91,18 @@ def sweep_direction(recorded: Any, objective: str | None) -> str:
     return direction_of(objective or "val_acc")
 
 
+def declared_direction(runs: Iterable[Any]) -> str | None:
+    """The direction the runs' records declare for their objective (`directions[objective_name]`,
+    written by an app through `budgetsweep.record` or by the sweeper), None when they declare none
+    or disagree."""
+    declared = set()
+    for run in runs:
+        directions, name = (run.get("directions"), run.get("objective_name")) if isinstance(run, Mapping) else (0, 0)
+        if isinstance(directions, Mapping) and directions.get(name) in DIRECTIONS:
+            declared.add(directions[name])
+    return declared.pop() if len(declared) == 1 else None
+
+
 def folder_order(name: str) -> tuple[int, int, str]:
     """The sort key of one folder name: Hydra names jobs and trials 0, 1, ..., 10, so digits sort
     as numbers (2 before 10) and before other names. Every side walks run folders in this order,

@@ -4,7 +4,8 @@
 line; a later entry for the same key replaces an earlier one) into factors and fixed
 overrides. `plan_ablation` turns (baseline values, factors) into the jobs: the baseline, then
 each value that differs from its baseline, one factor at a time, every variant `repeats`
-times with seed = baseline seed + repeat. `format_plan` words the plan for the log.
+times with seed = baseline seed + repeat. `format_plan` words the plan for the log;
+`plan_name` names it (the default folder), the same name for the same plan.
 
 Which entries are factors:
 - every entry of `hydra.sweeper.params`, even a single value (`stem_kernel: 2` = "try 2");
@@ -17,6 +18,8 @@ Hydra's override grammar is used throughout: values are compared as parsed value
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -280,6 +283,23 @@ def format_plan(plan: Plan, notes: Mapping[int, str] | None = None) -> list[str]
         what = "baseline" if job.factor is None else f"{job.factor}={job.value}"
         lines.append(f"  {what}: {note}")
     return lines
+
+
+def plan_name(plan: Plan, prefix: str | None = None) -> str:
+    """`<prefix or "ablation">-<8 hex digits>` of what `plan_changes` compares (the variants, each
+    with its overrides, fixed ones included, and the repeats): the same command names the same
+    folder, so a rerun resumes there; a changed plan gets a new one. Sizing is left out.
+
+        >>> f = Factor("model.C", "model.C", (32, 64), ("32", "64"))
+        >>> p = plan_ablation({"model.C": 64}, [f], record_prefix=None)
+        >>> plan_name(p) == plan_name(plan_ablation({"model.C": 64}, [f], record_prefix=None))
+        True
+        >>> plan_name(p, "ablation_quick").startswith("ablation_quick-")
+        True
+    """
+    shape = {"repeats": plan.repeats, "variants": [[j.factor, j.value, list(j.overrides)] for j in plan.variants]}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{prefix or 'ablation'}-{digest}"
 
 
 def plan_changes(old: AblationPlanRecord, new: AblationPlanRecord) -> list[str]:

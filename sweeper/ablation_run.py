@@ -1,30 +1,47 @@
 """The ablation sweep: its settings checked, the plan (`ablation_plan`) over the composed config,
-each variant composed and sized before any job runs, resume in the same folder, and launching.
+each variant composed and sized before any job runs, its folder, resume there, launching, each
+job's record and the summary at the end.
 
 What holds: every variant composes before the first job starts (a bad one is one line, not a
 half-run sweep); a variant over the budget is launched only in an app that records such runs
-itself (the record node, run.py's `sweep`), never trained elsewhere; a folder holds one plan
-(`ablation_plan.yaml`): a rerun with the same plan skips the jobs that finished, another plan is
-refused, so analysis never mixes two sweeps; launches number jobs consecutively, so job k always
-runs in folder k.
+itself (the record node, run.py's `sweep`), never trained elsewhere; the sweep's folder is
+`hydra.sweeper.dir`, else a `hydra.sweep.dir` given on the command line, else
+`outputs/ablation/<name>` with a name fixed by the plan (`plan_name`), so the same command finds
+the same folder; a folder holds one plan (`ablation_plan.yaml`): a rerun with the same plan skips
+the jobs that finished, another plan is refused, so analysis never mixes two sweeps; job k runs
+in folder k (`hydra.sweep.subdir`); every job that ends leaves a record there, its app's
+metrics.json or the sweeper's sweep_record.json (`ablation_record`), which resume and analysis read.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from budgetsweep.contract import ContractError, first_line, read_metrics
 from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant, read_ablation_plan, write_ablation_plan
-from budgetsweep.contract.sweep import ABLATION_ENV, REPEAT_ENV
+from budgetsweep.contract.sweep import ABLATION_ENV, DIRECTIONS, REPEAT_ENV
 from budgetsweep.contract.values import quote
 
-from .ablation_plan import AblationError, Job, Plan, format_plan, parse_factors, plan_ablation, plan_changes
+from ._compat import is_basic_launcher, job_error
+from .ablation_plan import (
+    AblationError,
+    Job,
+    Plan,
+    format_plan,
+    parse_factors,
+    plan_ablation,
+    plan_changes,
+    plan_name,
+)
+from .ablation_record import forget_record, is_hydra, job_record, objective_of, record_job
+from .ablation_summary import summary_lines
 from .config import AblationSweeperConf, with_defaults
 from .sizing import WAYS_OUT, Sizer, Unsizable
 
@@ -46,6 +63,10 @@ class AblationSettings:
     size: bool
     max_failure_rate: float
     sizer: Sizer
+    objective: str | None = None  # None: the config's `objective`, else "objective" (ablation_record.objective_of)
+    direction: str | None = None  # None: the objective's direction in the run contract, else minimize
+    dir: str | None = None  # None: a command-line hydra.sweep.dir, else outputs/ablation/<name>
+    name: str | None = None  # None: plan_name
 
 
 def parse_settings(given: Mapping[str, Any]) -> AblationSettings:
@@ -60,6 +81,15 @@ def parse_settings(given: Mapping[str, Any]) -> AblationSettings:
         )
     if not 0.0 <= float(max_failure_rate) <= 1.0:
         raise AblationError(f"ablation: hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate!r}")
+    if conf["direction"] is not None and conf["direction"] not in DIRECTIONS:
+        raise AblationError(
+            f"ablation: hydra.sweeper.direction must be null, maximize or minimize, got {conf['direction']!r}"
+        )
+    for key in ("objective", "dir", "name"):
+        if conf[key] is not None and (not isinstance(conf[key], str) or not conf[key].strip()):
+            raise AblationError(f"ablation: hydra.sweeper.{key} must be null or a non-empty string, got {conf[key]!r}")
+    if conf["name"] is not None and ("/" in conf["name"] or conf["name"] in (".", "..")):
+        raise AblationError(f"ablation: hydra.sweeper.name must be a folder name (no /), got {conf['name']!r}")
     params = conf["params"]
     if OmegaConf.is_config(params):
         params = OmegaConf.to_container(params, resolve=False)
@@ -76,6 +106,10 @@ def parse_settings(given: Mapping[str, Any]) -> AblationSettings:
         size=conf["size"],
         max_failure_rate=float(max_failure_rate),
         sizer=sizer,
+        objective=conf["objective"],
+        direction=conf["direction"],
+        dir=conf["dir"],
+        name=conf["name"],
     )
 
 
@@ -139,12 +173,15 @@ class AblationRun:
             record_prefix=self.record_prefix(),
         )
 
-    def compose_and_size(self, plan: Plan, recorded: bool) -> tuple[dict[int, str], set[int]]:
+    def compose_and_size(self, plan: Plan, recorded: bool) -> tuple[dict[int, str], set[int], dict[int, dict]]:
         """Compose every variant (a bad one fails here, before any job runs) and size it.
-        Returns the plan's notes and the variants not to launch: over the budget or invalid, in
-        an app that does not record such runs itself (`recorded`: run.py's record node)."""
+        Returns the plan's notes, the variants not to launch (over the budget or invalid, in an
+        app that does not record such runs itself; `recorded`: run.py's record node), and the
+        sizes of those sized (params, flops, max_params, max_flops), for their jobs' records.
+        Keyed by index into `plan.variants`."""
         notes: dict[int, str] = {}
         infeasible: set[int] = set()
+        sizes: dict[int, dict | None] = {}
         sizing = self.settings.size
         if sizing:
             log.info("Ablation: %s", self.settings.sizer.describe(self.config))
@@ -157,7 +194,7 @@ class AblationRun:
             if not sizing:
                 continue
             try:
-                note, fits = _size_note(self.settings.sizer, cfg, recorded)
+                note, fits, sizes[i] = _size_note(self.settings.sizer, cfg, recorded)
             except Unsizable as e:  # said once; the jobs still run and may check themselves
                 log.warning("Ablation: variants not sized: %s; %s", e, WAYS_OUT)
                 sizing = False
@@ -166,22 +203,43 @@ class AblationRun:
                 notes[i] = note
             if not fits:
                 infeasible.add(i)
-        return notes, (set() if recorded else infeasible)
+        return notes, (set() if recorded else infeasible), {i: size for i, size in sizes.items() if size}
+
+    def sweep_dir(self, plan: Plan) -> Path:
+        """The sweep's folder, absolute: hydra.sweeper.dir, else a hydra.sweep.dir the user gave on
+        the command line (Hydra's habit), else outputs/ablation/<name>; relative to where the
+        command ran. An app's own default hydra.sweep.dir (a new one each time) is not used: a
+        rerun must find the folder of its plan."""
+        given = [o for o in self.config.hydra.overrides.hydra if _key(o) == "hydra.sweep.dir"]
+        user_dir = str(self.config.hydra.sweep.dir) if given else None
+        folder = self.settings.dir or user_dir
+        if self.settings.dir and user_dir and Path(self.settings.dir) != Path(user_dir):
+            raise AblationError(
+                f"ablation: hydra.sweep.dir={user_dir} and hydra.sweeper.dir={self.settings.dir} name two "
+                f"folders for one sweep; give only one of them"
+            )
+        if folder is None:
+            name = self.settings.name or plan_name(plan, self.config.hydra.runtime.choices.get("experiment"))
+            folder = str(Path("outputs") / "ablation" / name)
+        return (Path(self.config.hydra.runtime.cwd) / folder).resolve()
 
     # -- sweeping ---------------------------------------------------------------------------
 
     def run(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         plan = self.plan(arguments)
         recorded = self.record_prefix() is not None
-        notes, skip = self.compose_and_size(plan, recorded)
+        notes, skip, sizes = self.compose_and_size(plan, recorded)
         for line in format_plan(plan, notes):
             log.info(line)
 
-        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir = self.sweep_dir(plan)
+        _pin(self.config, "hydra.sweep.dir", str(sweep_dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         skipped = {(plan.variants[i].factor, plan.variants[i].value) for i in skip}
-        jobs = [[*j.overrides, *_job_env(j)] for j in plan.jobs if (j.factor, j.value) not in skipped]
+        kept = [j for j in plan.jobs if (j.factor, j.value) not in skipped]
+        # job k in folder k whatever the app's hydra.sweep.subdir says: resume and records find it there
+        jobs = [[*j.overrides, *_job_env(j), f"hydra.sweep.subdir={k}"] for k, j in enumerate(kept)]
         record = _plan_record(plan, notes, len(jobs))
         done = _finished_before(sweep_dir, record, jobs)
         write_ablation_plan(sweep_dir, record)
@@ -196,23 +254,33 @@ class AblationRun:
                 len(jobs),
                 len(todo),
             )
+        objective = objective_of(self.settings.objective, self.settings.direction, self.config)
+        variant = {(v.factor, v.value): i for i, v in enumerate(plan.variants)}
+        # the basic launcher runs its jobs one after another here anyway: one per launch times each
+        size = 1 if is_basic_launcher(self.launcher) else self.settings.max_batch_size or len(jobs)
         returns: list[Sequence[JobReturn]] = []
         failed: list[tuple[int, JobReturn, str]] = []
-        for batch in _batches(todo, self.settings.max_batch_size or len(jobs)):
+        for batch in _batches(todo, size):
+            for k in batch:
+                forget_record(sweep_dir / str(k))
+            started = time.monotonic()
             results = self.launcher.launch([jobs[k] for k in batch], initial_job_idx=batch[0])
+            seconds = time.monotonic() - started if len(batch) == 1 else None  # a batch's time is no job's
             for k, r in zip(batch, results):
-                if r.status == JobStatus.FAILED:
-                    try:
-                        _ = r.return_value  # re-raises the job's exception
-                        reason = "failed"
-                    except Exception as e:  # the job's own exception, re-raised by JobReturn
-                        reason = f"{type(e).__name__}: {first_line(e)}"
-                    failed.append((k, r, reason))
+                raised = r.status == JobStatus.FAILED
+                if raised:
+                    e = job_error(r)
+                    failed.append((k, r, f"{type(e).__name__}: {first_line(e)}" if e else "failed"))
+                job = kept[k]
+                size_of = sizes.get(variant[(job.factor, job.value)])
+                record_job(_job_dir(r, sweep_dir / str(k)), job_record(job, r, objective, size_of, seconds), raised)
             returns.append(results)
 
+        for line in summary_lines(sweep_dir, objective, [f.name for f in plan.factors if plan.runs[f.name]]):
+            log.info(line)
         if failed:
             num, r, reason = failed[0]
-            shown = " ".join(o for o in r.overrides or [] if not _is_hydra(o))
+            shown = " ".join(o for o in r.overrides or [] if not is_hydra(o))
             summary = f"{len(failed)} of {len(todo)} jobs raised (first: job {num} {shown}: {reason})"
             if len(failed) / len(todo) > self.settings.max_failure_rate:
                 raise AblationError(f"ablation: {' '.join(summary.split())}")
@@ -220,8 +288,24 @@ class AblationRun:
         return returns
 
 
-def _is_hydra(override: str) -> bool:
-    return override.lstrip("+~").startswith("hydra.")
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _pin(config: DictConfig, key: str, value: str) -> None:
+    """Set `key` in the primary config (which the launcher reads) and in its hydra overrides (from
+    which each job's config is composed), replacing any earlier override of it."""
+    with read_write(config.hydra), open_dict(config.hydra):
+        OmegaConf.update(config, key, value, merge=False, force_add=True)
+        others = [o for o in config.hydra.overrides.hydra if _key(o) != key]
+        config.hydra.overrides.hydra = [*others, f"{key}={quote(value)}"]
+
+
+def _job_dir(ret: JobReturn, default: Path) -> Path:
+    """The folder the job ran in, as its Hydra config says (`default` when the launcher returned none)."""
+    hydra_cfg = getattr(ret, "hydra_cfg", None)
+    output_dir = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None) if hydra_cfg else None
+    return Path(output_dir) if output_dir else default
 
 
 def _batches(numbers: list[int], size: int) -> list[list[int]]:
@@ -264,7 +348,7 @@ def _finished_before(sweep_dir: Path, record: AblationPlanRecord, jobs: list[lis
         if metrics is not None and metrics.get("status") != "failed":
             overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
             finished[tuple(str(o) for o in overrides)] = run
-    return {k for k, job in enumerate(jobs) if tuple(o for o in job if not _is_hydra(o)) in finished}
+    return {k for k, job in enumerate(jobs) if tuple(o for o in job if not is_hydra(o)) in finished}
 
 
 def _job_env(job: Job) -> list[str]:
@@ -276,21 +360,22 @@ def _job_env(job: Job) -> list[str]:
     ]
 
 
-def _size_note(sizer: Sizer, cfg: DictConfig, recorded: bool) -> tuple[str | None, bool]:
-    """What the plan log says of one variant's size, and whether it fits. An app that records
-    its runs (run.py) still gets infeasible variants, which it records untrained; any other
-    app does not. (None, True) without a budget."""
+def _size_note(sizer: Sizer, cfg: DictConfig, recorded: bool) -> tuple[str | None, bool, dict | None]:
+    """What the plan log says of one variant's size, whether it fits, and its size for the
+    jobs' records. An app that records its runs (run.py) still gets infeasible variants, which
+    it records untrained; any other app does not. (None, True, None) without a budget."""
     sizing = sizer.size(cfg)
     if sizing is None:
-        return None, True
-    max_params, _ = sizer.budget(cfg)
+        return None, True, None
+    (max_params, _), (max_flops, _) = sizer.budget(cfg), sizer.flops_budget(cfg)
+    size = {"params": sizing.params, "flops": sizing.flops, "max_params": max_params, "max_flops": max_flops}
     outcome = "recorded, not trained" if recorded else "not run"
     if sizing.status == "invalid":
-        return f"invalid ({sizing.error}): {outcome}", False
+        return f"invalid ({sizing.error}): {outcome}", False, size
     if sizing.status == "over_budget":
         what = "recorded as over_budget, not trained" if recorded else "not run"
-        return f"{sizing.params:,} params > budget {max_params:,}: {what}", False
-    return f"{sizing.params:,} params", True
+        return f"{sizing.params:,} params > budget {max_params:,}: {what}", False, size
+    return f"{sizing.params:,} params", True, size
 
 
 def _plan_record(plan: Plan, notes: dict[int, str], n_jobs: int) -> AblationPlanRecord:

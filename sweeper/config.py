@@ -77,8 +77,10 @@ class BudgetOptunaSweeperConf(OptunaSweeperConf):
     record: Optional[str] = RECORD_NODE
     budget: BudgetConf = field(default_factory=BudgetConf)
     heartbeat: HeartbeatConf = field(default_factory=HeartbeatConf)
-    # several objectives (direction: [maximize, minimize]): each read by name from the job's
-    # metrics.json (run contract), e.g. [val_acc, params]; null: the task's return value(s)
+    # the objectives' names, one per direction, e.g. [val_acc, params]: each read by name from the
+    # job's record (run.py's metrics.json, budgetsweep.record) or a dict the task returned; a
+    # number or tuple the task returned is named by them in order; null: the config's
+    # `objective` (one direction), else objective_0, objective_1, ...
     objectives: Optional[Any] = None
     # seconds: no trial starts after this long (each sweep process on its own clock); null: none
     timeout: Optional[float] = None
@@ -99,6 +101,16 @@ class AblationSweeperConf:
     size: bool = True  # size each variant under the budget before launch and log it
     max_failure_rate: float = 0.0  # after the sweep, fail if more than this fraction of jobs raised
     budget: BudgetConf = field(default_factory=BudgetConf)
+    # the name of the value the task returns (a number, or the key of a returned dict); null: the
+    # config's `objective` key where it has one (run.py's val_acc), else "objective"
+    objective: Optional[str] = None
+    # maximize | minimize; null: the objective's direction in the run contract (val_acc: maximize),
+    # else minimize, the Optuna plugin's default
+    direction: Optional[str] = None
+    # the sweep's folder; null = outputs/ablation/<name> (a hydra.sweep.dir on the command line wins)
+    dir: Optional[str] = None
+    # the default folder's name; null = <experiment or "ablation">-<8 hex digits of the plan>
+    name: Optional[str] = None
 
 
 # --- pruners: Optuna's defaults (optuna.pruners.*, optuna 5) ------------------------------------

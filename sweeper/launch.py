@@ -17,8 +17,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -28,10 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from budgetsweep.contract import SCHEMA_VERSION, STATUSES, SWEEP_FIELDS, first_line, read_metrics
+from budgetsweep.contract.record import SOURCE, named_values
 from budgetsweep.contract.sweep import STUDY_ENV, TRIAL_ENV
 from budgetsweep.contract.values import quote
 
 from ._compat import job_error, kill_joblib_workers
+from .settings import objective_names
 from .trial_reporter import TrialLost
 
 log = logging.getLogger(__name__)
@@ -108,8 +110,9 @@ class Outcome:
     value: float | list[float] | None  # the objective (a list: one per direction), for a completed trial
     error: str | None  # one line
     epochs: Any = None
-    counted: bool = True  # a failure that counts against max_failure_rate (a NaN result does not)
-    metrics: dict | None = None  # the job's metrics.json, when it is one of our run contract
+    counted: bool = True  # a failure that counts against max_failure_rate (a rejected result does not)
+    metrics: dict | None = None  # the job's record (metrics.json, or one the app wrote with budgetsweep.record)
+    named: dict[str, Any] = field(default_factory=dict)  # every named number the job gave (its objectives first)
 
     @property
     def state(self) -> TrialState:
@@ -117,9 +120,10 @@ class Outcome:
 
 
 def run_metrics(run_dir: Path) -> dict | None:
-    """The folder's metrics.json when it is a file of our run contract (an int `schema_version`
-    up to ours, a contract status, `objective` and the sweep fields), None otherwise: an app's
-    own metrics.json is not ours to read."""
+    """The folder's record when it is one of our run contract (an int `schema_version` up to
+    ours, a contract status, `objective` and the sweep fields): run.py's metrics.json, an app's
+    `budgetsweep.record`, or the sweeper's own record of an earlier launch; None otherwise: an
+    app's own metrics.json is not ours to read."""
     metrics = read_metrics(run_dir)
     if metrics is None:
         return None
@@ -131,54 +135,78 @@ def run_metrics(run_dir: Path) -> dict | None:
 
 
 def outcome(
-    future: cf.Future, run_dir: Path, pruned_at: Any = None, objectives: list[str] | None = None, n_values: int = 1
+    future: cf.Future,
+    run_dir: Path,
+    pruned_at: Any = None,
+    objectives: list[str] | None = None,
+    n_values: int = 1,
+    objective: str = "objective",
 ) -> Outcome:
-    """How a trial's job ended: our metrics.json, else what the launcher returned or raised.
+    """How a trial's job ended: its record (run.py's metrics.json, or `budgetsweep.record`), else
+    what the launcher returned or raised: a number, one per direction, or a dict of named numbers.
     `pruned_at`: the step at which the job's reporter said stop (budgetsweep.contract.sweep.PRUNED_AT).
-    `objectives`: read by name from metrics.json; `n_values`: the study's number of directions
-    (several without `objectives`: the task returns one number per direction)."""
+    `objectives`/`objective`: the names the values are read by (`objective_names`); `n_values`:
+    the study's number of directions."""
     try:
         ret, error = future.result(), None
     except (Exception, TrialLost) as e:  # the launcher itself failed (a killed worker process, ...)
         ret, error = None, f"{type(e).__name__}: {first_line(e)}"
     metrics = run_metrics(run_dir)
+    if metrics is not None and metrics.get("source") == SOURCE and (ret is not None or error is not None):
+        metrics = None  # our own record of an earlier launch: this job's result is what it returned
     failed = job_error(ret) if ret is not None and ret.status == JobStatus.FAILED else None
     if metrics is None and (pruned_at is not None or isinstance(failed, optuna.TrialPruned)):
         return Outcome("pruned", None, None, pruned_at)
-    value: float | list[float] | None
-    status, value = _status_and_value(ret, metrics)
-    problem = None
-    if status == "completed" and (objectives is not None or n_values > 1):
-        value, problem = _objective_values(ret, metrics, objectives, n_values)
+    names = objective_names(objectives, objective, n_values)
+    returned = ret.return_value if _completed(ret) else None
+    named = _named(metrics, returned, names)
+    if metrics is not None:
+        status = metrics["status"]
+    elif _completed(ret):
+        status = "completed"
+    else:
+        status = "failed"
+    value, problem = _objective_values(named, names, returned, metrics) if status == "completed" else (None, None)
     counted = True
     if status == "completed" and value is None:
-        got = metrics.get("objective") if metrics else ret.return_value if _completed(ret) else None
-        status, error = "failed", problem or f"no objective value: {got!r}"
-        # the plugin tells Optuna a NaN result as FAIL and goes on: not a failure of the sweep
-        counted = not (metrics is None and isinstance(got, float) and math.isnan(got))
+        status, error = "failed", problem
+        # the plugin fails a trial whose result it cannot use and goes on: not a failure of the sweep
+        counted = metrics is not None
     if metrics:
         error = metrics.get("error") or error
     if status != "completed" and error is None and failed is not None:
         error = f"{type(failed).__name__}: {first_line(failed)}"
-    epochs = metrics.get("epochs") if metrics else None
-    return Outcome(status, value if status == "completed" else None, error, epochs, counted, metrics)
+    epochs = metrics.get("epochs") if metrics else pruned_at
+    single = value[0] if isinstance(value, list) and n_values == 1 else value
+    return Outcome(status, single if status == "completed" else None, error, epochs, counted, metrics, named)
+
+
+def _named(metrics: dict | None, returned: Any, names: list[str]) -> dict[str, Any]:
+    """Every named number of the job: a record's keys (and its `metrics`), or what the task
+    returned (`named_values`); `objective` stands for the first name where that name is absent."""
+    if metrics is not None:
+        flat = {k: v for k, v in metrics.items() if k != "metrics"}
+        flat.update(metrics.get("metrics") or {})
+        if returned is not None:  # what the task returned fills what the record left out
+            flat = {**named_values(returned, names), **{k: v for k, v in flat.items() if v is not None}}
+    else:
+        flat = named_values(returned, names) if returned is not None else {}
+    if names[0] not in flat and "objective" in flat:
+        flat[names[0]] = flat["objective"]
+    return flat
 
 
 def _objective_values(
-    ret: JobReturn | None, metrics: dict | None, objectives: list[str] | None, n_values: int
+    named: dict[str, Any], names: list[str], returned: Any, metrics: dict | None
 ) -> tuple[list[float] | None, str | None]:
     """(the objectives' values, None) or (None, why they cannot be had)."""
-    if objectives is not None:
-        if metrics is None:
-            return None, f"no metrics.json of the run contract to read the objectives {objectives} from"
-        # metrics.json's values (JSON) or what the task returned: float() below judges each
-        got: list[Any] = [metrics.get(name) for name in objectives]
-        shown = ", ".join(f"{n}={v!r}" for n, v in zip(objectives, got))
-    else:
-        returned = ret.return_value if _completed(ret) else None
-        if not isinstance(returned, (list, tuple)) or len(returned) != n_values:
-            return None, f"returned {returned!r}: expected {n_values} numbers, one per direction"
-        got, shown = list(returned), repr(returned)
+    got: list[Any] = [named.get(name) for name in names]
+    shown = repr(got[0]) if len(names) == 1 else ", ".join(f"{n}={v!r}" for n, v in zip(names, got))
+    if metrics is None and len(names) > 1 and not isinstance(returned, Mapping):
+        if not isinstance(returned, (list, tuple)) or len(returned) != len(names):
+            return None, f"returned {returned!r}: expected {len(names)} numbers, one per direction"
+    if any(v is None for v in got) and metrics is None and isinstance(returned, Mapping):
+        shown = f"returned {sorted(map(str, returned))}, no {[n for n, v in zip(names, got) if v is None]}"
     try:
         values = [float(v) for v in got]
     except (TypeError, ValueError):
@@ -190,25 +218,6 @@ def _objective_values(
 
 def _completed(ret: JobReturn | None) -> TypeGuard[JobReturn]:
     return ret is not None and ret.status == JobStatus.COMPLETED
-
-
-def _status_and_value(ret: JobReturn | None, metrics: dict | None) -> tuple[str, float | None]:
-    value: Any  # metrics.json's (JSON) or what the task returned: float() below judges it
-    if metrics is not None:
-        status, value = metrics["status"], metrics.get("objective")
-        if value is None and _completed(ret):
-            value = ret.return_value
-    elif _completed(ret):
-        status, value = "completed", ret.return_value
-    else:
-        return "failed", None
-    if status != "completed":
-        return status, None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return status, None
-    return status, (value if math.isfinite(value) else None)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, value: float | Sequence[float] | None, state: TrialState) -> None:

@@ -46,8 +46,7 @@ class OptunaSettings:
     allow_space_change: bool
     record: str | None  # the config node that receives sweep.trial / sweep.study, when present
     sizer: Any  # sizing.Sizer
-    # the objectives by name, read from the job's metrics.json (the run contract); None: the
-    # task's return value (a number, or a sequence of one number per direction)
+    # the objectives' names (config.OptunaSweeperConf.objectives); None: `objective_names` decides
     objectives: list[str] | None
     timeout: float | None  # seconds: no trial starts after it (this process's clock)
     enqueue: list[dict]  # configs tried first (Study.enqueue_trial)
@@ -159,10 +158,12 @@ def _enqueue(configs: Any) -> list[dict]:
 def _custom_search_space(path: str | None) -> Callable[[Any, Any], None] | None:
     if not path:
         return None
-    from hydra.utils import get_method
+    from hydra.utils import instantiate
 
     try:
-        return get_method(path)
+        # through instantiate, as the plugin does: Hydra's execution policy refuses a target that
+        # runs code (os.system, subprocess, ...) where get_method would hand it over
+        return instantiate({"_target_": path, "_partial_": True})
     except Exception as e:
         raise SweeperError(f"hydra.sweeper.custom_search_space: {first_line(e)}") from None
 
@@ -234,3 +235,11 @@ def parse_settings(given: Mapping[str, Any]) -> OptunaSettings:
         timeout=_timeout(conf["timeout"]),
         enqueue=_enqueue(conf["enqueue"]),
     )
+
+
+def objective_names(objectives: list[str] | None, objective: str, n_values: int) -> list[str]:
+    """The objectives' names: `hydra.sweeper.objectives`, else the config's `objective` (one
+    direction), else objective_0, objective_1, ... (what the task returns, in order)."""
+    if objectives:
+        return list(objectives)
+    return [objective] if n_values == 1 else [f"objective_{i}" for i in range(n_values)]

@@ -36,11 +36,12 @@ from .feasibility import compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import Jobs, job_overrides, outcome, record_prefix, run_metrics, tell
 from .optuna_storage import StorageUnavailable, disk_full
-from .settings import OptunaSettings
+from .settings import OptunaSettings, objective_names
 from .slots import Slots
 from .space import trial_overrides
 from .study_setup import Sweep, check_objectives, log_start, objective_name
 from .summary import failure_hint, progress, write_results
+from .trial_record import record_trial
 
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
@@ -282,7 +283,8 @@ class StudyLoop:
             self.lost(running)
             return
         pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
-        result = outcome(future, run_dir, pruned_at, self.settings.objectives, len(self.study.directions))
+        n_values = len(self.study.directions)
+        result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
         if result.status == "failed":  # a job that could not write: not told, queued again with the others
             self.raise_if_disk_full(result.error)
         trial.set_user_attr("status", result.status)
@@ -295,6 +297,10 @@ class StudyLoop:
         self.heartbeats.forget(running.trial_id)
         self.trained[result.status] += 1
         took, failure = time.monotonic() - running.started, None
+        names = objective_names(self.settings.objectives, self.objective, n_values)
+        directions = [d.name.lower() for d in self.study.directions]
+        frozen = self.storage.get_trial(running.trial_id)
+        record_trial(run_dir, frozen, self.study.study_name, result, names, directions, took)
         if result.status == "completed":
             values = result.value if isinstance(result.value, list) else [result.value]
             shown = ",".join(f"{v:.6g}" for v in values)

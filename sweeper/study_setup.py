@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from budgetsweep.contract import ContractError
 from budgetsweep.contract.layouts import StudyRecord, read_study, write_study
+from budgetsweep.contract.run import NUMERIC_METRICS
 from budgetsweep.contract.storage import PASSWORD_ENV, mask, scrub, split_password, sqlite_url
 from budgetsweep.contract.sweep import ENQUEUED, SPACE
 from budgetsweep.contract.values import parse_value, quote
@@ -32,7 +33,7 @@ from budgetsweep.contract.values import parse_value, quote
 from ._compat import is_basic_launcher
 from .errors import SweeperError
 from .optuna_storage import SweepStorage, open_study
-from .settings import OptunaSettings
+from .settings import OptunaSettings, objective_names
 from .space import (
     SearchSpace,
     check_enqueued,
@@ -88,6 +89,7 @@ def parallelism(launcher: Any, config: DictConfig, n_jobs: int) -> int:
 
 def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str]) -> Sweep:
     space = parse_space(params_to_overrides(settings.params) + list(arguments))
+    enqueued = _check_enqueue(space, settings.enqueue)  # a bad entry is refused before any folder or study exists
     if not space.distributions and settings.custom_search_space is None:
         log.info("The search space is empty: each trial runs the same config (n_trials=%d)", settings.n_trials)
     sampler, n_trials = settings.sampler, settings.n_trials
@@ -125,9 +127,10 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
     )
     _check_directions(study, settings.directions, masked)
     _check_space(storage, study, space, masked, settings.allow_space_change)
-    _name_objectives(study, settings.objectives or [str(OmegaConf.select(config, "objective", default="objective"))])
-    _enqueue(study, storage, space, settings.enqueue)
-    write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials))
+    names = objective_names(settings.objectives, objective_name(settings, config), len(settings.directions))
+    _name_objectives(study, names)
+    _enqueue(study, storage, enqueued)
+    write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials, objectives=names))
     return Sweep(study, storage, space, n_trials, study_dir, masked)
 
 
@@ -139,12 +142,29 @@ def objective_name(settings: OptunaSettings, config: DictConfig) -> str:
 
 
 def check_objectives(study: optuna.Study, settings: OptunaSettings, config: DictConfig) -> None:
-    """Several directions need as many values: named in metrics.json (run.py returns one)."""
+    """Before anything trains: several directions need as many values, named in metrics.json
+    (run.py returns one); and in an app that writes metrics.json (its config has the record
+    node, as run.py's), every objective must be one of its numbers, never a test metric."""
     n = len(study.directions)
     if n > 1 and settings.objectives is None and OmegaConf.select(config, "objective") is not None:
         raise SweeperError(
             f"hydra.sweeper.direction has {n} directions: name the objectives to read from each run's "
             f"metrics.json, e.g. hydra.sweeper.objectives=[val_acc,params]"
+        )
+    node = OmegaConf.select(config, settings.record, default=None) if settings.record else None
+    if not settings.objectives or not isinstance(node, DictConfig):
+        return  # any other app names its values itself (a returned dict, budgetsweep.record)
+    unknown = [name for name in settings.objectives if name not in NUMERIC_METRICS]
+    if unknown:
+        raise SweeperError(
+            f"hydra.sweeper.objectives: {', '.join(unknown)}: not a number metrics.json holds (one of "
+            f"{', '.join(NUMERIC_METRICS)}); nothing was trained"
+        )
+    tested = [name for name in settings.objectives if name.startswith("test_")]
+    if tested:
+        raise SweeperError(
+            f"hydra.sweeper.objectives: {', '.join(tested)}: a search tuned on the test split reports a biased "
+            f"test score; optimise a validation metric (val_acc, final_val_loss) and read the test score after"
         )
 
 
@@ -222,17 +242,26 @@ def _check_directions(study: optuna.Study, directions: list[Direction], masked: 
         )
 
 
-def _enqueue(study: optuna.Study, storage: SweepStorage, space: SearchSpace, configs: list[dict]) -> None:
-    """`hydra.sweeper.enqueue`: each config put in the study's queue once (kept in the study's
-    system attribute ENQUEUED, so a rerun does not queue it again); sized like any suggestion."""
-    if not configs:
-        return
-    study_id = storage.get_study_id_from_name(study.study_name)
-    done = list(storage.get_study_system_attrs(study_id).get(ENQUEUED, []))
+def _check_enqueue(space: SearchSpace, configs: list[dict]) -> list[dict]:
+    """`hydra.sweeper.enqueue` as each entry's trial parameters, checked against the search space
+    (SweeperError names the first bad entry); keys the search fixes are left out with a warning."""
+    checked = []
     for i, config in enumerate(configs):
         params, dropped = check_enqueued(space, config, f"hydra.sweeper.enqueue[{i}]")
         if dropped:
             log.warning("hydra.sweeper.enqueue[%d]: the search fixes %s: left out", i, ", ".join(dropped))
+        checked.append(params)
+    return checked
+
+
+def _enqueue(study: optuna.Study, storage: SweepStorage, checked: list[dict]) -> None:
+    """The checked enqueue entries, each put in the study's queue once (kept in the study's
+    system attribute ENQUEUED, so a rerun does not queue it again); sized like any suggestion."""
+    if not checked:
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    done = list(storage.get_study_system_attrs(study_id).get(ENQUEUED, []))
+    for params in checked:
         key = json.dumps(params, sort_keys=True)
         if not params or key in done:
             continue

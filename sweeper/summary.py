@@ -21,7 +21,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from budgetsweep.contract import WEIGHTS_FILE
+from budgetsweep.contract import WEIGHTS_FILE, read_metrics
 from budgetsweep.contract.layouts import OPTIMIZATION_RESULTS_FILE
 from budgetsweep.contract.sweep import SLOT, best_run
 
@@ -52,7 +52,7 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
     if completed and len(study.directions) > 1:
         front = sorted(study.best_trials, key=lambda t: t.number)
         results.update(
-            objectives=objective.split(","),
+            objectives=list(study.metric_names or objective.split(",")),
             # the standard plugin's key, read by scripts written for it: params and values
             solutions=[{"params": t.params, "values": list(t.values)} for t in front],
             pareto_front=[
@@ -65,7 +65,7 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
                 for t in front
             ],
         )
-        log.info("Pareto front (%s): %d trials", objective, len(front))
+        log.info("Pareto front (%s): %d trials", ", ".join(study.metric_names or [objective]), len(front))
         for t in front:
             log.info("  trial %d: %s", t.number, ", ".join(f"{v:.6g}" for v in t.values))
     elif completed and (best := best_trial(study)) is not None:
@@ -130,7 +130,9 @@ def analysis_command(study_dir: Path) -> str:
 
 
 def _weights(run_dir: Path) -> str | None:
-    path = (run_dir / WEIGHTS_FILE).resolve()
+    """The trial's kept weights: run.py's weights.pt, or the file an app's record names."""
+    kept = (read_metrics(run_dir) or {}).get("weights")
+    path = (run_dir / (kept if isinstance(kept, str) and kept else WEIGHTS_FILE)).resolve()
     return str(path) if path.is_file() else None
 
 

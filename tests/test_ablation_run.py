@@ -63,3 +63,8 @@ def test_run_py_ablation_records_every_job_and_over_budget_is_not_fatal(tmp_path
         assert (m["params"] > budget) is over and m["max_params"] == budget
         assert m["epochs"] == (0 if over else 1)
     assert "> budget 25,000" in proc.stdout + proc.stderr  # the plan says so before launching
+    assert not list(out.rglob("sweep_record.json"))  # run.py records its runs itself: no second record
+    log = proc.stdout + proc.stderr
+    assert f"Ablation: {len(expected)} runs: {len(expected) - repeats} completed, {repeats} over_budget" in log
+    assert "Ablation: val_acc (maximize), mean over repeats of completed runs; baseline " in log
+    assert f"tables and plots: budgetsweep analyze {out}" in log

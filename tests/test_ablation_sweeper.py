@@ -42,17 +42,20 @@ main()
 """
 
 
-def sweep(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def sweep(tmp_path: Path, *args: str, default_dir: bool = False) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """The app's sweep in tmp_path/sweep, or in the sweeper's default folder (`default_dir`)."""
     app = tmp_path / "app.py"
     app.write_text(APP.format(root=str(ROOT), conf=str(ROOT / "conf")))
     out = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(app), "-m", *args, f"hydra.sweep.dir={out}"],
+        [sys.executable, str(app), "-m", *args, *([] if default_dir else [f"hydra.sweep.dir={out}"])],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
     )
+    if default_dir:
+        out = next((tmp_path / "outputs" / "ablation").iterdir(), out)
     jobs = sorted(out.glob("*/job.json"), key=lambda p: int(p.parent.name))
     assert [int(p.parent.name) for p in jobs] == list(range(len(jobs))), "job folders are 0..n-1"
     return proc, [json.loads(p.read_text()) for p in jobs]
@@ -170,3 +173,38 @@ def test_a_job_that_raises_does_not_stop_the_others(tmp_path, rate, rc):
     assert proc.returncode == rc
     log = proc.stdout + proc.stderr
     assert "1 of 3 jobs raised (first: job 1 experiment=quick model.C=5" in log and "RuntimeError: C=5 raises" in log
+
+
+def test_the_default_folder_is_named_by_the_plan_and_each_job_gets_the_sweepers_record(tmp_path):
+    # run.py's conf sets hydra.sweep.dir to outputs/sweeps/<time>: the ablation's own folder wins,
+    # named by the preset and the plan, so the same command finds it again
+    args = ("hydra/sweeper=ablation", "experiment=quick", "model.C=5,16", "hydra.sweeper.max_failure_rate=0.5")
+    proc, jobs = sweep(tmp_path, *args, default_dir=True)
+    assert proc.returncode == 0, proc.stderr
+    (out,) = (tmp_path / "outputs" / "ablation").iterdir()
+    assert out.name.startswith("quick-") and not (tmp_path / "outputs" / "sweeps").exists()
+    assert [j["model"]["C"] for j in jobs] == [8, 5, 16]
+    # the app returns 0.0 and writes no metrics.json: the record names run.py's objective, val_acc
+    records = [json.loads((out / str(k) / "sweep_record.json").read_text()) for k in range(3)]
+    assert [(r["status"], r["objective"], r["error"]) for r in records] == [
+        ("completed", 0.0, None),
+        ("failed", None, "RuntimeError: C=5 raises"),
+        ("completed", 0.0, None),
+    ]
+    assert all(r["objective_name"] == "val_acc" and r["directions"] == {"val_acc": "maximize"} for r in records)
+    assert [(r["factor"], r["value"], r["baseline"], r["repeat"]) for r in records] == [
+        (None, None, True, 0),
+        ("model.C", "5", False, 0),
+        ("model.C", "16", False, 0),
+    ]
+    assert records[1]["overrides"] == ["experiment=quick", "model.C=5", "sweep.factor=model.C", "sweep.value='5'",
+                                       "sweep.baseline=false", "sweep.repeat=0"]  # fmt: skip
+    assert records[0]["params"] > 0 and records[2]["params"] > records[0]["params"]  # sized: run.py's budget
+    assert all(r["max_params"] == records[0]["max_params"] is not None for r in records)
+    log = proc.stdout + proc.stderr
+    assert "  model.C: best model.C=16: 0, gain +0" in log
+    assert f"tables and plots: budgetsweep analyze outputs/ablation/{out.name}" in log
+
+    again, _ = sweep(tmp_path, *args, default_dir=True)
+    assert f"resuming in {out}: 2 of 3 jobs finished before" in again.stdout  # the failed one ran again
+    assert again.returncode == 1  # and raised again: 1 of the 1 run, over the rate

@@ -34,7 +34,7 @@ def test_ablation_sweep_then_analysis(tmp_path):
         timeout=600,
     )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    (sweep_dir,) = (tmp_path / "outputs" / "ablation").iterdir()  # the ablation sweeper's own folder
     statuses = sorted(
         json.loads((d / "metrics.json").read_text())["status"]
         for d in sweep_dir.iterdir()

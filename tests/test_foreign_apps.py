@@ -5,21 +5,26 @@ standard plugin's defaults and meanings, and the registered configs selected by 
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from budgetsweep.contract import load_metrics
+
 from helpers import (
     ABLATION,
     OPTUNA,
+    ablation_dir,
     job_config,
     job_env,
     load_study,
-    multirun_dir,
     run_folders,
     run_foreign_app,
     study_dirs,
+    times,
     trained,
 )
 
@@ -61,7 +66,7 @@ def test_xy_ablation_one_factor_at_a_time_without_seed_or_sweep_keys(tmp_path):
     r = run_foreign_app(tmp_path, "xy", ABLATION, "x=-1,0,1", "y=2", "hydra.sweeper.repeats=2")
     ok(r)
     assert "repeats run unseeded" in r.stdout + r.stderr
-    jobs = run_folders(multirun_dir(tmp_path))
+    jobs = run_folders(ablation_dir(tmp_path))
     got = [(job_config(d)["x"], job_config(d)["y"], job_env(d)) for d in jobs]
     base, minus, one = (
         {"BUDGETSWEEP_BASELINE": "true"},
@@ -75,6 +80,107 @@ def test_xy_ablation_one_factor_at_a_time_without_seed_or_sweep_keys(tmp_path):
     ]
     assert got == expected  # x=0 is the baseline: skipped as a variant
     assert all(set(job_config(d)) == XY_KEYS for d in jobs)  # no sweep node, no seed added
+    # its own folder, named by the plan, not Hydra's timestamped multirun/
+    assert ablation_dir(tmp_path).name.startswith("ablation-") and not (tmp_path / "multirun").exists()
+    for d, (x, y, env) in zip(jobs, expected):  # the sweeper's record of what each job returned
+        record = json.loads((d / "sweep_record.json").read_text())
+        assert record["status"] == "completed" and record["source"] == "sweeper"
+        assert record["objective"] == pytest.approx((x - 1) ** 2 + (y + 0.5) ** 2)
+        assert record["objective_name"] == "objective" and record["directions"] == {"objective": "minimize"}
+        assert record["metrics"] == {"objective": record["objective"]}
+        assert (record["factor"], record["value"]) == (env.get("BUDGETSWEEP_FACTOR"), env.get("BUDGETSWEEP_VALUE"))
+        assert record["baseline"] == (env["BUDGETSWEEP_BASELINE"] == "true")
+        assert record["repeat"] == int(env["BUDGETSWEEP_REPEAT"])
+        assert record["overrides"] == ["y=2"] + ([f"x={x}"] if x != 0.0 else [])
+        assert record["train_seconds"] > 0 and record["params"] is None  # timed; nothing sized
+        assert load_metrics(d) == record  # what analysis and resume read
+
+
+def summary(r) -> list[str]:
+    """The log lines of the ablation's summary, without Hydra's time stamps."""
+    lines = [line.split("] ", 1)[-1] for line in (r.stdout + r.stderr).splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("Ablation: ") and " runs: " in line)
+    return lines[start : start + 6]
+
+
+@pytest.mark.parametrize(
+    "settings, best, gain, name",
+    [
+        ([], "x=1: 6.25", "+1", "objective"),  # minimised by default, as by the Optuna plugin
+        (["hydra.sweeper.objective=dist", "hydra.sweeper.direction=maximize"], "x=-1: 10.25", "+3", "dist"),
+    ],
+    ids=["minimize", "maximize"],
+)
+def test_xy_ablation_summary_names_each_factors_best_value_and_a_rerun_resumes(tmp_path, settings, best, gain, name):
+    # baseline x=0: 7.25; x=-1: 10.25; x=1: 6.25 (y=2 everywhere)
+    args = ["x=-1,0,1", "y=2", *settings]
+    r = run_foreign_app(tmp_path, "xy", ABLATION, *args)
+    ok(r)
+    sweep_dir = ablation_dir(tmp_path)
+    shown = f"outputs/ablation/{sweep_dir.name}"
+    job = "2" if best.startswith("x=1") else "1"
+    direction = "maximize" if "maximize" in " ".join(settings) else "minimize"
+    assert summary(r)[:5] == [
+        "Ablation: 3 runs: 3 completed",
+        f"Ablation: {name} ({direction}), mean over repeats of completed runs; baseline 7.25",
+        f"  x: best {best}, gain {gain}",
+        f"Best: {best.split(':')[0]}, repeat 0, {name}={best.split(': ')[1]}, in {shown}/{job}",
+        f"tables and plots: budgetsweep analyze {shown}",
+    ]
+    assert json.loads((sweep_dir / "0" / "sweep_record.json").read_text())["directions"] == {name: direction}
+    ran = {d.name: times(d) for d in run_folders(sweep_dir)}
+
+    again = run_foreign_app(tmp_path, "xy", ABLATION, *args)  # the same command: the same folder
+    ok(again)
+    assert "3 of 3 jobs finished before (kept, not run again), 0 to run" in again.stdout
+    assert {d.name: times(d) for d in run_folders(ablation_dir(tmp_path))} == ran  # none ran again
+    assert summary(again)[:5] == summary(r)[:5]
+
+
+def test_xy_ablation_records_a_job_that_raises_or_returns_no_number_as_failed(tmp_path):
+    args = ["fail=choice(true)", "nan=choice(true)", "hydra.sweeper.max_failure_rate=0.5"]
+    r = run_foreign_app(tmp_path, "xy", ABLATION, *args)
+    ok(r)  # one of three raised: within the rate
+    records = [load_metrics(d) for d in run_folders(ablation_dir(tmp_path))]
+    got = [(m["factor"], m["status"], m["objective"], m["error"]) for m in records]
+    assert got == [
+        (None, "completed", 1.25, None),
+        ("fail", "failed", None, "RuntimeError: asked to fail at x=0.0"),
+        ("nan", "failed", None, "no objective value: nan"),
+    ]
+    assert summary(r)[0] == "Ablation: 3 runs: 1 completed, 2 failed"
+    assert "  fail: no completed run" in summary(r)
+
+    again = run_foreign_app(tmp_path, "xy", ABLATION, *args)  # failed jobs run again, in their folders
+    ok(again)
+    assert "1 of 3 jobs finished before (kept, not run again), 2 to run" in again.stdout
+
+
+def test_xy_ablation_in_the_users_sweep_dir(tmp_path):
+    r = run_foreign_app(tmp_path, "xy", ABLATION, "x=0,1", "hydra.sweep.dir=mine")
+    ok(r)
+    assert not (tmp_path / "outputs").exists() and (tmp_path / "mine" / "ablation_plan.yaml").is_file()
+    assert [load_metrics(d)["objective"] for d in run_folders(tmp_path / "mine")] == [1.25, 0.25]
+    assert "tables and plots: budgetsweep analyze mine" in r.stdout + r.stderr
+    named = run_foreign_app(tmp_path, "xy", ABLATION, "x=0,1", "hydra.sweeper.name=first")
+    ok(named)
+    assert [p.name for p in (tmp_path / "outputs" / "ablation").iterdir()] == ["first"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["hydra.sweeper.direction=up"], "ablation: hydra.sweeper.direction must be null, maximize or minimize"),
+        (["hydra.sweep.dir=a", "hydra.sweeper.dir=b"], "ablation: hydra.sweep.dir=a and hydra.sweeper.dir=b"),
+    ],
+    ids=["direction", "two folders"],
+)
+def test_xy_ablation_bad_settings_are_one_line(tmp_path, args, message):
+    r = run_foreign_app(tmp_path, "xy", ABLATION, "x=0,1", *args)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("ablation:")]
+    assert line.startswith(message)
+    assert not list(tmp_path.rglob("sweep_record.json"))
 
 
 # ------------------------------------------------------- plain PyTorch, an MLP node, a budget
@@ -129,8 +235,11 @@ def test_mlp_ablation_never_runs_an_over_budget_variant(tmp_path):
     ok(r)
     log = r.stdout + r.stderr
     assert f"model.hidden=64: {mlp_params(64):,} params > budget 2,000: not run" in log
-    jobs = run_folders(multirun_dir(tmp_path))
+    jobs = run_folders(ablation_dir(tmp_path))
     assert [job_config(d)["model"]["hidden"] for d in jobs] == [16, 8]  # baseline, then hidden=8
+    records = [load_metrics(d) for d in jobs]  # the variant's sizing, in its record
+    assert [(m["params"], m["max_params"]) for m in records] == [(mlp_params(16), 2000), (mlp_params(8), 2000)]
+    assert all(m["status"] == "completed" and m["objective_name"] == "objective" for m in records)
 
 
 def test_a_model_that_cannot_be_sized_is_one_line_before_anything_trains(tmp_path):
@@ -175,13 +284,16 @@ def test_nobudget_app_with_its_own_metrics_json(tmp_path):
 def test_nobudget_ablation_seeds_repeats_through_its_seed_key(tmp_path):
     r = run_foreign_app(tmp_path, "nobudget", ABLATION, "model.width=16,32", "hydra.sweeper.repeats=2")
     ok(r)
-    jobs = run_folders(multirun_dir(tmp_path))
+    jobs = run_folders(ablation_dir(tmp_path))
     assert [(job_config(d)["model"]["width"], job_config(d)["seed"]) for d in jobs] == [
         (16, 7),
         (32, 7),
         (16, 8),
         (32, 8),
     ]
+    for d in jobs:  # its own metrics.json is not ours: kept as it is, the sweeper's record beside it
+        assert json.loads((d / "metrics.json").read_text())["status"] == "done"
+        assert load_metrics(d)["objective"] == pytest.approx(abs(job_config(d)["model"]["width"] - 24) / 8 + 0.1)
 
 
 # ---------------------------------------------------------- the standard plugin's meanings

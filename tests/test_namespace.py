@@ -76,6 +76,21 @@ def test_an_app_with_its_own_packages_sweeps_with_the_optuna_sweeper(app):
     for t in done:
         record = assert_own_packages(study_dir / str(t.number), app)
         assert record["params"] <= 400
+        # the app named its loss with budgetsweep.record; the sweeper added the trial and its sizing
+        kept = json.loads((study_dir / str(t.number) / "sweep_record.json").read_text())
+        assert (kept["source"], kept["objective_name"], kept["directions"]) == ("app", "loss", {"loss": "minimize"})
+        assert (kept["trial"], kept["params"], kept["objective"]) == (t.number, t.user_attrs["params"], t.value)
+        assert kept["metrics"]["width"] == t.params["model.width"]
+    # then what follows a sweep, on this app's study: the report names its loss and its best trial
+    best = study.best_trial.number
+    out = ok(run([sys.executable, "-m", "budgetsweep", "analyze", str(study_dir)], app))
+    assert "WARNING" not in out
+    report = (study_dir / "analysis" / "report.md").read_text()
+    assert f"**Best run:** {study_dir / str(best)} (trial {best}, loss 0); no weights kept by the app" in report
+    assert "| loss " in report and "val acc" not in report
+    evaluated = run([sys.executable, "-m", "budgetsweep", "evaluate", str(study_dir)], app)
+    said = (evaluated.stdout + evaluated.stderr).strip().splitlines()
+    assert len(said) == 1 and "weights" in said[0] and "Traceback" not in said[0], said
 
 
 def test_an_app_with_its_own_packages_sweeps_with_the_ablation_sweeper(app):

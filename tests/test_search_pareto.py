@@ -159,3 +159,17 @@ def test_several_directions_need_the_objectives_named_for_run_py(tmp_path):
     assert r.returncode == 1
     assert "name the objectives to read from each run's metrics.json" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("objectives", "said"),
+    [
+        ("[val_acc,nonexistent_metric]", "nonexistent_metric: not a number metrics.json holds"),
+        ("[test_acc,params]", "test_acc: a search tuned on the test split reports a biased test score"),
+    ],
+)
+def test_objectives_run_py_cannot_give_are_refused_before_anything_trains(tmp_path, objectives, said):
+    r = run_sweep(tmp_path, "hydra.sweeper.direction=[maximize,minimize]", f"hydra.sweeper.objectives={objectives}")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"hydra.sweeper.objectives: {said}" in r.stderr
+    assert not any((tmp_path / "outputs" / "optuna").glob("*/0"))  # no trial folder: nothing launched

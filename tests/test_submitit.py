@@ -14,12 +14,12 @@ from optuna.trial import TrialState
 
 from helpers import (
     OPTUNA,
+    ablation_dir,
     env,
     install_app,
     job_config,
     kill_when,
     load_study,
-    multirun_dir,
     run_folders,
     run_foreign_app,
     start_sweep,
@@ -82,7 +82,7 @@ def test_optuna_trials_run_as_submitit_processes_pruned_in_parallel_without_batc
 def test_ablation_jobs_run_as_submitit_processes(tmp_path):
     r = run_foreign_app(tmp_path, "xy", "hydra/sweeper=ablation", *SUBMITIT, "x=-1,1", "y=2,3", timeout=400)
     ok(r)
-    jobs = run_folders(multirun_dir(tmp_path))
+    jobs = run_folders(ablation_dir(tmp_path))
     got = [(job_config(d)["x"], job_config(d)["y"]) for d in jobs]
     assert got == [(0.0, 0.0), (-1, 0.0), (1, 0.0), (0.0, 2), (0.0, 3)]  # 1 + 2 + 2, exactly
     assert len({times(d)["pid"] for d in jobs} | {os.getpid()}) == 6

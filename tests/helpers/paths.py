@@ -13,5 +13,7 @@ APPS = {
     "nobudget": ROOT / "tests" / "apps" / "nobudget",  # a model node but no budget; its own metrics.json
     "sized": ROOT / "tests" / "apps" / "sized",  # our registry's model and a budget; a made-up score, no training
     "mlp": ROOT / "examples" / "mlp",  # plain PyTorch, an MLP `_target_` node, budget.max_params
+    # its own models/data/... packages; names its loss with budgetsweep.record
+    "ownpkgs": ROOT / "tests" / "apps" / "ownpkgs",
 }
 SCRIPT = {"mlp": "train.py"}  # the others: app.py

@@ -44,6 +44,8 @@ def install_app(app: str, where: Path) -> Path:
     for f in APPS[app].iterdir():
         if f.is_file():
             shutil.copy(f, where / f.name)
+        elif (f / "__init__.py").is_file():  # the app's own packages
+            shutil.copytree(f, where / f.name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     return where / SCRIPT.get(app, "app.py")
 
 

@@ -40,10 +40,9 @@ def only_study_dir(where: Path) -> Path:
     return study_dir
 
 
-def multirun_dir(where: Path) -> Path:
-    """The one timestamped folder of an ablation sweep (Hydra's hydra.sweep.dir)."""
-    (day,) = (where / "multirun").iterdir()
-    (sweep,) = day.iterdir()
+def ablation_dir(where: Path) -> Path:
+    """The one ablation sweep's folder made in `where` (its default, outputs/ablation/<name>/)."""
+    (sweep,) = (where / "outputs" / "ablation").iterdir()
     return sweep
 
 
