@@ -23,11 +23,11 @@ from omegaconf import OmegaConf
 
 from budgetsweep import models
 from budgetsweep.analysis.__main__ import main as analysis_main
-from budgetsweep.contract import METRICS_FILE
+from budgetsweep.contract import METRICS_FILE, first_line
 from budgetsweep.trainer import DataError, train
 from budgetsweep.trainer.schema import OBJECTIVES, TrainConfig
 
-from helpers import CONF, compose_cfg, grid_sweep, run_cases_together
+from helpers import CONF, OPTUNA, compose_cfg, grid_sweep, run_cases_together, run_foreign_app, run_py
 
 # (key, overrides, what the message must contain: the key unless given). NPZ_<kind> and FILE
 # are replaced by files the `files` fixture makes.
@@ -236,6 +236,37 @@ def test_bad_input_from_the_app_is_one_line(end_to_end_runs, request, args, says
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout, r.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr
+
+
+def test_a_refusal_hydra_wraps_over_lines_ends_as_a_sentence(tmp_path):
+    r = run_py(["-m", "hydra/sweeper=optuna", "hydra.sweeper.pruner._target_=os.system", "experiment=quick"], tmp_path)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("hydra.sweeper.pruner: Target 'os.system' cannot be authorized by the Hydra execution")
+    assert lines[0].endswith("target family."), lines[0]
+
+
+@pytest.mark.parametrize(
+    "message,line",
+    [
+        ("In 'config': Could not find 'model/nope'\n\nAvailable options in 'model':\n\tresnet", None),
+        ("Could not override 'foo'.\nTo append to your config use +foo=1", None),
+        ("(sqlite3.OperationalError) unable to open database file\n(Background on this error at: x)", None),
+        ("connection failed: refused\n\tIs the server running on that host", None),
+        ("Value 'abc' could not be converted to Integer\n    full_key: batch_size", None),
+        ("Target 'x' cannot be authorized by the\nHydra whitelist because it\nruns code. Call a wrapper.", "WHOLE"),
+    ],
+)
+def test_first_line_joins_only_a_sentence_cut_by_wrapping(message, line):
+    whole = "Target 'x' cannot be authorized by the Hydra whitelist because it runs code."
+    assert first_line(message) == {None: message.splitlines()[0], "WHOLE": whole}[line]
+
+
+def test_a_bad_enqueue_entry_is_refused_before_the_study_exists(tmp_path):
+    for entry in ("[{x:5}]", "[{z:1}]"):  # outside the space; not a searched key
+        r = run_foreign_app(tmp_path, "xy", OPTUNA, "x=interval(-2,2)", f"hydra.sweeper.enqueue={entry}")
+        assert r.returncode == 1 and "hydra.sweeper.enqueue[0]: " in r.stderr and "Traceback" not in r.stderr
+        assert not list(tmp_path.rglob("study.db")) and not (tmp_path / "outputs").exists(), entry
 
 
 # --- python -m budgetsweep.analysis ------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def test_connect_url_finds_a_relative_sqlite_file_in_the_study_folder(tmp_path):
 
 
 def test_first_line_and_is_missing():
-    assert contract.first_line(ValueError("\n  bad thing\nmore")) == "bad thing"
+    assert contract.first_line(ValueError("\n  bad thing\nMore detail")) == "bad thing"
     assert contract.first_line(KeyError()) == "KeyError"
     assert contract.is_missing(None) and contract.is_missing(float("nan"))
     assert not contract.is_missing(0) and not contract.is_missing("")

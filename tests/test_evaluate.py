@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,20 +20,46 @@ import yaml
 
 from budgetsweep.contract import EVAL_FILE, WEIGHTS_FILE, load_metrics
 
-from helpers import ROOT, TINY_RUN, TINY_SWEEP, run_folders, run_py, run_sweep, study_dirs
+from helpers import OPTUNA, ROOT, TINY_RUN, TINY_SWEEP, run_folders, run_foreign_app, run_py, run_sweep, study_dirs
 
 ENV = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
 
 
-def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def evaluate(
+    *args: str, cwd: Path, read_only: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`budgetsweep evaluate ARGS` (as its module); with `read_only`, that folder cannot be written."""
+    command = [sys.executable, "-m", "budgetsweep.trainer.evaluate", *args]
+    if read_only is not None:
+        command = as_read_only(read_only, command)
     return subprocess.run(
-        [sys.executable, "-m", "budgetsweep.trainer.evaluate", *args],
+        command,
         cwd=cwd,
-        env={**ENV, "PYTHONPATH": str(ROOT)},
+        env={**(ENV if env is None else env), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def as_read_only(folder: Path, command: list[str]) -> list[str]:
+    """`command`, run so that `folder` (a read_only_copy) cannot be written. For a user its file
+    modes do that; root writes through file modes, so for root: a read-only bind mount of the
+    folder in a mount namespace of the command's own, as an archive or a shared mount is."""
+    if os.geteuid() != 0:
+        return command
+    bind = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", bind, str(folder), *command]
+
+
+def read_only_copy(run_dir: Path, where: Path) -> Path:
+    """A copy of the run folder, `chmod -R a-w`; checked that as_read_only cannot write in it."""
+    copy = shutil.copytree(run_dir, where / "archived", ignore=shutil.ignore_patterns(EVAL_FILE))
+    for path in [*copy.rglob("*"), copy]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    probe = as_read_only(copy, [sys.executable, "-c", f"open({str(copy / 'probe')!r}, 'w')"])
+    assert subprocess.run(probe, capture_output=True).returncode != 0, "the copy is writable: the test proves nothing"
+    return copy
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +150,85 @@ def test_a_run_without_weights_is_one_line(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     r = evaluate("outputs/runs/none", cwd=tmp_path)
     assert r.returncode == 2 and "save_weights=none" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_read_only_run_is_evaluated_and_eval_json_goes_where_out_says(run_dir, tmp_path):
+    archived = read_only_copy(run_dir, tmp_path)
+    try:
+        r = evaluate(str(archived), cwd=tmp_path, read_only=archived)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert "test_acc" in r.stdout and "->" not in r.stdout  # printed, recorded nowhere
+        (line,) = r.stderr.strip().splitlines()
+        assert line.startswith(f"evaluate: {EVAL_FILE} not written: {archived}") and "--out" in line
+        r = evaluate(str(archived), "--out", str(tmp_path / "out"), cwd=tmp_path, read_only=archived)
+        assert r.returncode == 0 and not r.stderr.strip(), r.stderr[-2000:]
+        (entry,) = json.loads((tmp_path / "out" / EVAL_FILE).read_text())["evaluations"]
+        assert entry["weights"] == str(archived / WEIGHTS_FILE) and r.stdout.rstrip().endswith(
+            str(tmp_path / "out" / EVAL_FILE)
+        )
+        r = evaluate(str(archived), "--export", "pt2", cwd=tmp_path, read_only=archived)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        (line,) = r.stderr.strip().splitlines()
+        assert line.startswith(f"evaluate: error: --export: {archived}: cannot write there") and "--out DIR" in line
+        assert not (archived / EVAL_FILE).exists() and not (archived / "model.pt2").exists()
+    finally:
+        for path in [archived, *archived.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)  # so that pytest can remove it
+
+
+def test_weights_that_do_not_fit_their_own_model_config_are_one_line(run_dir, tmp_path):
+    state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    state["model_config"] = {**state["model_config"], "C": 2 * state["model_config"]["C"]}
+    (tmp_path / "run").mkdir()
+    torch.save(state, tmp_path / "run" / WEIGHTS_FILE)
+    r = evaluate(str(tmp_path / "run"), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    (line,) = r.stderr.strip().splitlines()
+    assert f"{tmp_path / 'run' / WEIGHTS_FILE}: the weights do not fit the file's own model config: " in line
+    assert re.search(r"stem\.0\.weight is \d+x3x3x3, the config's model has \d+x3x3x3 \(and \d+ more", line), line
+
+
+@pytest.mark.parametrize(
+    "classes,says",
+    [
+        (5, "the model has 10 output classes, the data 5 (data.num_classes): the model would be scored on a 5-class"),
+        (20, "the model has 10 output classes, the data 20 (data.num_classes): labels 10..19 have no output"),
+    ],
+)
+def test_data_of_another_number_of_classes_is_refused(run_dir, tmp_path, classes, says):
+    r = evaluate(str(run_dir), f"data.num_classes={classes}", cwd=tmp_path)
+    (line,) = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and line.startswith(f"evaluate: error: {says}"), r.stderr
+
+
+def test_an_error_comes_without_warnings_of_ours(run_dir, tmp_path):
+    env = {k: v for k, v in ENV.items() if k != "PYTHONWARNINGS"}  # warnings shown as a user sees them
+    r = evaluate(str(run_dir), "data=npz", f"data.path={tmp_path / 'missing.npz'}", cwd=tmp_path, env=env)
+    assert r.returncode == 2
+    missing = tmp_path / "missing.npz"
+    assert r.stderr.strip().splitlines() == [
+        f"evaluate: error: data.path: no such file '{missing}' (an .npz with x_train y_train x_test y_test)"
+    ]
+
+
+def test_a_sweep_whose_app_keeps_no_weights_is_one_line(tmp_path):
+    r = run_foreign_app(
+        tmp_path,
+        "xy",
+        OPTUNA,
+        "x=interval(-2,2)",
+        "y=interval(-2,2)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweep.dir=sweep",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = evaluate("sweep", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [
+        f"evaluate: error: no weights kept in sweep: none of its runs has a {WEIGHTS_FILE} (the app keeps none, or its "
+        f"runs were trained with save_weights=none): nothing to evaluate"
+    ]
 
 
 # ----------------------------------------------------------------------------------- README

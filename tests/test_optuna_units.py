@@ -306,7 +306,7 @@ def test_a_jobs_outcome_comes_from_its_metrics_else_from_what_hydra_returned(tmp
     assert outcome(_done(_job(JobStatus.COMPLETED, 0.1)), tmp_path / "1").value == 0.75  # the file wins
     nan = outcome(_done(_job(JobStatus.COMPLETED, float("nan"))), tmp_path / "2")  # no metrics.json
     assert (nan.status, nan.error, nan.state) == ("failed", "no objective value: nan", TrialState.FAIL)
-    raised = outcome(_done(_job(JobStatus.FAILED, ValueError("bad lr\nmore"))), tmp_path / "3")
+    raised = outcome(_done(_job(JobStatus.FAILED, ValueError("bad lr\nMore detail"))), tmp_path / "3")
     assert (raised.status, raised.error) == ("failed", "ValueError: bad lr")
     lost = outcome(_done(error=RuntimeError("worker killed")), tmp_path / "4")
     assert (lost.status, lost.error) == ("failed", "RuntimeError: worker killed")

@@ -118,3 +118,22 @@ def test_analysis_reads_both_schema_versions_and_names_the_best_run_and_its_weig
     (sweep / "v1" / "metrics.json").write_text(json.dumps({**old, "val_acc": 0.01, "objective": 0.01}))
     text = terminal_text(analyze([sweep]))
     assert f"Best run: {(sweep / 'v2').resolve()}" in text and str((sweep / "v2" / WEIGHTS_FILE).resolve()) in text
+
+
+@pytest.mark.parametrize(
+    "change,says",
+    [
+        (lambda sd: sd.pop("head.bias"), "missing head.bias"),
+        (lambda sd: sd.update(extra=torch.zeros(1)), "unexpected extra"),
+        (lambda sd: sd.update({"head.bias": torch.zeros(3)}), "head.bias is 3, the config's model has 10"),
+    ],
+)
+def test_weights_that_do_not_fit_their_model_config_are_one_line(kept_runs, tmp_path, change, says):
+    from budgetsweep.trainer.weights import WeightsError
+
+    state = torch.load(kept_runs["best"][0] / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    change(state["state_dict"])
+    torch.save(state, tmp_path / WEIGHTS_FILE)
+    with pytest.raises(WeightsError) as e:
+        load_weights(tmp_path)
+    assert str(e.value) == f"{tmp_path / WEIGHTS_FILE}: the weights do not fit the file's own model config: {says}"

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from budgetsweep import models
-from budgetsweep.contract import WEIGHTS_FILE, write_atomic
+from budgetsweep.contract import WEIGHTS_FILE, first_line, write_atomic
 from budgetsweep.data import DeviceDataset
 
 from .schema import SaveWeights
@@ -112,12 +112,36 @@ def load_weights(path: str | Path) -> Kept:
         raise WeightsError(f"{path}: not a weights file ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a weights file of format {FORMAT}")
-    model = models.create_model(state["model_config"])
+    try:
+        model = models.create_model(state["model_config"])
+    except KeyError as e:  # a dict of format 1 that lacks one of its keys
+        raise WeightsError(f"{path}: not a weights file of format {FORMAT} (no {e})") from None
+    except Exception as e:  # a model config create_model refuses
+        raise WeightsError(f"{path}: its model config cannot be built: {first_line(e)}") from None
+    if mismatch := _mismatch(model.state_dict(), state.get("state_dict")):
+        raise WeightsError(f"{path}: the weights do not fit the file's own model config: {mismatch}")
     model.load_state_dict(state["state_dict"])
     model.eval()
     return Kept(
         model, state["model_config"], state["mean"], state["std"], int(state["epoch"]), state["val_acc"], state["kept"]
     )
+
+
+def _mismatch(expected: dict[str, torch.Tensor], found: object) -> str | None:
+    """The first difference between the config's model's state_dict and the stored one (a key it
+    lacks, one it does not have, a shape), with how many more there are; None when they match."""
+    if not isinstance(found, dict):
+        return f"state_dict is {type(found).__name__}, not a mapping of tensors"
+    problems = [f"missing {k}" for k in expected if k not in found]
+    problems += [f"unexpected {k}" for k in found if k not in expected]
+    for k, want in expected.items():
+        got = found.get(k)
+        if k in found and (not isinstance(got, torch.Tensor) or got.shape != want.shape):
+            shape = "x".join(map(str, got.shape)) if isinstance(got, torch.Tensor) else type(got).__name__
+            problems.append(f"{k} is {shape}, the config's model has {'x'.join(map(str, want.shape)) or 'a scalar'}")
+    if not problems:
+        return None
+    return problems[0] + (f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else "")
 
 
 class Deployable(torch.nn.Module):

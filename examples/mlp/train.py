@@ -30,7 +30,7 @@ def make_data(n: int, features: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return x, y
 
 
-@hydra.main(config_path=".", config_name="config", version_base=None)
+@hydra.main(config_path=".", config_name="config")
 def main(cfg: DictConfig) -> float:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)  # a tiny model: one thread, so parallel trials do not fight over cores

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 
-@hydra.main(config_path=".", config_name="config", version_base=None)
+@hydra.main(config_path=".", config_name="config")
 def main(cfg: DictConfig) -> float:
     score = abs(cfg.model.width - 24) / 8 + cfg.lr
     out = Path(HydraConfig.get().runtime.output_dir)

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 
-@hydra.main(config_path=".", config_name="config", version_base=None)
+@hydra.main(config_path=".", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, float]:
     m = cfg.model
     score = 0.5 + 0.01 * m.B + 0.001 * m.C - 0.01 * abs(m.P - 4)

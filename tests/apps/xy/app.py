@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from budgetsweep.sweeper.trial_reporter import trial_reporter
 
 
-@hydra.main(config_path=".", config_name="config", version_base=None)
+@hydra.main(config_path=".", config_name="config")
 def main(cfg: DictConfig) -> float:
     started = time.time()
     out = Path(HydraConfig.get().runtime.output_dir)
