@@ -151,3 +151,15 @@ def test_the_ablation_of_an_app_with_its_own_packages_names_its_loss(tmp_path):
     assert "Train it with:" in report and "model.width=24" in report
     r = budgetsweep("evaluate", str(sweep_dir), cwd=tmp_path)
     assert r.returncode != 0 and len((r.stdout + r.stderr).strip().splitlines()) == 1
+
+
+def test_the_mlp_examples_ablation_reads_and_evaluates_in_one_line(tmp_path):
+    ok(run_foreign_app(tmp_path, "mlp", ABLATION, "model.hidden=8,32", "epochs=2", "hydra.sweeper.objective=val_loss"))
+    (sweep_dir,) = (tmp_path / "outputs" / "ablation").iterdir()
+    out, report, runs = analyzed(sweep_dir, tmp_path)
+    assert len(runs) == 3 and runs["val_loss"].notna().all() and runs["params"].notna().all()
+    assert "`val_loss` (lower is better)" in report and "| val_loss " in report
+    best = runs.loc[runs["val_loss"].idxmin(), "job"]
+    assert f"{(sweep_dir / str(best)).resolve()} (val_loss " in best_line(report)
+    r = budgetsweep("evaluate", str(sweep_dir), cwd=tmp_path)
+    assert r.returncode == 2 and (r.stdout + r.stderr).strip().startswith(f"evaluate: error: no weights kept in {sweep_dir}")
