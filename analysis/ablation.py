@@ -126,7 +126,7 @@ def _assign_recorded(df: pd.DataFrame, planned_factors: list[str]) -> tuple[dict
     return baseline, _frame(rows), notes
 
 
-def _candidate_keys(df: pd.DataFrame) -> list[str]:
+def candidate_keys(df: pd.DataFrame) -> list[str]:
     keys = []
     for overrides in df["overrides"]:
         for text in overrides or []:
@@ -146,7 +146,7 @@ def _assign_inferred(df: pd.DataFrame, given: dict[str, str]) -> tuple[dict[str,
             f"{len(df) - len(usable)} run(s) have neither config nor overrides and are left out of the ablation tables"
         )
     values = pd.DataFrame(
-        {k: [config_value(r, k) for _, r in usable.iterrows()] for k in _candidate_keys(usable)}, index=usable.index
+        {k: [config_value(r, k) for _, r in usable.iterrows()] for k in candidate_keys(usable)}, index=usable.index
     )
     factors = [k for k in values.columns if values[k].dropna().nunique() > 1]
 

@@ -3,6 +3,8 @@
 runs.csv                       every collected run, one row each (the config flattened)
 ablation_<factor>.{md,csv,tex} one-at-a-time table per factor
 ablation_<factor>.png          its chart
+grid_cells.{md,csv,tex}        a grid: every cell (mean ± std over repeats), best first
+grid_pivot.{md,csv,tex}, grid_heatmap.png   two factors: factor x factor
 accuracy_vs_params.png         with the budget line and the Pareto front
 learning_curves.png            the best runs
 combined.txt                   the combine-the-best step and its `python run.py` line
@@ -94,6 +96,18 @@ def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
         files += tables.write_table(table, display, stem, f"One-at-a-time ablation of {factor}")
         if make_plots:
             files += _drawn(plots.ablation_chart(table, factor, stem.with_suffix(".png"), abl.score))
+    if analysis.grid is not None:
+        grid = analysis.grid
+        files += tables.write_table(
+            grid.cells, tables.grid_display(grid), out / "grid_cells", "Grid: every cell, best first"
+        )
+        if grid.pivot is not None:
+            caption = f"Grid: {grid.factors[0]} x {grid.factors[1]}, {grid.score.name} mean ± std"
+            files += tables.write_table(
+                grid.pivot.reset_index(), tables.pivot_display(grid), out / "grid_pivot", caption
+            )
+            if make_plots:
+                files += _drawn(plots.grid_heatmap(grid, out / "grid_heatmap.png"))
     if analysis.combined is not None:
         files.append(out / "combined.txt")
         files[-1].write_text(report.describe_combine(analysis.combined) + "\n")

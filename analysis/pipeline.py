@@ -1,6 +1,7 @@
 """The analysis of one or more sweep folders, computed in one direction and written nowhere:
 
     collect (runs, each config nested) -> ablation assignment and tables -> combine the best
+                                       -> or, for a grid without --baseline, its cells and pivot
     find_studies -> summarize (Optuna studies)
 
 `output.write` turns the result into files, `report` into words.
@@ -19,6 +20,7 @@ from budgetsweep.contract import METRICS_FILE, first_line
 from .ablation import Ablation, ablation_tables
 from .collect import AnalysisError, check_folders, collect, find_run_dirs
 from .combine import CombineResult, combine_best
+from .grid import Grid, grid_tables
 from .plans import read_ablation_plans, recorded_budget
 from .study import StudySummary, find_studies, hide_password, summarize
 
@@ -32,6 +34,7 @@ class Analysis:
     paths: list[Path]  # the sweep folders given
     runs: pd.DataFrame | None = None  # `collect`: one row per run; None when there are none
     ablation: Ablation | None = None
+    grid: Grid | None = None  # runs of a grid (no ablation coordinates, no --baseline)
     combined: CombineResult | None = None
     budget: int | None = None  # the parameter budget (given, else the runs' recorded one)
     studies: list[StudySummary] = field(default_factory=list)
@@ -87,6 +90,12 @@ def _analyze_runs(
     analysis.budget = budget if budget is not None else recorded_budget(df)
     plan = read_ablation_plans(paths)
     abl = analysis.ablation = ablation_tables(df, baseline, planned=plan.variants)
+    if abl is not None and abl.mode == "inferred" and not baseline:
+        # a grid, read as a grid: one-at-a-time tables only when a baseline is asked for
+        analysis.ablation, analysis.grid = None, grid_tables(df, abl.score)
+        for note in analysis.grid.notes if analysis.grid else []:
+            log.info(note)
+        return
     if abl is None:
         return
     if plan.n_jobs > len(df):

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -183,6 +184,36 @@ def ablation_chart(table: pd.DataFrame, factor: str, path: Path, score: Score | 
     ax.set_ylabel("best val accuracy (%)" if score.name == "val_acc" else f"{score.label} ({score.better})")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(f"{factor}: mean ± std over repeats")
+    return _save(ax.figure, path)
+
+
+def grid_heatmap(grid, path: Path) -> Path | None:
+    """Two factors: the mean objective of each cell as a heatmap, its value written in it, the
+    best cell outlined; a cell never run is left blank."""
+    if grid.pivot is None or grid.pivot.isna().all().all():
+        return None
+    score, pivot = grid.score, grid.pivot
+    scale = 100.0 if score.percent else 1.0
+    data = scale * pivot.to_numpy(dtype=float)
+    ax = _axes(max(4.4, 0.9 * pivot.shape[1] + 2.6), max(3.2, 0.55 * pivot.shape[0] + 1.8))
+    cmap = matplotlib.colormaps["viridis" if score.direction == "maximize" else "viridis_r"]
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto")
+    ax.figure.colorbar(image, ax=ax, label=f"{score.label} ({score.better})")
+    finite = np.isfinite(data)
+    best = np.nanargmax(data) if score.direction == "maximize" else np.nanargmin(data)
+    for (i, j), value in np.ndenumerate(data):
+        if finite[i, j]:
+            text = f"{value:.1f}" if score.percent else f"{value:.3g}"
+            r, g, b, _ = image.cmap(image.norm(value))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # readable on the cell's colour
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=ink)
+    bi, bj = np.unravel_index(best, data.shape)
+    ax.add_patch(matplotlib.patches.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="tab:red", lw=2))
+    ax.set_xticks(range(pivot.shape[1]), [_short(str(c), 12) for c in pivot.columns])
+    ax.set_yticks(range(pivot.shape[0]), [_short(str(r), 12) for r in pivot.index])
+    ax.set_xlabel(grid.factors[1])
+    ax.set_ylabel(grid.factors[0])
+    ax.set_title(f"{score.name}: mean over repeats, best outlined")
     return _save(ax.figure, path)
 
 

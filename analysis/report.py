@@ -15,6 +15,7 @@ from .best import best_run, objective_name, ranked, weights_path
 from .best import score as score_of
 from .collect import STATUS_ORDER, lookup
 from .combine import Combination, CombineResult
+from .grid import Grid
 from .pipeline import Analysis
 from .study import COUNT_KEYS, StudySummary
 
@@ -131,6 +132,11 @@ def terminal_text(analysis: Analysis) -> str:
         best = describe_best_run(analysis.runs)
         if best:
             parts.append(best)
+    if analysis.grid is not None:
+        grid = analysis.grid
+        if grid.pivot is not None:
+            parts.append(f"## {grid.factors[0]} × {grid.factors[1]}\n{tables.to_markdown(tables.pivot_display(grid))}")
+        parts.append(f"## Grid cells, best first\n{tables.to_markdown(tables.grid_display(grid).head(20))}")
     for factor, table in (analysis.ablation.tables if analysis.ablation else {}).items():
         parts.append(f"## {factor}\n{tables.to_markdown(tables.ablation_display(table, analysis.ablation.score))}")
     if analysis.combined is not None:
@@ -162,6 +168,8 @@ def markdown(analysis: Analysis, written: set[str]) -> str:
         md.append("\n</details>\n")
     if df is not None:
         md += _runs_md(df, written)
+    if analysis.grid is not None:
+        md += _grid_md(analysis.grid, written)
     if analysis.ablation is not None:
         md += _ablation_md(analysis, written)
     if analysis.combined is not None:
@@ -188,6 +196,28 @@ def _runs_md(df: pd.DataFrame, written: set[str]) -> list[str]:
         shown = shown[[c for c in ("run", "status", "params") if c in shown]]
         shown["reason"] = others["error"].fillna("") if "error" in others else ""
         md += ["### Runs that did not complete\n", tables.to_markdown(shown) + "\n"]
+    return md
+
+
+def _grid_md(grid: Grid, written: set[str]) -> list[str]:
+    score = grid.score
+    md = [
+        "## Grid\n",
+        (
+            f"Factors: {', '.join(f'`{f}`' for f in grid.factors)}. `{score.name}` ({score.better}) is the mean ± std "
+            "(ddof=1) over each cell's completed repeats, `n` of them. One-at-a-time tables instead: "
+            "`budgetsweep analyze DIR --baseline KEY=VALUE ...`.\n"
+        ),
+    ]
+    md += [f"> {note}\n" for note in grid.notes]
+    if grid.pivot is not None:
+        md += [
+            f"### `{grid.factors[0]}` × `{grid.factors[1]}`\n",
+            tables.to_markdown(tables.pivot_display(grid)) + "\n",
+        ]
+        md.append(_img(written, "grid_heatmap.png", f"{score.name} per cell"))
+    md += ["### Every cell, best first\n", tables.to_markdown(tables.grid_display(grid)) + "\n"]
+    md.append("Files: [CSV](grid_cells.csv) · [LaTeX](grid_cells.tex) · [Markdown](grid_cells.md)\n")
     return md
 
 

@@ -91,6 +91,30 @@ def _drop_empty(out: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return out.drop(columns=empty)
 
 
+def grid_display(grid) -> pd.DataFrame:
+    """A grid's cells (`grid.Grid.cells`), best first, for reading."""
+    cells, score = grid.cells, grid.score
+    out = pd.DataFrame({f: cells[f] for f in grid.factors})
+    out["status"] = cells["status"]
+    out["params"] = cells["params"].map(thousands)
+    out[score.label] = [
+        score.show(m, s) for m, s in zip(cells[f"{score.name}_mean"], cells[f"{score.name}_std"], strict=False)
+    ]
+    out["n"] = cells["n"]
+    out["train (s)"] = cells["train_seconds"].map(short)
+    return _drop_empty(out, ("params", "train (s)"))
+
+
+def pivot_display(grid) -> pd.DataFrame:
+    """Two factors: the first's values as rows, the second's as columns, each cell mean ± std."""
+    mean, std, score = grid.pivot, grid.std, grid.score
+    out = pd.DataFrame(
+        {str(c): [score.show(mean.at[r, c], std.at[r, c]) for r in mean.index] for c in mean.columns},
+    )
+    out.insert(0, f"{grid.factors[0]} / {grid.factors[1]}", [str(r) for r in mean.index])
+    return out
+
+
 def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame:
     """Collected runs (one row each) formatted for reading; `objective`: the name of what they
     are ranked by, shown in its own column when it is not val_acc (already shown). Columns no

@@ -11,33 +11,23 @@ one `contract.sweep.best_run` picks, the rule analysis applies to the same folde
 from __future__ import annotations
 
 import math
-import os
-import shlex
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from budgetsweep.contract import STATUSES, read_metrics
-from budgetsweep.contract.sweep import best_run, folder_order
-
 from .ablation_record import Objective
+from .sweep_summary import analyze_line, best_line, read_runs, status_line
 
 
 def summary_lines(sweep_dir: Path, objective: Objective, factors: Sequence[str] = ()) -> list[str]:
     """The summary of the runs in `sweep_dir`'s job folders; `factors`: the plan's, in its order."""
-    folders = sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: folder_order(p.name))
-    runs = [(folder, record) for folder in folders if (record := read_metrics(folder)) is not None]
+    runs = read_runs(sweep_dir)
     records = [record for _, record in runs]
-    counts = Counter(str(record.get("status")) for record in records)
-    order = [s for s in STATUSES if s in counts] + sorted(s for s in counts if s not in STATUSES)
-    shown = ", ".join(f"{counts[s]} {s}" for s in order) or "none recorded"
-    lines = [f"Ablation: {len(records)} runs: {shown}"]
+    lines = [status_line("Ablation", records)]
     lines += factor_lines(records, objective, factors)
-    best = best_run(records, objective.direction)
-    if best is not None:
-        folder = next(f for f, r in runs if r is best)
-        lines.append(f"Best: {_name(best)}, {objective.name}={_number(best.get('objective')):.4g}, in {_shown(folder)}")
-    lines.append(f"tables and plots: budgetsweep analyze {shlex.quote(_shown(sweep_dir))}")
+    best = best_line(runs, objective.name, objective.direction, _name)
+    lines += [best] if best else []
+    lines.append(analyze_line(sweep_dir))
     return lines
 
 
@@ -93,12 +83,3 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _shown(path: Path) -> str:
-    """`path` as the user would type it: relative to the working folder when inside it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
