@@ -111,7 +111,7 @@ def _sweeper_is_ours(config: DictConfig) -> bool:
 def _objective_name(records: list[dict], given: str | None, config: DictConfig) -> str:
     if given:
         return given
-    names = {r.get("objective_name") for r in records if isinstance(r.get("objective_name"), str)}
+    names = {str(r["objective_name"]) for r in records if isinstance(r.get("objective_name"), str)}
     if len(names) == 1:
         return names.pop()
     return objective_of(None, None, config).name

@@ -162,4 +162,5 @@ def test_the_mlp_examples_ablation_reads_and_evaluates_in_one_line(tmp_path):
     best = runs.loc[runs["val_loss"].idxmin(), "job"]
     assert f"{(sweep_dir / str(best)).resolve()} (val_loss " in best_line(report)
     r = budgetsweep("evaluate", str(sweep_dir), cwd=tmp_path)
-    assert r.returncode == 2 and (r.stdout + r.stderr).strip().startswith(f"evaluate: error: no weights kept in {sweep_dir}")
+    said = (r.stdout + r.stderr).strip()
+    assert r.returncode == 2 and said.startswith(f"evaluate: error: no weights kept in {sweep_dir}")
