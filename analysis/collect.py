@@ -27,7 +27,10 @@ Columns:
   has_history                 history.csv exists and was readable
   test_epoch, weights         schema 2 as written; a schema 1 run (test_acc of the last epoch's
                               weights, none kept) gets its last epoch and None, so both read alike
-  label                       a short name: the overrides not shared by every run
+  searched                    what the sweep varied for this run: {key: value} of the overrides
+                              not every run shares
+  label                       a short name: "trial 12", "model.C=32", or the searched values
+                              (4 significant digits)
 
 Files that are missing, partial or corrupt cost one warning line each (logger "analysis",
 and `df.attrs["warnings"]`); they never stop the collection.
@@ -58,7 +61,7 @@ from budgetsweep.contract import (
     record_path,
 )
 from budgetsweep.contract.sweep import folder_order
-from budgetsweep.contract.values import canon, parse_override
+from budgetsweep.contract.values import canon, parse_override, short_value
 
 log = logging.getLogger(__name__)
 
@@ -337,27 +340,40 @@ def _read_run(run: Path, sweep_dir: Path, warn: _Warnings) -> dict[str, Any]:
     return row
 
 
+def _own(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.", "seed="))]
+
+
+def searched(df: pd.DataFrame) -> pd.Series:
+    """Per run, what the sweep varied: {key: value as typed} of its overrides that not every run
+    shares (the sweepers' bookkeeping and the seed left out)."""
+    lists = df["overrides"].map(_own)
+    shared = set.intersection(*(set(o) for o in lists)) if len(lists) else set()
+    out = []
+    for overrides in lists:
+        pairs = [parse_override(o) for o in overrides if o not in shared]
+        out.append({p[0]: p[1] for p in pairs if p})
+    return pd.Series(out, index=df.index, dtype=object)
+
+
 def _labels(df: pd.DataFrame) -> pd.Series:
     """A short name per run for tables and legends.
 
-    Ablation jobs: "baseline" or "factor=value". Others: their overrides minus those every
-    run shares and the sweepers' bookkeeping; the job folder when nothing is left. When
-    seeds differ, " seed=N" tells repeats apart.
+    Optuna trials: "trial 12" (the searched values are columns of their own). Ablation jobs:
+    "baseline" or "factor=value". Others (a grid's cells): the overrides not every run shares,
+    values to 4 significant digits; the job folder when nothing is left. When seeds differ,
+    " seed=N" tells repeats apart.
     """
-
-    def own(overrides: list[str]) -> list[str]:
-        return [o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.", "seed="))]
-
-    lists = df["overrides"].map(own)
-    shared = set.intersection(*(set(o) for o in lists)) if len(lists) else set()
     labels = []
-    for (_, row), ovs in zip(df.iterrows(), lists, strict=False):
-        if row.get("baseline") is True:
+    for (_, row), own in zip(df.iterrows(), df["searched"], strict=False):
+        if not is_missing(row.get("trial")):
+            label = f"trial {int(row['trial'])}"
+        elif row.get("baseline") is True:
             label = "baseline"
         elif isinstance(row.get("factor"), str):
-            label = f"{row['factor']}={row.get('value')}"
+            label = f"{row['factor']}={short_value(row.get('value'))}"
         else:
-            label = " ".join(o for o in ovs if o not in shared) or row["job"]
+            label = " ".join(f"{k}={short_value(v)}" for k, v in own.items()) or row["job"]
         labels.append(label)
     seeds = df["config"].map(lambda c: lookup(c, "seed"))
     if seeds.isna().all() and "seed" in df:
@@ -392,6 +408,7 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     for name in (*SWEEP_FIELDS, "test_epoch", "weights"):
         if name not in df.columns:
             df[name] = None
+    df["searched"] = searched(df)
     df["label"] = _labels(df)
     df.attrs["warnings"] = warn.lines
     return df

@@ -45,7 +45,10 @@ def runs_table(df: pd.DataFrame) -> pd.DataFrame:
     )
     at = df.columns.get_loc("config")
     flat = pd.concat([df.iloc[:, :at], config, df.iloc[:, at + 1 :]], axis=1)
-    return flat.drop(columns=["overrides"]).assign(overrides=df["overrides"].map(" ".join))
+    flat = flat.drop(columns=["overrides"]).assign(overrides=df["overrides"].map(" ".join))
+    if "searched" in flat:  # as typed: "x=0.5 y=2"
+        flat["searched"] = df["searched"].map(lambda v: " ".join(f"{k}={x}" for k, x in v.items()))
+    return flat
 
 
 def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = True) -> list[Path]:

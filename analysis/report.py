@@ -19,6 +19,8 @@ from .grid import Grid
 from .pipeline import Analysis
 from .study import COUNT_KEYS, StudySummary
 
+FEW_TRIALS = 30  # below this many completed trials, importances are said to be rough
+
 
 def status_counts(df: pd.DataFrame) -> str:
     """ "9 completed, 1 over_budget, 1 corrupt": the contract's statuses first, then analysis' own."""
@@ -120,7 +122,9 @@ def describe_study(summary: StudySummary) -> str:
         out.append("No feasible completed trial.")
     if summary.importances:
         imp = ", ".join(f"{k} {v:.2f}" for k, v in summary.importances.items())
-        out.append(f"Importances (Optuna default evaluator): {imp}.")
+        n = summary.counts["complete"]
+        caveat = f" Few trials (under {FEW_TRIALS}): a rough guide, not a ranking." if n < FEW_TRIALS else ""
+        out.append(f"Importances (Optuna default evaluator, from {n} completed trials): {imp}.{caveat}")
     return "\n".join(out + summary.notes)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from budgetsweep.contract import is_missing
 from budgetsweep.contract.sweep import DIRECTIONS, direction_of
+from budgetsweep.contract.values import short_value
 
 from .best import Score
 from .study import ranked_trials
@@ -115,6 +116,9 @@ def pivot_display(grid) -> pd.DataFrame:
     return out
 
 
+MAX_SEARCHED = 6  # searched values shown as columns of a runs table (all of them in runs.csv)
+
+
 def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame:
     """Collected runs (one row each) formatted for reading; `objective`: the name of what they
     are ranked by, shown in its own column when it is not val_acc (already shown). Columns no
@@ -133,6 +137,10 @@ def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame
     )
     if objective and objective != "val_acc" and "objective" in df:
         out.insert(2, objective, df["objective"].map(_cell))
+    if "searched" in df and "trial" in df and df["trial"].notna().any():  # a trial's name says nothing of its values
+        keys = list(dict.fromkeys(k for values in df["searched"] for k in values))[:MAX_SEARCHED]
+        for i, key in enumerate(keys):
+            out.insert(1 + i, key, df["searched"].map(lambda v, k=key: short_value(v[k]) if k in v else ""))
     return _drop_empty(out, ("params", "FLOPs", "val acc (%)", "test acc (%)", "epochs", "train (s)"))
 
 

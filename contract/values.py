@@ -69,6 +69,19 @@ def canon(value: Any) -> str:
     return str(value)
 
 
+def short_value(value: Any) -> str:
+    """A value as a log line, a table or a legend shows it: numbers to 4 significant digits
+    (0.0031622776 -> 0.003162), anything else as its canonical text.
+
+    >>> short_value("0.0031622776601683794"), short_value(64), short_value("adam"), short_value(-1.7065058289524284)
+    ('0.003162', '64', 'adam', '-1.707')
+    """
+    parsed = parse_value(value) if isinstance(value, str) else value
+    if isinstance(parsed, float) and math.isfinite(parsed) and not parsed.is_integer():
+        return f"{parsed:.4g}"
+    return canon(parsed)
+
+
 def values_equal(a: Any, b: Any) -> bool:
     """Config-value equality: 64 == 64.0 == "64", True != 1, lists and dicts elementwise."""
     if isinstance(a, bool) or isinstance(b, bool):

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from budgetsweep.contract import FAILED_STATUSES, first_line
 from budgetsweep.contract.storage import scrub
 from budgetsweep.contract.sweep import CLAIM_ENV, LAUNCHED, PRUNED_AT
-from budgetsweep.contract.values import quote
+from budgetsweep.contract.values import quote, short_value
 
 from .errors import SweeperError
 from .failures import FailurePolicy
@@ -36,6 +36,7 @@ from .feasibility import compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import Jobs, job_overrides, outcome, record_prefix, run_metrics, tell
 from .optuna_storage import StorageUnavailable, disk_full
+from .progress import sweep_progress
 from .settings import OptunaSettings, objective_names
 from .slots import Slots
 from .space import trial_overrides
@@ -90,6 +91,7 @@ class StudyLoop:
         self.deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
         self.timed_out = False
         self.objective = objective_name(settings, config)
+        self.bar: Any = None  # the terminal's progress bar (`progress.sweep_progress`), while the loop runs
 
     # --------------------------------------------------------------------------------- main
     def run(self) -> None:
@@ -101,8 +103,10 @@ class StudyLoop:
         # a log line that cannot be written (a full disk) is dropped: Python would print a traceback for
         # each one (in-process jobs too), burying the one line that says why the sweep stopped
         logging.raiseExceptions = False
+        done = sum(1 for t in self.slots.holders() if t.state.is_finished())
         try:
-            self.loop()
+            with sweep_progress(self.n_trials, min(done, self.n_trials)) as self.bar:
+                self.loop()
         except KeyboardInterrupt:
             with contextlib.suppress(ValueError):  # (main thread only)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the hand-back short
@@ -258,7 +262,7 @@ class StudyLoop:
             trial.number,
             "resuming in its folder" if resumed else "launching",
             f" ({n_params:,} params)" if n_params else "",
-            " ".join(f"{k}={v}" for k, v in trial.params.items()),
+            " ".join(f"{k}={short_value(v)}" for k, v in trial.params.items()),
         )
         started = time.monotonic()
         self.in_flight[self.jobs.start(overrides, trial.number)] = Running(trial, trial_id, started)
@@ -296,6 +300,7 @@ class StudyLoop:
         tell(self.study, trial, result.value, result.state)
         self.heartbeats.forget(running.trial_id)
         self.trained[result.status] += 1
+        self.bar.update(1)
         took, failure = time.monotonic() - running.started, None
         names = objective_names(self.settings.objectives, self.objective, n_values)
         directions = [d.name.lower() for d in self.study.directions]

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from budgetsweep.contract import WEIGHTS_FILE, read_metrics
 from budgetsweep.contract.layouts import OPTIMIZATION_RESULTS_FILE
 from budgetsweep.contract.sweep import SLOT, best_run
+from budgetsweep.contract.values import short_value
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
             best.number,
             objective,
             best.value,
-            " ".join(f"{k}={v}" for k, v in best.params.items()),
+            " ".join(f"{k}={short_value(v)}" for k, v in best.params.items()),
         )
     OmegaConf.save(OmegaConf.create(results), study_dir / OPTIMIZATION_RESULTS_FILE)
     log.info("Study %r, folder %s; tables and plots: %s", study.study_name, study_dir, analysis_command(study_dir))

@@ -134,7 +134,9 @@ def epoch_reporter(cfg: Any) -> Callable[[int, dict], bool] | None:
     if info is None:
         return None
     key = cfg.objective if cfg.objective in ("val_acc", "val_loss") else "val_acc"
-    return TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key, claim=info.claim)
+    reporter = TrialReporter(info.storage, info.study, info.number, info.pruner_cfg, key, claim=info.claim)
+    reporter.last_step = int(cfg.epochs)  # a stop after the last epoch would save nothing
+    return reporter
 
 
 class TrialReporter:
@@ -158,6 +160,7 @@ class TrialReporter:
         self.storage: Any = None
         self.broken = False
         self.pruned = False
+        self.last_step: int | None = None  # the final step (run.py: its last epoch), never pruned at
         self.claim = claim
         self.claim_at: tuple[Any, int] | None = None  # (storage, trial id) for the claim checks
         self.busy = False  # inside a storage call: a SIGCONT check waits until it returns
@@ -238,7 +241,8 @@ class TrialReporter:
                     self.broken = True  # nothing to report to
                     return False
             self.trial.report(float(value), step)
-            prune = bool(self.trial.should_prune())
+            # at the last step the work is done: a stop would save nothing and lose a complete run
+            prune = (self.last_step is None or step < self.last_step) and bool(self.trial.should_prune())
             if prune:
                 self.storage.set_trial_system_attr(self.trial_id, PRUNED_AT, step)
         except Exception as e:

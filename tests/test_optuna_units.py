@@ -205,6 +205,17 @@ def test_reporter_rebuilds_the_configured_pruner(tmp_path):
     assert optuna.trial.Trial(loaded, len(study.trials)).should_prune() is False  # ids count from 1
 
 
+def test_the_last_step_is_reported_but_never_pruned(tmp_path):
+    # a stop after the last epoch saves nothing: the run completes and keeps its result
+    url, study, trial = _study(tmp_path, [0.9, 0.95])
+    median = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0}
+    report = TrialReporter(url, "s", trial.number, median)
+    report.last_step = 2
+    assert report(2, {"val_acc": 0.1}) is False  # below the median, but the last step
+    assert study.trials[trial.number].intermediate_values == {2: 0.1}
+    assert report(1, {"val_acc": 0.1}) is True  # an earlier step still stops
+
+
 def test_reporter_without_pruner_reports_and_never_stops(tmp_path):
     url, study, trial = _study(tmp_path, [0.9])
     report = TrialReporter(url, "s", trial.number, None)

@@ -1,0 +1,44 @@
+"""What a sweep shows while it runs: a progress bar with its rate and ETA on a terminal, none in
+a log; one line per trial with its values to 4 significant digits."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import OPTUNA, env, install_app, run_foreign_app
+
+SWEEP = (OPTUNA, "x=interval(-2,2)", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=0")
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux's `script` to give the sweep a terminal")
+def test_on_a_terminal_the_sweep_shows_a_bar_up_to_n_trials(tmp_path):
+    script = install_app("xy", tmp_path)
+    command = shlex.join([sys.executable, str(script), "-m", *SWEEP])
+    # a terminal of 120 columns (a pseudo-terminal of script's has none set)
+    r = subprocess.run(
+        ["script", "-qec", f"stty cols 120 rows 40; {command}", "/dev/null"],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "sweep: 100%|" in r.stdout and "3/3 [" in r.stdout
+
+
+def test_in_a_log_there_is_no_bar_and_each_trial_is_one_short_line(tmp_path):
+    r = run_foreign_app(tmp_path, "xy", *SWEEP)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    assert "sweep:" not in out and "%|" not in out
+    launched = [line.split("] ", 1)[1] for line in out.splitlines() if ": launching: x=" in line]
+    assert len(launched) == 3
+    for line in launched:
+        value = line.rsplit("x=", 1)[1]
+        assert len(value.lstrip("-").replace(".", "").lstrip("0")) <= 4, line  # 4 significant digits
