@@ -8,7 +8,7 @@ grid_pivot.{md,csv,tex}, grid_heatmap.png   two factors: factor x factor
 accuracy_vs_params.png         with the budget line and the Pareto front
 learning_curves.png            the best runs
 combined.txt                   the combine-the-best step and its `python run.py` line
-optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,importances}.png
+optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,reported,importances}.png
 optuna_<study>_pareto.{md,csv,tex,png}  several objectives: the front (study.best_trials), knee choices
 report.md                      all of the above, with relative links (readable on GitHub)
 """
@@ -80,7 +80,8 @@ def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = 
             )
         if make_plots:
             files += _drawn(
-                plots.optuna_history(summary.study, out / f"optuna_{name}_history.png"),
+                plots.optuna_history(summary.study, out / f"optuna_{name}_history.png", summary.objective),
+                plots.pruning_chart(summary.study, out / f"optuna_{name}_reported.png", summary.objective),
                 plots.importances_chart(summary.importances, out / f"optuna_{name}_importances.png"),
                 summary.pareto and plots.pareto_chart(summary.study, summary.pareto, out / f"optuna_{name}_pareto.png"),
             )
@@ -116,10 +117,26 @@ def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
         files[-1].write_text(report.describe_combine(analysis.combined) + "\n")
     if make_plots:
         files += _drawn(
-            plots.accuracy_vs_params(df, analysis.budget, out / "accuracy_vs_params.png", _study_fronts(analysis)),
+            plots.accuracy_vs_params(
+                df,
+                analysis.budget,
+                out / "accuracy_vs_params.png",
+                _study_fronts(analysis),
+                untrained=_untrained(analysis),
+            ),
             plots.learning_curves(df, out / "learning_curves.png"),
         )
     return files
+
+
+def _untrained(analysis: Analysis) -> list[float]:
+    """The sizes of the studies' suggestions over the budget: sized, never trained, no folder."""
+    sizes: list[float] = []
+    for summary in analysis.studies:
+        t = summary.trials
+        if len(t) and "user_params" in t:
+            sizes += list(pd.to_numeric(t.loc[t["kind"] == "infeasible", "user_params"], errors="coerce").dropna())
+    return sizes
 
 
 def _study_fronts(analysis: Analysis) -> list[str]:

@@ -3,13 +3,12 @@
 Each function takes the collected DataFrame (or a table / study), writes `path`, and
 returns it, or None when there is nothing to draw (e.g. no completed run). Our own charts are
 `matplotlib.figure.Figure`s saved directly (no pyplot, no backend chosen, no display needed),
-so importing or using analysis leaves a notebook's or an app's matplotlib settings alone;
-only Optuna's history plot goes through pyplot, inside `optuna_history`.
+in one style, so importing or using analysis leaves a notebook's or an app's matplotlib
+settings alone.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -55,11 +54,19 @@ def pareto_front(params: pd.Series, acc: pd.Series) -> pd.Index:
 
 
 def accuracy_vs_params(
-    df: pd.DataFrame, budget: int | None, path: Path, study_front: list[str] | None = None, score: Score | None = None
+    df: pd.DataFrame,
+    budget: int | None,
+    path: Path,
+    study_front: list[str] | None = None,
+    score: Score | None = None,
+    untrained: list[float] | None = None,
 ) -> Path | None:
     """The objective (validation accuracy for run.py) against parameters (log x), the budget line
     and the Pareto front; `study_front`: run folders of a multi-objective study's front
-    (`study.best_trials`), ringed. `score`: what is drawn (default `best.score(df)`)."""
+    (`study.best_trials`), ringed. `score`: what is drawn (default `best.score(df)`). Pruned runs
+    are drawn at their best value before the stop; configs over the budget, never trained (the
+    runs' `over_budget` records, and `untrained`: the sizes of a study's infeasible suggestions),
+    as red crosses on the x axis."""
     score = score or score_of(df)
     done = _completed(df, score.column)
     if done.empty:
@@ -82,12 +89,25 @@ def accuracy_vs_params(
         label="Pareto front",
         zorder=2,
     )
+    stopped = df[(df["status"] == "pruned") & df["params"].notna()] if "params" in df else df.iloc[0:0]
+    stopped = stopped[pd.to_numeric(stopped[score.column], errors="coerce").notna()] if score.column in df else df[:0]
+    if len(stopped):
+        ax.scatter(
+            stopped["params"].astype(float),
+            scale * stopped[score.column].astype(float),
+            s=28,
+            facecolors="none",
+            edgecolors="tab:gray",
+            label="pruned (value before the stop)",
+            zorder=3,
+        )
     # Sized but never trained: a rug on the x axis, so they are visible, not dropped.
     over = df[(df["status"] == "over_budget") & df["params"].notna()] if "params" in df else df.iloc[0:0]
-    if len(over):
+    sizes = [*over["params"].astype(float), *(untrained or [])]
+    if sizes:
         ax.plot(
-            over["params"].astype(float),
-            np.zeros(len(over)),
+            sizes,
+            np.zeros(len(sizes)),
             "x",
             color="tab:red",
             transform=ax.get_xaxis_transform(),
@@ -245,32 +265,80 @@ def learning_curves(df: pd.DataFrame, path: Path, k: int = 5) -> Path | None:
     return _save(ax.figure, path)
 
 
-def optuna_history(study, path: Path) -> Path | None:
-    """Optuna's own optimisation-history plot (it draws infeasible trials in grey); a study of
+def optuna_history(study, path: Path, objective: str = "objective") -> Path | None:
+    """Every trial of a one-objective study by number: completed ones (their value, and the best so
+    far as a step line), pruned ones at the last value they reported (orange x), suggestions over
+    the budget or invalid as grey ticks below the axis (never trained: no value). A study of
     several objectives has none (its front is `pareto_chart`)."""
-    import matplotlib.pyplot as plt  # optuna draws with pyplot: imported only here
     import optuna
 
+    State = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
-    if len(study.directions) > 1 or not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+    if len(study.directions) > 1 or not any(t.state == State.COMPLETE for t in trials):
         return None
-    # rc_context: optuna's plot switches matplotlib to the ggplot style globally; keep it here.
-    with matplotlib.rc_context(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-        ax.figure.set_size_inches(7.2, 4.2)
-        ax.set_ylabel(f"objective ({study.direction.name.lower()})")
-        # Infeasible trials with a value are drawn grey; those without one are not drawn at all.
-        grey = any(
-            t.value is not None and any(v > 0 for v in t.constraints.values())
-            for t in trials
-            if len(t.values or []) == 1
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    infeasible = [t for t in trials if any(v > 0 for v in t.constraints.values())]
+    done = [t for t in trials if t.state == State.COMPLETE and t not in infeasible and t.value is not None]
+    pruned = [t for t in trials if t.state == State.PRUNED and t not in infeasible and t.intermediate_values]
+    ax = _axes(7.2, 4.2)
+    ax.scatter([t.number for t in done], [t.value for t in done], s=26, color="tab:blue", label="completed", zorder=3)
+    if pruned:
+        last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
+        ax.scatter([t.number for t in pruned], last, marker="x", color="tab:orange", label="pruned (last report)")
+    best, xs, ys = None, [], []
+    for t in sorted(done, key=lambda t: t.number):
+        if best is None or (t.value > best if maximize else t.value < best):
+            best = t.value
+        xs.append(t.number)
+        ys.append(best)
+    ax.step(xs, ys, where="post", color="tab:red", lw=1.2, label="best so far")
+    if infeasible:
+        ax.plot(
+            [t.number for t in infeasible],
+            np.zeros(len(infeasible)),
+            "|",
+            color="grey",
+            ms=10,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label=f"over budget or invalid, not trained ({len(infeasible)})",
         )
-        ax.set_title(f"Optimisation history of {study.study_name!r}" + (" (grey: infeasible)" if grey else ""))
-        try:
-            return _save(ax.figure, path)
-        finally:
-            plt.close(ax.figure)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{objective} ({'higher' if maximize else 'lower'} is better)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
+    ax.set_title(f"Optimisation history of {study.study_name!r}: {len(trials)} trials")
+    return _save(ax.figure, path)
+
+
+def pruning_chart(study, path: Path, objective: str = "objective") -> Path | None:
+    """What each trained trial reported step by step (`trial_reporter`: run.py's epochs): the
+    completed ones in blue, the pruned ones in orange ending in an x where the pruner stopped them."""
+    import optuna
+
+    State = optuna.trial.TrialState
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    if len(study.directions) > 1 or not trials:
+        return None
+    ax = _axes(7.2, 4.2)
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        values = [t.intermediate_values[s] for s in steps]
+        stopped = t.state == State.PRUNED
+        color = "tab:orange" if stopped else "tab:blue"
+        ax.plot(steps, values, "-", color=color, alpha=0.6, lw=1)
+        if stopped:
+            ax.plot(steps[-1], values[-1], "x", color="tab:red", ms=7)
+    n_pruned = sum(t.state == State.PRUNED for t in trials)
+    ax.plot([], [], "-", color="tab:blue", label=f"completed ({len(trials) - n_pruned})")
+    ax.plot([], [], "-x", color="tab:orange", mec="tab:red", label=f"pruned ({n_pruned}): x where it stopped")
+    ax.set_xlabel("step (run.py: epoch)")
+    ax.set_ylabel(f"reported {objective}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"Reported values of {study.study_name!r}, where the pruner stopped")
+    return _save(ax.figure, path)
 
 
 def pareto_chart(study, front, path: Path) -> Path | None:

@@ -262,6 +262,7 @@ def _study_md(summary: StudySummary, written: set[str]) -> str:
         f"Storage: `{summary.storage}`.\n",
         describe_study(summary).replace("\n", "\n\n") + "\n",
         _img(written, f"optuna_{s}_history.png", "optimisation history"),
+        _img(written, f"optuna_{s}_reported.png", "reported values and where the pruner stopped"),
         _img(written, f"optuna_{s}_importances.png", "parameter importances"),
     ]
     if summary.pareto is not None and not summary.pareto.table.empty:

@@ -98,3 +98,39 @@ def test_cli_on_a_study_folder_without_runs(study_dir):
     assert "4 complete, 1 pruned, 2 infeasible, 1 failed" in report
     assert "Best feasible trial #1" in report and "](optuna_tiny_history.png)" in report
     assert "4 complete, 1 pruned, 2 infeasible, 1 failed" in proc.stdout
+
+
+def test_the_whole_study_is_drawn_and_each_trial_says_what_became_of_it(tmp_path):
+    from budgetsweep.analysis import plots
+    from budgetsweep.analysis.output import _untrained
+    from budgetsweep.analysis.pipeline import Analysis
+    from budgetsweep.analysis.tables import trials_display
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    for reported, state, constraint, params, error in (
+        ([0.5, 0.7], TrialState.COMPLETE, -1.0, 1000, None),
+        ([0.2, 0.25], TrialState.PRUNED, -1.0, 2000, None),  # stopped by the pruner at step 2
+        ([], TrialState.PRUNED, 0.5, 9000, "9,000 params > budget 5,000"),  # over the budget, never trained
+        ([], TrialState.FAIL, -1.0, 1500, "RuntimeError: boom"),
+    ):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        trial.set_constraint("params", constraint)
+        trial.set_user_attr("params", params)
+        if error:
+            trial.set_user_attr("error", error)
+        for step, value in enumerate(reported, 1):
+            trial.report(value, step)
+        study.tell(trial, reported[-1] if state == TrialState.COMPLETE else None, state=state)
+    summary = summarize(url, "s")
+    shown = trials_display(summary.trials, summary.direction).set_index("trial")
+    assert list(shown["status"]) == ["completed", "pruned at step 2", "over budget", "failed"]
+    assert shown.loc[2, "reason"] == "9,000 params > budget 5,000" and shown.loc[3, "reason"] == "RuntimeError: boom"
+    assert "user_params" not in shown.columns and list(shown["params"]) == ["1,000", "2,000", "9,000", "1,500"]
+    assert _untrained(Analysis([], studies=[summary])) == [9000.0]  # drawn as a cross on accuracy vs size
+    assert plots.pruning_chart(study, tmp_path / "reported.png") == tmp_path / "reported.png"
+    assert plots.optuna_history(study, tmp_path / "history.png") == tmp_path / "history.png"
+    flat = optuna.create_study()
+    flat.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert plots.pruning_chart(flat, tmp_path / "none.png") is None  # nothing reported: nothing to draw
