@@ -7,7 +7,9 @@ masked); the password comes from $BUDGETSWEEP_STORAGE_PASSWORD (or libpq's PGPAS
 In the dashboard each trained trial shows its params, its per-epoch validation accuracy
 (intermediate values) and our user attributes (status, params = its size, run_dir); a
 suggestion over the budget is PRUNED with a positive `params` constraint and status
-`over_budget`, which tells it from a trial the pruner stopped (constraints <= 0, status `pruned`).
+`over_budget`, which tells it from a trial the pruner stopped (constraints <= 0, status `pruned`);
+optuna-dashboard 0.21 shows neither Optuna 5's constraints nor our status in its trial list, so
+`budgetsweep dashboard` gives each such trial a note (Markdown, on its page) saying so.
 """
 
 from __future__ import annotations
@@ -49,7 +51,42 @@ def dashboard_app(path_or_url: str):
         raise DashboardError(
             "the optuna-dashboard package is not installed: pip install 'budgetsweep[dashboard]'"
         ) from None
-    return optuna_dashboard.wsgi(storage_url(path_or_url))
+    url = storage_url(path_or_url)
+    note_untrained(url, optuna_dashboard.save_note)
+    return optuna_dashboard.wsgi(url)
+
+
+NOTE_KEY = "budgetsweep:noted"  # study system attribute: the trial numbers already given a note
+
+
+def note_untrained(url: str, save_note) -> int:
+    """Give each suggestion over the budget (or invalid) a note the dashboard shows on its page:
+    optuna-dashboard 0.21 shows it as PRUNED, like a trial the pruner stopped, and does not show
+    Optuna 5's named constraints. Each trial is noted once; returns how many were noted now."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.get_storage(url)
+    noted = 0
+    for name in optuna.study.get_all_study_names(storage=storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        study_id = storage.get_study_id_from_name(name)
+        done = set(storage.get_study_system_attrs(study_id).get(NOTE_KEY, []))
+        for t in study.get_trials(deepcopy=False):
+            if t.number in done or not any(v > 0 for v in t.constraints.values()):
+                continue
+            status = str(t.user_attrs.get("status", "over_budget")).replace("_", " ")
+            why = t.user_attrs.get("error") or ", ".join(f"{k} {v:+g}" for k, v in t.constraints.items())
+            save_note(
+                optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, t.number)),
+                f"**{status.capitalize()}: never trained.** {why}. Told to Optuna as PRUNED with a positive "
+                "constraint, so the sampler learns the budget's boundary; not a trial the pruner stopped.",
+            )
+            done.add(t.number)
+            noted += 1
+        if noted:
+            storage.set_study_system_attr(study_id, NOTE_KEY, sorted(done))
+    return noted
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep dashboard") -> int:

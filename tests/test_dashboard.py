@@ -96,6 +96,8 @@ def test_the_dashboard_shows_every_trial_and_tells_infeasible_from_pruned(study_
         # optuna-dashboard 0.21 reads the list Optuna < 5 kept under "constraints"; Optuna 5's
         # named constraints (trial.set_constraint) do not show there: the status is what tells
         assert row["constraints"] == []
+        # so `budgetsweep dashboard` gives each one a note, shown on the trial's page
+        assert "Over budget: never trained." in row["note"]["body"] and "params" in row["note"]["body"]
         assert (
             not row["intermediate_values"]
             and {p["name"]: p["param_external_value"] for p in row["params"]}["model.C"] == "32"
