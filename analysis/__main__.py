@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep analyze") -
         print(f"analysis: error: {e}", file=sys.stderr)
         return 2
     print(result.text)
-    print(f"\nWrote {len(files)} files to {out}/, report: {out / 'report.md'}")
+    print(f"\nWrote {len(files)} files to {out}/, report: {out / 'report.md'} (interactive: {out / 'report.html'})")
     return 0
 
 

@@ -11,6 +11,7 @@ combined.txt                   the combine-the-best step and its `python run.py`
 optuna_<study>_trials.{md,csv,tex}, optuna_<study>_{history,reported,importances}.png
 optuna_<study>_pareto.{md,csv,tex,png}  several objectives: the front (study.best_trials), knee choices
 report.md                      all of the above, with relative links (readable on GitHub)
+report.html                    the same in one offline page: sortable tables, plots with hover
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from budgetsweep.contract.values import canon
 
-from . import plots, report, tables
+from . import html_report, plots, report, tables
 from .ablation import slug
 from .collect import AnalysisError, leaves
 from .pipeline import Analysis
@@ -52,7 +53,7 @@ def runs_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = True) -> list[Path]:
-    """Write the tables, plots, combined.txt and report.md of `analysis`; return the paths.
+    """Write the tables, plots, combined.txt, report.md and report.html of `analysis`; return the paths.
 
     Args:
         out: the folder; default `<first sweep folder>/analysis`.
@@ -87,7 +88,9 @@ def write(analysis: Analysis, out: str | Path | None = None, make_plots: bool = 
             )
     path = out / "report.md"
     path.write_text(report.markdown(analysis, {f.name for f in files}))
-    return files + [path]
+    page = out / "report.html"
+    page.write_text(html_report.page(analysis, _study_fronts(analysis), _untrained(analysis)), encoding="utf-8")
+    return files + [path, page]
 
 
 def _write_runs(analysis: Analysis, out: Path, make_plots: bool) -> list[Path]:
