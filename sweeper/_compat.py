@@ -29,11 +29,31 @@ What is here, and why there is no public way:
 - `kill_joblib_workers`: Hydra's joblib launcher runs jobs in joblib's reusable pool of loky
   worker processes, which outlives the launch; joblib has no documented call that ends those
   workers, only its bundled copy of loky (`joblib.externals`, not part of joblib's API) does.
+  Its public getter makes a pool when there is none, so whether one exists is read from the
+  module's private global (`LOKY_EXECUTOR`).
+- `joblib_workers_ignore_ctrl_c`: a terminal's Ctrl-C reaches every process of its group, loky's
+  workers too, which print a traceback each (one starting up, in the middle of an import, even
+  several) while the sweeper stops them anyway. joblib has no worker initializer that Hydra's
+  launcher passes on, and one would run too late for a worker still starting: loky's spawn
+  function (`LOKY_FORK_EXEC`) is wrapped so that each worker starts with SIGINT blocked.
+- `submitit_controllers_quiet`: submitit's local executor starts a controller process per job,
+  its stderr the terminal's; on Ctrl-C it ends its tasks and prints a KeyboardInterrupt
+  traceback there. Its tasks must keep getting the terminal's SIGINT (nothing else stops them:
+  they ignore SIGTERM) and inherit whatever the controller starts with, so its stderr goes to a
+  file in submitit's folder instead: the `subprocess` that module (`SUBMITIT_LOCAL`) starts it with
+  is wrapped.
+- `submitit_stop_waiting`: a submitit job that ended without its result file (a task ended by
+  Ctrl-C) is waited on for 15 s more in case a slow filesystem shows the file late (the class
+  attribute `SUBMITIT_RESULTS_WAIT`); a sweep that stops its jobs sets it to 0, or its exit waits.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import signal
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,6 +64,12 @@ if TYPE_CHECKING:
 PLUGIN_IMPL = "hydra_plugins.hydra_optuna_sweeper._impl"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LOKY = "joblib.externals.loky"  # joblib's bundled loky, home of its reusable worker pool
+LOKY_FORK_EXEC = "joblib.externals.loky.backend.fork_exec.fork_exec"  # starts each worker (POSIX)
+SUBMITIT_LOCAL = "submitit.local.local"  # start_controller: subprocess.Popen([python, -m, ..., folder])
+CONTROLLER_ERRORS = "controller.err"  # in submitit's folder: what its controllers print
+SUBMITIT_CORE = "submitit.core.core"
+SUBMITIT_RESULTS_WAIT = "Job._results_timeout_s"  # in SUBMITIT_CORE: seconds, a class attribute
+LOKY_EXECUTOR = "joblib.externals.loky.reusable_executor._executor"  # the pool, None before the first
 OPTUNA_RDB_LOGGER = "optuna.storages._rdb.storage"
 JOB_RETURN_VALUE = "_return_value"  # the field of hydra.core.utils.JobReturn
 # The cache Study puts around an RDBStorage: the private calls it makes are PRIVATE_STORAGE_CALLS.
@@ -72,6 +98,11 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     *(("optuna.storages", f"RDBStorage.{name}") for name in PRIVATE_STORAGE_CALLS),
     ("hydra.core.utils", f"JobReturn.{JOB_RETURN_VALUE}"),
     (JOBLIB_LOKY, "get_reusable_executor"),
+    _split(LOKY_EXECUTOR),
+    _split(LOKY_FORK_EXEC),
+    (SUBMITIT_LOCAL, "start_controller"),
+    (SUBMITIT_LOCAL, "subprocess.Popen"),
+    (SUBMITIT_CORE, SUBMITIT_RESULTS_WAIT),
 )
 
 
@@ -98,6 +129,169 @@ def is_basic_launcher(launcher: Launcher) -> bool:
 
 
 def kill_joblib_workers() -> None:
-    """Kill joblib's reusable worker processes now, without waiting for the jobs they run."""
+    """Kill joblib's reusable worker processes now, without waiting for the jobs they run; nothing
+    when this process has not started them (nor imported joblib)."""
+    module, name = _split(LOKY_EXECUTOR)
+    if module not in sys.modules or getattr(sys.modules[module], name, None) is None:
+        return
     executor = importlib.import_module(JOBLIB_LOKY).get_reusable_executor(reuse=True)
     executor.shutdown(wait=False, kill_workers=True)
+
+
+def joblib_workers_ignore_ctrl_c() -> None:
+    """Start joblib's (loky's) worker processes from now on with SIGINT blocked: Ctrl-C reaches the
+    sweep's own process only, which stops the workers itself (`kill_joblib_workers`). A signal mask
+    is inherited by a child and kept across exec, and blocking it in the spawning thread for the
+    spawn alone delays, not loses, a Ctrl-C meant for this process. Nothing without joblib or
+    POSIX signal masks; calling it again changes nothing."""
+    if not hasattr(signal, "pthread_sigmask") or importlib.util.find_spec("joblib") is None:
+        return
+    module_name, name = _split(LOKY_FORK_EXEC)
+    module = importlib.import_module(module_name)
+    spawn = getattr(module, name)
+    if getattr(spawn, "blocks_sigint", False):
+        return
+
+    def fork_exec(*args: Any, **kwargs: Any) -> Any:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return spawn(*args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    fork_exec.blocks_sigint = True  # type: ignore[attr-defined]
+    setattr(module, name, fork_exec)
+
+
+def submitit_controllers_quiet() -> None:
+    """Start submitit's local job controllers from now on with their stderr in a file of the
+    submitit folder (CONTROLLER_ERRORS), not the terminal's. Nothing without submitit; calling
+    it again changes nothing."""
+    if importlib.util.find_spec("submitit") is None:
+        return
+    module = vars(importlib.import_module(SUBMITIT_LOCAL))  # its names, as a dict: typed as Any
+    if isinstance(module["subprocess"], _ControllerSubprocess):
+        return
+    module["subprocess"] = _ControllerSubprocess(module["subprocess"])
+
+
+class _ControllerSubprocess:
+    """The `subprocess` module as submitit's local executor sees it: Popen of a controller (a
+    command list ending in its folder) writes stderr to that folder's first part without a
+    placeholder (`%j`), where every controller of the sweep appends."""
+
+    def __init__(self, subprocess: Any) -> None:
+        self._subprocess = subprocess
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._subprocess, name)
+
+    def Popen(self, args: Any, **kwargs: Any) -> Any:  # noqa: N802 (the name submitit calls)
+        if not isinstance(args, list) or "stderr" in kwargs:
+            return self._subprocess.Popen(args, **kwargs)
+        folder = Path(str(args[-1]))
+        while "%" in str(folder) and folder != folder.parent:
+            folder = folder.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / CONTROLLER_ERRORS, "ab") as errors:  # the child keeps its own copy
+            return self._subprocess.Popen(args, stderr=errors, **kwargs)
+
+
+def submitit_stop_waiting() -> None:
+    """submitit's jobs that end from now on without a result file fail at once, not after 15 s:
+    for a sweep that is stopping its jobs. Nothing when submitit is not in use."""
+    cls, attribute = SUBMITIT_RESULTS_WAIT.split(".")
+    if SUBMITIT_CORE in sys.modules:
+        setattr(getattr(sys.modules[SUBMITIT_CORE], cls), attribute, 0)
+
+
+def launchers_quiet_on_ctrl_c(launcher: Any = None) -> None:
+    """Ctrl-C prints nothing from `launcher`'s processes (joblib's, submitit's local executor's;
+    any of them when None): `joblib_workers_ignore_ctrl_c`, `submitit_controllers_quiet`."""
+    where = type(launcher).__module__ if launcher is not None else ""
+    if launcher is None or where.startswith("hydra_plugins.hydra_joblib_launcher"):
+        joblib_workers_ignore_ctrl_c()
+    if launcher is None or where.startswith("hydra_plugins.hydra_submitit_launcher"):
+        submitit_controllers_quiet()
+
+
+# submitit's status poll: `InfoWatcher.update` in this module runs `subprocess.check_output(["sacct", ...])`
+# and logs a failure as a warning on the `submitit` logger, SACCT_ERROR in its text.
+SUBMITIT_WATCHER = "submitit.core.core"
+SACCT_ERROR = "Bypassing sacct error"
+PRIVATE_NAMES += ((SUBMITIT_WATCHER, "subprocess.check_output"), (SUBMITIT_WATCHER, "InfoWatcher.update"))
+
+
+def submitit_polls_without_accounting(launcher: Any) -> None:
+    """Job states from `squeue` where `sacct` cannot answer (a SLURM cluster without accounting),
+    and one warning per sweep instead of one per poll. submitit asks sacct every few seconds for
+    the jobs it waits on and knows no other source: without it a job that ends without a result
+    (cancelled, killed at its time limit, out of memory) stays UNKNOWN and the sweep waits on it
+    forever; each failed query is a warning (three lines: submitit's two handlers and the
+    root's) besides what sacct writes to the terminal. The watcher's `subprocess` is wrapped:
+    a failed sacct query is answered from `squeue --states=all` in sacct's format (SLURM keeps
+    a finished job there for MinJobAge, 5 minutes by default, far longer than a poll), so such a
+    job ends and its trial fails; where squeue fails too, submitit warns with sacct's own message,
+    and a filter on the `submitit` logger lets the first such warning through. Called once per
+    sweep (a new call starts a new count); nothing unless `launcher` is submitit's."""
+    import logging
+
+    if not type(launcher).__module__.startswith("hydra_plugins.hydra_submitit_launcher"):
+        return
+    logger = logging.getLogger("submitit")
+    for old in [f for f in logger.filters if isinstance(f, _FirstOnly)]:
+        logger.removeFilter(old)
+    logger.addFilter(_FirstOnly(SACCT_ERROR))
+    module = vars(importlib.import_module(SUBMITIT_WATCHER))  # its `subprocess` is no export of it
+    if not isinstance(module["subprocess"], _SacctSubprocess):
+        module["subprocess"] = _SacctSubprocess(module["subprocess"])
+    module["subprocess"].told = False
+
+
+class _FirstOnly:
+    """A logging filter: of the records whose message holds `text`, the first passes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.seen = False
+
+    def filter(self, record: Any) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        seen, self.seen = self.seen, True
+        return not seen
+
+
+class _SacctSubprocess:
+    """The `subprocess` module as submitit's watcher sees it: `check_output` of a sacct query
+    that fails is answered by squeue (`JobID|State|NodeList` lines, as `sacct --parsable2`
+    prints them), saying once why; where squeue fails too, the error carries sacct's message."""
+
+    def __init__(self, subprocess: Any) -> None:
+        self._subprocess = subprocess
+        self.told = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._subprocess, name)
+
+    def check_output(self, args: Any, **kwargs: Any) -> Any:
+        if not isinstance(args, list) or args[:1] != ["sacct"] or "stderr" in kwargs:
+            return self._subprocess.check_output(args, **kwargs)
+        run = self._subprocess
+        try:
+            return run.check_output(args, stderr=run.PIPE, **kwargs)
+        except run.CalledProcessError as e:
+            reason = ((e.stderr or b"").decode(errors="replace").strip().splitlines() or [str(e)])[0]
+        jobs = ",".join(args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "-j")
+        try:
+            states = run.check_output(
+                ["squeue", "--noheader", "--states=all", "--format=%i|%T|%N", f"--jobs={jobs}"], stderr=run.PIPE
+            )
+        except (OSError, run.CalledProcessError):
+            raise RuntimeError(f"sacct: {reason}") from None
+        if not self.told:
+            import logging
+
+            self.told = True
+            logging.getLogger(__name__).warning("sacct: %s; SLURM job states come from squeue instead", reason)
+        return b"JobID|State|NodeList\n" + states

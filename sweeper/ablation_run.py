@@ -10,12 +10,15 @@ itself (the record node, run.py's `sweep`), never trained elsewhere; the sweep's
 the same folder; a folder holds one plan (`ablation_plan.yaml`): a rerun with the same plan skips
 the jobs that finished, another plan is refused, so analysis never mixes two sweeps; job k runs
 in folder k (`hydra.sweep.subdir`); every job that ends leaves a record there, its app's
-metrics.json or the sweeper's sweep_record.json (`ablation_record`), which resume and analysis read.
+metrics.json or the sweeper's sweep_record.json (`ablation_record`), which resume and analysis read;
+Ctrl-C stops the jobs still running and ends the sweep with one line (AblationError: exit status 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +32,7 @@ from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant, rea
 from budgetsweep.contract.sweep import ABLATION_ENV, DIRECTIONS, REPEAT_ENV
 from budgetsweep.contract.values import quote
 
-from ._compat import is_basic_launcher, job_error
+from ._compat import is_basic_launcher, job_error, kill_joblib_workers
 from .ablation_plan import (
     AblationError,
     Job,
@@ -260,21 +263,26 @@ class AblationRun:
         size = 1 if is_basic_launcher(self.launcher) else self.settings.max_batch_size or len(jobs)
         returns: list[Sequence[JobReturn]] = []
         failed: list[tuple[int, JobReturn, str]] = []
-        for batch in _batches(todo, size):
-            for k in batch:
-                forget_record(sweep_dir / str(k))
-            started = time.monotonic()
-            results = self.launcher.launch([jobs[k] for k in batch], initial_job_idx=batch[0])
-            seconds = time.monotonic() - started if len(batch) == 1 else None  # a batch's time is no job's
-            for k, r in zip(batch, results):
-                raised = r.status == JobStatus.FAILED
-                if raised:
-                    e = job_error(r)
-                    failed.append((k, r, f"{type(e).__name__}: {first_line(e)}" if e else "failed"))
-                job = kept[k]
-                size_of = sizes.get(variant[(job.factor, job.value)])
-                record_job(_job_dir(r, sweep_dir / str(k)), job_record(job, r, objective, size_of, seconds), raised)
-            returns.append(results)
+        try:
+            for batch in _batches(todo, size):
+                for k in batch:
+                    forget_record(sweep_dir / str(k))
+                started = time.monotonic()
+                results = self.launcher.launch([jobs[k] for k in batch], initial_job_idx=batch[0])
+                seconds = time.monotonic() - started if len(batch) == 1 else None  # a batch's time is no job's
+                for k, r in zip(batch, results):
+                    raised = r.status == JobStatus.FAILED
+                    if raised:
+                        e = job_error(r)
+                        failed.append((k, r, f"{type(e).__name__}: {first_line(e)}" if e else "failed"))
+                    job = kept[k]
+                    size_of = sizes.get(variant[(job.factor, job.value)])
+                    job_result = job_record(job, r, objective, size_of, seconds)
+                    record_job(_job_dir(r, sweep_dir / str(k)), job_result, raised)
+                returns.append(results)
+        except KeyboardInterrupt:
+            finished = len(done) + sum(len(r) for r in returns)
+            raise AblationError(_interrupted(sweep_dir, finished, len(jobs))) from None
 
         for line in summary_lines(sweep_dir, objective, [f.name for f in plan.factors if plan.runs[f.name]]):
             log.info(line)
@@ -286,6 +294,21 @@ class AblationRun:
                 raise AblationError(f"ablation: {' '.join(summary.split())}")
             log.warning(summary)
         return returns
+
+
+def _interrupted(sweep_dir: Path, finished: int, n_jobs: int) -> str:
+    """Ctrl-C: the jobs still running are stopped before the sweep ends (joblib's worker processes
+    would otherwise keep the exit waiting for their jobs; submitit's and in-process jobs end with
+    this process), and the one line that says how to resume."""
+    with contextlib.suppress(ValueError):  # (main thread only)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+    kill_joblib_workers()
+    here = Path.cwd()
+    shown = sweep_dir.relative_to(here) if sweep_dir.is_relative_to(here) else sweep_dir
+    return (
+        f"ablation: interrupted in {shown}; {finished} of {n_jobs} jobs finished and are kept. "
+        f"Rerun the same command to resume the others"
+    )
 
 
 def _key(override: str) -> str:

@@ -44,6 +44,10 @@ class AblationSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        from ._compat import launchers_quiet_on_ctrl_c, submitit_polls_without_accounting
+
+        launchers_quiet_on_ctrl_c(self.launcher)  # on Ctrl-C the sweep's one line alone, see ablation_run
+        submitit_polls_without_accounting(self.launcher)  # SLURM without sacct: states from squeue
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         from .ablation_run import AblationRun

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from budgetsweep.contract.record import new_record
 from budgetsweep.contract.sweep import ABLATION_ENV, DIRECTIONS, TRIAL_ENV, declared_direction
 
+from ._compat import job_error
 from .ablation_record import is_hydra, job_outcome, objective_of, record_job
 from .sweep_summary import analyze_line, best_line, read_runs, status_line
 
@@ -52,6 +53,8 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _in_multirun(config) or _ours(config):
             return
+        if job_return.status == JobStatus.FAILED and isinstance(job_error(job_return), KeyboardInterrupt):
+            return  # interrupted, not ended: the rerun resumes it, nothing to record
         run_dir = Path(config.hydra.runtime.output_dir)
         objective = objective_of(self.objective, self.direction, config)
         status, value, values, error = job_outcome(job_return, objective.name)

@@ -164,4 +164,17 @@ def _register() -> None:
         store.store(group="hydra/sweeper/pruner", name=name, node=node, provider="budgetsweep")
 
 
+def _trust_our_callback() -> None:
+    """Hydra 1.4 instantiates `hydra.callbacks` without an execution whitelist and warns (six
+    lines) at every start of an app that lists one; ours (`callbacks.SweepSummary`) is code of
+    this package, named by the app's own config: that warning, for our targets only, is not
+    shown. Any other target's warning still is."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message=r"hydra\.utils\.instantiate\(\) resolved _target_='budgetsweep\.", category=UserWarning
+    )
+
+
 _register()
+_trust_our_callback()

@@ -32,7 +32,13 @@ from budgetsweep.contract.record import SOURCE, named_values
 from budgetsweep.contract.sweep import STUDY_ENV, TRIAL_ENV
 from budgetsweep.contract.values import quote
 
-from ._compat import job_error, kill_joblib_workers
+from ._compat import (
+    job_error,
+    kill_joblib_workers,
+    launchers_quiet_on_ctrl_c,
+    submitit_polls_without_accounting,
+    submitit_stop_waiting,
+)
 from .settings import objective_names
 from .trial_reporter import TrialLost
 
@@ -47,6 +53,12 @@ class Jobs:
     def __init__(self, launcher: Any, parallel: int) -> None:
         self.launcher = launcher
         self.pool = cf.ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else None
+        launchers_quiet_on_ctrl_c(launcher)  # on Ctrl-C the sweep's one line alone: `stop` ends the jobs
+        submitit_polls_without_accounting(launcher)  # SLURM without sacct: states from squeue
+
+    @property
+    def joblib(self) -> bool:
+        return type(self.launcher).__module__.startswith("hydra_plugins.hydra_joblib_launcher")
 
     def start(self, overrides: list[str], number: int) -> cf.Future:
         if self.pool is not None:
@@ -75,10 +87,12 @@ class Jobs:
     def stop(self) -> None:
         """End the running jobs now: the pool stops taking work, joblib's worker processes are killed
         (their launches in the pool's threads then return at once, which the interpreter's exit
-        waits for). Other launchers' jobs run in this process (basic) or end with it (submitit)."""
+        waits for). Other launchers' jobs run in this process (basic) or end with it (submitit,
+        whose launches then return at once too)."""
         self.close()
-        if type(self.launcher).__module__.startswith("hydra_plugins.hydra_joblib_launcher"):
+        if self.joblib:
             kill_joblib_workers()
+        submitit_stop_waiting()
 
 
 def record_prefix(config: DictConfig, record: str | None) -> dict[str, str] | None:

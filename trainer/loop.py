@@ -8,6 +8,7 @@ from there when started again in the same folder.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,15 @@ class FitResult:
 
 class Diverged(Exception):
     """A non-finite training loss: the run ends, its epochs would be wasted."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: still a KeyboardInterrupt (a sweeper stops on it), which also says
+    in which epoch and which epoch the checkpoint holds (0: none), for the one line the user reads."""
+
+    def __init__(self, epoch: int, epochs: int, saved: int) -> None:
+        super().__init__(f"interrupted in epoch {epoch} of {epochs}")
+        self.epoch, self.epochs, self.saved = epoch, epochs, saved
 
 
 @torch.no_grad()
@@ -109,7 +119,12 @@ def _raise_if_diverged(nonfinite: torch.Tensor, epoch: int, after_step: int, to_
 def fit(
     cfg: DictConfig, ds: DeviceDataset, device: torch.device, run_dir: Path, on_epoch: EpochCallback | None = None
 ) -> FitResult:
-    """Train `cfg.epochs` epochs (fewer when resumed, diverged or pruned), then test once."""
+    """Train `cfg.epochs` epochs (fewer when resumed, diverged or pruned), then test once.
+    Ctrl-C raises Interrupted (a KeyboardInterrupt) saying which epoch the checkpoint holds."""
+    # tqdm's default lock includes a multiprocessing one, a named semaphore in a spawned process
+    # (joblib's workers): a worker killed on Ctrl-C leaks it, and Python's resource tracker warns
+    # at exit. One process draws its own bars only: a thread lock is enough.
+    tqdm.set_lock(threading.RLock())
     threads = resolve_threads(cfg.threads)
     if threads:
         torch.set_num_threads(threads)
@@ -125,46 +140,51 @@ def fit(
     kept = KeptWeights(cfg, run_dir, ds, progress.history)
 
     result = FitResult(status="completed")
-    for epoch in range(progress.epoch + 1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        try:
-            train_row = train_epoch(cfg, setup, ds, opt, sched, gen, epoch)
-        except Diverged as e:
-            result.status, result.error = "diverged", str(e)
-            log.warning("run diverged: %s", e)
-            break
-        progress.train_seconds += time.perf_counter() - t0
-        progress.images += train_row.pop("images")
-        val_loss, val_acc = evaluate(setup, ds, ds.x_val, ds.y_val, cfg.eval_batch_size)
-        seconds = time.perf_counter() - t0
-        row = dict(
-            epoch=epoch,
-            **train_row,
-            val_loss=val_loss,
-            val_acc=val_acc,
-            lr=opt.param_groups[0]["lr"],
-            seconds=round(seconds, 3),
-        )
-        progress.epoch, progress.seconds = epoch, progress.seconds + seconds
-        progress.history.append(row)
-        write_history(run_dir, progress.history)
-        kept.epoch_done(setup.model, row)
-        log.info(
-            "epoch %d/%d train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
-            epoch,
-            cfg.epochs,
-            row["train_loss"],
-            row["train_acc"],
-            val_loss,
-            val_acc,
-            seconds,
-        )
-        if cfg.checkpoint and epoch < cfg.epochs:
-            save_checkpoint(ckpt_path, fingerprint, progress, setup.model, opt, sched, gen)
-        if on_epoch is not None and on_epoch(epoch, row):
-            result.status = "pruned"
-            log.info("pruned after epoch %d", epoch)
-            break
+    saved = progress.epoch if cfg.checkpoint else 0  # the epoch checkpoint.pt holds
+    try:
+        for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            try:
+                train_row = train_epoch(cfg, setup, ds, opt, sched, gen, epoch)
+            except Diverged as e:
+                result.status, result.error = "diverged", str(e)
+                log.warning("run diverged: %s", e)
+                break
+            progress.train_seconds += time.perf_counter() - t0
+            progress.images += train_row.pop("images")
+            val_loss, val_acc = evaluate(setup, ds, ds.x_val, ds.y_val, cfg.eval_batch_size)
+            seconds = time.perf_counter() - t0
+            row = dict(
+                epoch=epoch,
+                **train_row,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                lr=opt.param_groups[0]["lr"],
+                seconds=round(seconds, 3),
+            )
+            progress.epoch, progress.seconds = epoch, progress.seconds + seconds
+            progress.history.append(row)
+            write_history(run_dir, progress.history)
+            kept.epoch_done(setup.model, row)
+            log.info(
+                "epoch %d/%d train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
+                epoch,
+                cfg.epochs,
+                row["train_loss"],
+                row["train_acc"],
+                val_loss,
+                val_acc,
+                seconds,
+            )
+            if cfg.checkpoint and epoch < cfg.epochs:
+                save_checkpoint(ckpt_path, fingerprint, progress, setup.model, opt, sched, gen)
+                saved = epoch
+            if on_epoch is not None and on_epoch(epoch, row):
+                result.status = "pruned"
+                log.info("pruned after epoch %d", epoch)
+                break
+    except KeyboardInterrupt:  # the checkpoint holds `saved`; the caller says so in one line
+        raise Interrupted(progress.epoch + 1, cfg.epochs, saved) from None
 
     result.history, result.train_seconds = progress.history, progress.seconds
     result.images_per_second = progress.images / progress.train_seconds if progress.train_seconds > 0 else None

@@ -12,7 +12,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .paths import APPS, ROOT, SCRIPT
 
@@ -59,31 +59,34 @@ def run_foreign_app(
     return subprocess.run(cmd, cwd=where, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
-def run_apps_together(jobs: list[tuple[list[str], Path]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
-    """`run_py(args, cwd)` for each job, as many at a time as this process has cores. For runs
-    that spend their time starting Python and torch (a tiny run on one thread, or one that stops
-    at bad input): on 2 cores two of them take the time of one."""
+def run_apps_together(jobs: list[tuple[Any, Path]], timeout: float = 300, run: Callable | None = None) -> list:
+    """`run_py(args, cwd)` (or `run(args, cwd)`) for each job, as many at a time as this process
+    has cores. For runs that spend their time starting Python and torch (a tiny run on one
+    thread, or one that stops at bad input): on 2 cores two of them take the time of one."""
+    run = run or (lambda args, cwd: run_py(args, cwd, timeout=timeout))
     with ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1)) as pool:
-        return list(pool.map(lambda job: run_py(*job, timeout=timeout), jobs))
+        return list(pool.map(lambda job: run(*job), jobs))
 
 
 def run_cases_together(
     request: pytest.FixtureRequest,
     folders: pytest.TempPathFactory,
     test_name: str,
-    args_of: Callable[[dict], list[str]],
+    args_of: Callable[[dict], Any],
     timeout: float = 300,
-) -> dict[str, subprocess.CompletedProcess]:
+    run: Callable | None = None,
+) -> dict[str, Any]:
     """For a module fixture: each case of the parametrized `test_name` (in the requesting module)
-    that this session runs, as `run_py(args_of(its params))` in a folder of its own, all of them
-    through `run_apps_together`; the results by case id (`request.node.callspec.id` in the test)."""
+    that this session runs, as `run_py(args_of(its params))` (or `run(args_of(...), folder)`) in a
+    folder of its own, all of them through `run_apps_together`; the results by case id
+    (`request.node.callspec.id` in the test)."""
     cases = [
         (item.callspec.id, item.callspec.params)
         for item in request.session.items
         if getattr(item, "originalname", "") == test_name and item.module is request.module
     ]
     jobs = [(args_of(params), folders.mktemp("case")) for _, params in cases]
-    return {case: proc for (case, _), proc in zip(cases, run_apps_together(jobs, timeout))}
+    return {case: proc for (case, _), proc in zip(cases, run_apps_together(jobs, timeout, run))}
 
 
 def answer_ctrl_c() -> None:
