@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -295,3 +296,46 @@ class _SacctSubprocess:
             self.told = True
             logging.getLogger(__name__).warning("sacct: %s; SLURM job states come from squeue instead", reason)
         return b"JobID|State|NodeList\n" + states
+
+
+# The loggers of Hydra's launchers (module loggers, `logging.getLogger(__name__)` in their private
+# modules): each logs "Launching N jobs" and a "#k : <overrides>" line per job.
+LAUNCHER_LOGGERS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+)
+PRIVATE_NAMES += tuple((name, "log") for name in LAUNCHER_LOGGERS)
+OUR_OVERRIDES = ("hydra.job.env_set.", "hydra.sweep.subdir=")  # what our sweepers add to every job
+
+
+class _LaunchLines(logging.Filter):
+    """The launchers' job lines without the overrides our sweepers add (`++hydra.job.env_set...`:
+    the trial's claim, its study, the ablation coordinates); with `drop`, without any line at all,
+    for a sweeper that logs each job itself."""
+
+    def __init__(self, drop: bool) -> None:
+        super().__init__()
+        self.drop = drop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        job_line = message.lstrip().startswith("#")
+        if message.startswith(("Launching ", "Joblib.Parallel(")):
+            return False  # "Launching 1 jobs locally" before every job of a sweep that launches one at a time
+        if self.drop and job_line:
+            return False
+        if job_line:
+            kept = [word for word in message.split(" ") if not word.lstrip("+").startswith(OUR_OVERRIDES)]
+            shown = " ".join(kept).rstrip()
+            record.msg, record.args = (f"{shown} (the baseline config)" if shown.endswith(":") else shown), ()
+        return True
+
+
+def quiet_launch_lines(drop: bool) -> None:
+    """Install `_LaunchLines` on the launchers' loggers (once per process, the last call's `drop`)."""
+    for name in LAUNCHER_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _LaunchLines)]:
+            logger.removeFilter(old)
+        logger.addFilter(_LaunchLines(drop))

@@ -120,6 +120,7 @@ class AblationRun:
     """One ablation sweep over the composed primary config, through Hydra's launcher."""
 
     def __init__(self, settings: AblationSettings, hydra_context: Any, config: DictConfig, launcher: Any) -> None:
+        """`launcher`: Hydra's launcher, or a function that makes it (called once the folder is pinned)."""
         self.settings, self.hydra_context, self.config, self.launcher = settings, hydra_context, config, launcher
 
     # -- planning -----------------------------------------------------------------------------
@@ -237,6 +238,8 @@ class AblationRun:
 
         sweep_dir = self.sweep_dir(plan)
         _pin(self.config, "hydra.sweep.dir", str(sweep_dir))
+        if not hasattr(self.launcher, "launch"):  # made now that the folder is pinned (AblationSweeper.make_launcher)
+            self.launcher = self.launcher()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         skipped = {(plan.variants[i].factor, plan.variants[i].value) for i in skip}

@@ -36,21 +36,30 @@ class AblationSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config, self.task_function = hydra_context, config, task_function
+
+    def make_launcher(self) -> Any:
+        """The app's launcher, made once the sweep's folder is pinned in the config (a launcher such
+        as submitit's takes its own folder from it when it is made)."""
         from hydra.core.plugins import Plugins
 
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
-        from ._compat import launchers_quiet_on_ctrl_c, submitit_polls_without_accounting
+        from ._compat import launchers_quiet_on_ctrl_c, quiet_launch_lines, submitit_polls_without_accounting
 
+        assert self.config is not None and self.hydra_context is not None, "setup() first"
+        assert self.task_function is not None, "setup() first"
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=self.task_function, config=self.config
+        )
         launchers_quiet_on_ctrl_c(self.launcher)  # on Ctrl-C the sweep's one line alone, see ablation_run
         submitit_polls_without_accounting(self.launcher)  # SLURM without sacct: states from squeue
+        quiet_launch_lines(drop=False)  # each job's line, without the coordinates we add to it
+        return self.launcher
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         from .ablation_run import AblationRun
 
         assert self.config is not None, "setup() first"
-        return AblationRun(self.settings, self.hydra_context, self.config, self.launcher).run(arguments)
+        return AblationRun(self.settings, self.hydra_context, self.config, self.make_launcher).run(arguments)

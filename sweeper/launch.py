@@ -36,6 +36,7 @@ from ._compat import (
     job_error,
     kill_joblib_workers,
     launchers_quiet_on_ctrl_c,
+    quiet_launch_lines,
     submitit_polls_without_accounting,
     submitit_stop_waiting,
 )
@@ -55,6 +56,7 @@ class Jobs:
         self.pool = cf.ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else None
         launchers_quiet_on_ctrl_c(launcher)  # on Ctrl-C the sweep's one line alone: `stop` ends the jobs
         submitit_polls_without_accounting(launcher)  # SLURM without sacct: states from squeue
+        quiet_launch_lines(drop=True)  # the sweeper logs each trial's launch itself, with its values
 
     @property
     def joblib(self) -> bool:

@@ -42,3 +42,22 @@ def test_in_a_log_there_is_no_bar_and_each_trial_is_one_short_line(tmp_path):
     for line in launched:
         value = line.rsplit("x=", 1)[1]
         assert len(value.lstrip("-").replace(".", "").lstrip("0")) <= 4, line  # 4 significant digits
+
+
+def test_the_launchers_lines_show_no_override_of_ours(tmp_path):
+    (tmp_path / "o").mkdir()
+    optuna = run_foreign_app(tmp_path / "o", "xy", *SWEEP)
+    assert optuna.returncode == 0, optuna.stderr[-2000:]
+    out = optuna.stdout + optuna.stderr
+    # the sweeper's own line per trial says it all: none of the launcher's, no internal override
+    assert "Launching" not in out and "\t#" not in out and "env_set" not in out and "BUDGETSWEEP_CLAIM" not in out
+    (tmp_path / "a").mkdir()
+    ablation = run_foreign_app(tmp_path / "a", "xy", "hydra/sweeper=ablation", "x=-1,1")
+    assert ablation.returncode == 0, ablation.stderr[-2000:]
+    lines = [line.split("] ", 1)[-1] for line in (ablation.stdout + ablation.stderr).splitlines()]
+    assert [line for line in lines if line.lstrip().startswith("#")] == [
+        "\t#0 : (the baseline config)",
+        "\t#1 : x=-1",
+        "\t#2 : x=1",
+    ]
+    assert not any("env_set" in line or line.startswith("Launching") for line in lines)
