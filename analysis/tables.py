@@ -119,6 +119,17 @@ def pivot_display(grid) -> pd.DataFrame:
 MAX_SEARCHED = 6  # searched values shown as columns of a runs table (all of them in runs.csv)
 
 
+def short_headers(keys: list[str]) -> list[str]:
+    """Column headers for dotted keys: the last part where it names one key alone ("C" for
+    model.C), the whole key where two share it (model.lr, optimizer.lr).
+
+    >>> short_headers(["model.C", "optimizer.lr", "model.lr", "batch_size"])
+    ['C', 'optimizer.lr', 'model.lr', 'batch_size']
+    """
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return [tail if last.count(tail) == 1 else key for key, tail in zip(keys, last, strict=True)]
+
+
 def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame:
     """Collected runs (one row each) formatted for reading; `objective`: the name of what they
     are ranked by, shown in its own column when it is not val_acc (already shown). Columns no
@@ -139,8 +150,8 @@ def runs_display(df: pd.DataFrame, objective: str | None = None) -> pd.DataFrame
         out.insert(2, objective, df["objective"].map(_cell))
     if "searched" in df and "trial" in df and df["trial"].notna().any():  # a trial's name says nothing of its values
         keys = list(dict.fromkeys(k for values in df["searched"] for k in values))[:MAX_SEARCHED]
-        for i, key in enumerate(keys):
-            out.insert(1 + i, key, df["searched"].map(lambda v, k=key: short_value(v[k]) if k in v else ""))
+        for i, (key, header) in enumerate(zip(keys, short_headers(keys), strict=True)):
+            out.insert(1 + i, header, df["searched"].map(lambda v, k=key: short_value(v[k]) if k in v else ""))
     return _drop_empty(out, ("params", "FLOPs", "val acc (%)", "test acc (%)", "epochs", "train (s)"))
 
 
@@ -165,14 +176,14 @@ def trials_display(trials: pd.DataFrame, direction: str, objective: str = "value
             objective: ranked["value"].map(lambda v: f"{v:.4g}" if not is_missing(v) else ""),
         }
     )
-    for column in ranked.columns:
-        if column.startswith("params_"):
-            out[column.removeprefix("params_")] = ranked[column].map(_cell)
+    searched = [c.removeprefix("params_") for c in ranked.columns if c.startswith("params_")]
+    for key, header in zip(searched, short_headers(searched), strict=True):
+        out[header] = ranked[f"params_{key}"].map(_cell)
     if "user_params" in ranked:
         out["params"] = ranked["user_params"].map(thousands)
     out["seconds"] = ranked["duration_s"].map(short)
     if "reason" in ranked:
-        out["reason"] = ranked["reason"].map(lambda r: "" if is_missing(r) else str(r)[:80])
+        out["reason"] = ranked["reason"].map(lambda r: "" if is_missing(r) else str(r)[:60])
     return _drop_empty(out.loc[:, ~out.columns.duplicated()], ("params", "reason")).reset_index(drop=True)
 
 

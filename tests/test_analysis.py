@@ -337,5 +337,5 @@ def test_planned_variants_without_a_folder_are_shown_not_dropped(ablation_sweep)
     assert rows(k) == [("1", True, "completed", 3, 3), ("3", False, "not run", 0, 0)]
     assert any("planned 17 jobs; 13 have a run folder" in n for n in result.ablation.notes)
     files = write(result, make_plots=False)
-    assert [f.name for f in files][-1] == "report.md" and not [f for f in files if f.suffix == ".png"]
+    assert [f.name for f in files][-2:] == ["report.md", "report.html"] and not [f for f in files if f.suffix == ".png"]
     assert "| 128 " in (ablation_sweep / "analysis" / "report.md").read_text()

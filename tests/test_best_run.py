@@ -202,7 +202,7 @@ def test_every_side_names_the_earliest_tied_trial(tmp_path, monkeypatch, directi
     assert f"**Best run:** {expected} (trial 8, " in report
     table = report.split("### Best runs", 1)[1].split("**Best run:**", 1)[0]
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["8", "12", "14", "2"]  # after the header row
+    assert rows[1:] == ["trial 8", "trial 12", "trial 14", "trial 2"]  # after the header row
     (summary,) = result.studies
     assert summary.best["number"] == 8
     assert list(trials_display(summary.trials, summary.direction)["trial"][:3]) == [8, 12, 14]
@@ -212,7 +212,7 @@ def test_every_side_names_the_earliest_tied_trial(tmp_path, monkeypatch, directi
     annotate = Axes.annotate
     monkeypatch.setattr(Axes, "annotate", lambda ax, text, *a, **k: texts.append(text) or annotate(ax, text, *a, **k))
     assert accuracy_vs_params(result.runs, None, tmp_path / "size.png") is not None
-    assert texts == ["best: 8"]
+    assert texts == ["best: trial 8"]
 
     # without study.json the runs' objective name gives the same direction, so the same run
     (folder / STUDY_FILE).unlink()

@@ -88,6 +88,11 @@ def test_analysis_of_an_apps_study_names_its_best_trial_without_warnings(xy_stud
     assert len(runs) == 5 and set(runs["status"]) == {"completed"}
     assert runs.set_index("trial")["objective"].to_dict() == pytest.approx({t.number: t.value for t in trained(study)})
     assert f"Best run: {study_dir / str(best)}" in out
+    # short names: a trial is "trial N", its values columns of their own to 4 digits; rows stay readable
+    assert all(len(line) <= 200 for line in report.splitlines() if line.startswith("|")), max(
+        map(len, report.splitlines())
+    )
+    assert f"| trial {best} " in report and "| x " in report and "| y " in report
 
 
 def test_evaluate_on_an_apps_study_says_in_one_line_that_it_kept_no_weights(xy_study):
