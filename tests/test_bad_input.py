@@ -48,6 +48,7 @@ TRAIN_ROWS: list[tuple[str, list[str], str | None]] = [
     ("channels_last", ["channels_last=sometimes"], None),
     ("compile", ["compile=maybe"], None),
     ("threads", ["threads=0"], None),
+    ("trials_per_gpu", ["trials_per_gpu=0"], None),
     ("checkpoint", ["checkpoint=maybe"], None),
     ("progress", ["progress=maybe"], None),
     ("save_weights", ["save_weights=all"], None),

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import hydra
 import torch
@@ -25,6 +25,7 @@ from budgetsweep import models
 from budgetsweep.contract import first_line
 from budgetsweep.contract.sweep import JOBS_ENV  # when set, threads=auto divides the cores by it
 
+from .cores import activations_per_image, gpu_for_slot, live_count, trials_per_gpu
 from .schema import Amp, ChannelsLast, Scheduler, TrainConfigError
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,47 @@ OPTIMIZER_TARGETS = ("torch.optim.*",)
 CPU_COMPILE_BREAK_EVEN_STEPS = 3000
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, slot: int | None = None, per_gpu: int | Callable[[], int] = 1) -> torch.device:
+    """The device of `device`: cpu, cuda:N as given; auto is cuda when there is one. A job on
+    `cuda` (or auto) with a GPU `slot` from the registry (`trainer.cores`) and several GPUs
+    visible takes the GPU of its slot, `per_gpu` slots to a GPU (a number, or a function asked
+    only then)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainConfigError(f"device: {name!r} asked for but CUDA is not available here (use device=cpu or auto)")
+    if name == "cuda" and slot is not None and torch.cuda.device_count() > 1:
+        per_gpu = per_gpu() if callable(per_gpu) else per_gpu
+        return torch.device("cuda", gpu_for_slot(slot, torch.cuda.device_count(), per_gpu))
     try:
         return torch.device(name)
     except RuntimeError:
         raise TrainConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+
+
+def wants_gpu_slot(name: str) -> bool:
+    """Whether a job with this `device` setting trains on a GPU that the registry picks."""
+    return name == "cuda" or (name == "auto" and torch.cuda.is_available())
+
+
+def auto_trials_per_gpu(cfg: DictConfig) -> int:
+    """`trials_per_gpu` of `cfg`: as set, else how many copies of this model and batch fit in
+    the memory of the smallest visible GPU, no more than the jobs at once need to fill every GPU
+    (`trainer.cores.trials_per_gpu`); 1 for a model that cannot be sized (its own error is
+    reported by the budget check)."""
+    if cfg.trials_per_gpu is not None:
+        return cfg.trials_per_gpu
+    try:
+        params = models.check_budget(cfg.model).params
+        activations = activations_per_image(cfg.model)
+    except Exception:  # noqa: BLE001 - any model error: models.check_budget reports it next
+        return 1
+    if params is None:
+        return 1
+    gpus = torch.cuda.device_count()
+    memory = min(torch.cuda.get_device_properties(i).total_memory for i in range(gpus))
+    jobs = jobs_on_this_machine(available_cores(), registered=live_count())
+    return trials_per_gpu(params, activations, cfg.batch_size, memory, jobs, gpus)
 
 
 def describe_device(device: torch.device) -> str:
@@ -83,8 +116,10 @@ def launcher_jobs(hydra_cfg: Any, cores: int) -> int:
     return min(at_once, batch) if isinstance(batch, int) and batch > 0 else at_once
 
 
-def jobs_on_this_machine(cores: int, env: Mapping[str, str] = os.environ) -> int:
-    """BUDGETSWEEP_JOBS_PER_MACHINE when set, else what the running Hydra job's launcher runs at once."""
+def jobs_on_this_machine(cores: int, env: Mapping[str, str] = os.environ, registered: int = 0) -> int:
+    """BUDGETSWEEP_JOBS_PER_MACHINE when set; else the larger of what the running Hydra job's
+    launcher runs at once and the `registered` training jobs on this machine (`trainer.cores`:
+    runs started independently, which no launcher knows of)."""
     if env.get(JOBS_ENV):
         try:
             jobs = int(env[JOBS_ENV])
@@ -94,17 +129,23 @@ def jobs_on_this_machine(cores: int, env: Mapping[str, str] = os.environ) -> int
             raise TrainConfigError(f"threads: ${JOBS_ENV} must be a positive int, got {env[JOBS_ENV]!r}")
         return jobs
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return 1
-    return launcher_jobs(HydraConfig.get(), cores)
+        return max(1, registered)
+    return max(launcher_jobs(HydraConfig.get(), cores), registered)
 
 
 def resolve_threads(setting: int | str | None) -> int | None:
     """The torch thread count of `threads`: an int as given, `auto` the cores divided among the
-    jobs that run at once on this machine, null torch's own default (None)."""
+    jobs that run at once on this machine (`jobs_on_this_machine`), null torch's own default (None)."""
     if setting != "auto":
         return setting  # type: ignore[return-value]
-    cores = available_cores()
-    return threads_per_job(cores, jobs_on_this_machine(cores))
+    return auto_threads()[0]
+
+
+def auto_threads() -> tuple[int, int, int]:
+    """threads=auto now: (threads, cores, jobs sharing them)."""
+    n_cores = available_cores()
+    jobs = jobs_on_this_machine(n_cores, registered=live_count())
+    return threads_per_job(n_cores, jobs), n_cores, jobs
 
 
 def make_optimizer(optimizer_cfg: DictConfig, params) -> torch.optim.Optimizer:

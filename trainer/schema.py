@@ -115,6 +115,11 @@ class TrainConfig:
     # CPU threads for torch: an int | auto (the cores divided among the jobs that run at once on
     # this machine: the launcher's n_jobs, or $BUDGETSWEEP_JOBS_PER_MACHINE) | null (torch's default)
     threads: Optional[Union[int, str]] = "auto"
+    # Trials sharing one GPU, with several visible: the job in registry slot s trains on GPU
+    # (s // trials_per_gpu) % GPUs. null: as many copies of this model and batch as fit in 80%
+    # of the smallest GPU's memory, at most 4, and no more than the jobs at once need to fill
+    # every GPU (budgetsweep.trainer.cores.trials_per_gpu)
+    trials_per_gpu: Optional[int] = None
     checkpoint: bool = True  # save the last epoch atomically so a killed run resumes
     progress: bool = True  # a tqdm bar per epoch
     eval_batch_size: int = 1000
@@ -164,6 +169,7 @@ RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("threads", lambda v: v in (None, "auto") or (_number(v) and v >= 1), "auto, a positive int or null"),
     ("compile", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
+    ("trials_per_gpu", _at_least(1, optional=True), "a positive int or null (from the model's size)"),
     ("budget.max_params", _positive, "a positive int"),
     ("budget.max_flops", _at_least(1, optional=True), "a positive int or null"),
     ("objective", lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)} (metrics.json keys)"),

@@ -3,7 +3,9 @@
 Order, cheapest first: the training settings and the loggers (invalid), the model against the
 budget (`models.check_budget`: invalid or over_budget, never trained), the data (DataError is
 the caller's to report), then `fit` (weights.pt kept, see `weights`; the trackers fed each
-epoch, see `trackers`), then metrics.json (with provenance: `provenance`).
+epoch, see `trackers`), then metrics.json (with provenance: `provenance`). The whole run is
+registered with the other training jobs of this machine (`cores`): threads=auto and the GPU a
+job takes count them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from budgetsweep import models
 from budgetsweep.contract import SWEEP_FIELDS, WEIGHTS_FILE, new_metrics, write_history, write_metrics
 from budgetsweep.data import DataError, DeviceDataset, load_dataset
 
-from .build import check_optimizer, describe_device, pick_device
+from .build import auto_threads, auto_trials_per_gpu, check_optimizer, describe_device, pick_device, wants_gpu_slot
 from .checkpoint import config_fingerprint
+from .cores import Entry, registered
 from .loop import EpochCallback, FitResult, fit
 from .provenance import provenance
 from .schema import TrainConfigError, validate
@@ -80,7 +83,13 @@ def train(
     Never raises for a config that cannot be built or trained (status invalid) or is over the
     budget (status over_budget), nor for a diverged run. Raises DataError for data that cannot
     be loaded, and re-raises any other exception after recording status failed."""
-    run_dir = Path(run_dir)
+    with registered(cfg.get("threads"), gpu=wants_gpu_slot(str(cfg.get("device")))) as job:
+        return _train(cfg, Path(run_dir), on_epoch, overrides, job)
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, on_epoch: EpochCallback | None, overrides: Sequence[str], job: Entry | None
+) -> dict:
     metrics = new_metrics(
         max_params=cfg.budget.max_params,
         max_flops=cfg.budget.max_flops,
@@ -94,7 +103,7 @@ def train(
     )
     try:
         validate(cfg)
-        device = pick_device(cfg.device)
+        device = pick_device(cfg.device, job.slot if job else None, lambda: auto_trials_per_gpu(cfg))
         check_optimizer(cfg.optimizer)
         trackers = Trackers(build_trackers(cfg), run_dir, config_fingerprint(cfg))
     except TrainConfigError as e:  # reported by the caller: one line, or a row of the sweep
@@ -120,8 +129,10 @@ def train(
             cfg.model.name,
             f"{metrics['params']:,}",
         )
+        if cfg.threads == "auto":  # fit sets them; said here, with why
+            log.info("threads: %d (%d cores shared by %d training jobs on this machine)", *auto_threads())
         trackers.start(cfg)
-        result = fit(cfg, ds, device, run_dir, _both(trackers.on_epoch, on_epoch))
+        result = fit(cfg, ds, device, run_dir, _both(trackers.on_epoch, on_epoch, cfg.threads == "auto"))
     except DataError as e:
         _finish(run_dir, metrics, "failed", str(e))
         raise
@@ -139,11 +150,27 @@ def train(
     return metrics
 
 
-def _both(log_epoch, on_epoch: EpochCallback | None) -> EpochCallback:
-    """The trackers first (so a pruned or killed epoch is logged), then the caller's callback."""
+def _both(log_epoch, on_epoch: EpochCallback | None, auto_threads_now: bool = False) -> EpochCallback:
+    """The trackers first (so a pruned or killed epoch is logged), then the caller's callback;
+    with threads=auto, the threads for the next epoch (jobs may have started or ended meanwhile)."""
 
     def call(epoch: int, row: dict) -> bool:
         log_epoch(epoch, row)
+        if auto_threads_now:
+            _retune_threads()
         return bool(on_epoch(epoch, row)) if on_epoch is not None else False
 
     return call
+
+
+def _retune_threads() -> None:
+    threads, n_cores, jobs = auto_threads()
+    if threads != torch.get_num_threads():
+        log.info(
+            "threads: %d -> %d (%d cores shared by %d training jobs on this machine)",
+            torch.get_num_threads(),
+            threads,
+            n_cores,
+            jobs,
+        )
+        torch.set_num_threads(threads)
