@@ -228,13 +228,33 @@ for _name in _RETRIED:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def _locked(path: Path, wait: float | None = None):
+    """The lock file's exclusive lock; `wait`: seconds to wait at most, then go on without it."""
     with open(path, "a") as f:  # a new open file per use: threads of one process exclude each other too
-        fcntl.flock(f, fcntl.LOCK_EX)
+        held = True
+        if wait is None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        held = False
+                        break
+                    time.sleep(0.05)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# Creating Optuna's tables takes a second; a holder of the lock for longer is paused (Ctrl-Z,
+# SIGSTOP) while it opened an existing study: the others go on without waiting for it.
+CREATION_WAIT = 20.0
 
 
 def _sqlite_lock(url: str) -> Path | None:
@@ -252,7 +272,7 @@ def _creating(lock: Path | None) -> contextlib.AbstractContextManager:
     that is missing or read-only gets no lock file: SQLite reports it in its own words."""
     if lock is None or not os.access(lock.parent, os.W_OK):
         return contextlib.nullcontext()
-    return _locked(lock)
+    return _locked(lock, wait=CREATION_WAIT)
 
 
 def make_storage(

@@ -130,7 +130,7 @@ def test_postgres_study_is_read_with_the_sweepers_driver(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "analysis: warning" not in proc.stderr, proc.stderr
     assert "Study 'pg' (maximize): 2 trials: 2 complete" in proc.stdout
-    assert "value 0.7500" in (study_dir / "analysis" / "report.md").read_text()
+    assert "Best feasible trial #1: value 0.75 (" in (study_dir / "analysis" / "report.md").read_text()
     assert_secret_nowhere(proc, study_dir / "analysis")
 
 

@@ -235,3 +235,27 @@ def test_processes_started_together_share_the_cores(tmp_path, n):
         assert seen[0] == (share, n), f"job {i} chose {seen}, expected {share} threads with {n} jobs first"
         assert all(t == threads_per_job(available_cores(), j) for t, j in seen), seen
     assert not list((tmp_path / "jobs").glob("*.json"))  # every entry removed at the end
+
+
+def test_a_job_paused_while_holding_the_lock_stalls_no_other(tmp_path):
+    # a process stopped (SIGSTOP, Ctrl-Z) inside the registry's lock: the others wait LOCK_WAIT, then go on
+    import subprocess
+    import sys
+    import time
+
+    from budgetsweep.trainer import cores
+
+    tmp_path.mkdir(exist_ok=True)
+    hold = (
+        f"import fcntl, time; f = open({str(tmp_path / '.lock')!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        assert cores.live_count(tmp_path) == 0
+        assert time.monotonic() - started < cores.LOCK_WAIT + 2
+    finally:
+        holder.kill()
+        holder.wait()

@@ -116,7 +116,10 @@ def test_budgetsweep_record_refuses_what_it_cannot_record_in_one_line(tmp_path, 
         budgetsweep.record(kwargs.pop("metrics"), run_dir=tmp_path, **kwargs)
 
 
-def test_budgetsweep_record_outside_a_hydra_job_asks_for_the_folder():
+def test_budgetsweep_record_outside_a_hydra_job_asks_for_the_folder(monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # as outside any job (a test before may set it)
     with pytest.raises(RuntimeError, match="pass run_dir="):
         budgetsweep.record(1.0)
 

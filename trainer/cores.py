@@ -238,11 +238,25 @@ def _live(folder: Path) -> dict[Path, Entry]:
     return live
 
 
+LOCK_WAIT = 2.0  # seconds: the lock is held for milliseconds, unless its holder is paused (Ctrl-Z, SIGSTOP)
+
+
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
+    """The folder's lock, waited for LOCK_WAIT at most: a job paused while holding it must not stall
+    every other job on the machine; past the wait the caller goes on without it (entries are
+    written atomically; the lock only keeps two jobs registering at once off the same slot)."""
     with open(folder / _LOCK, "a") as f:
         if fcntl is not None:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.02)
         yield  # closing the file releases the lock
 
 
