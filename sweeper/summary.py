@@ -66,7 +66,7 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
                 for t in front
             ],
         )
-        log.info("Pareto front (%s): %d trials", ", ".join(study.metric_names or [objective]), len(front))
+        log.info("Pareto front (%s): %d trials", ",".join(study.metric_names or [objective]), len(front))
         for t in front:
             log.info("  trial %d: %s", t.number, ", ".join(f"{v:.6g}" for v in t.values))
     elif completed and (best := best_trial(study)) is not None:

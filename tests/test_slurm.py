@@ -88,9 +88,22 @@ def ok(r) -> None:
     assert "Traceback" not in r.stderr
 
 
-def slurm_jobs(sweep_dir) -> dict[str, dict[str, str]]:
+def slurm_jobs(sweep_dir, settle: float = 60.0) -> dict[str, dict[str, str]]:
     """The SLURM jobs of a sweep (submitit's folders of the jobs that ran, `.submitit/<job id>/`;
-    `<array id>_<task>` for an array), each as SLURM shows it: `scontrol show job` fields by name."""
+    `<array id>_<task>` for an array), each as SLURM shows it: `scontrol show job` fields by name.
+    A job's result reaches the sweep a moment before SLURM marks the job ended: asked again for up
+    to `settle` seconds while one still shows RUNNING or COMPLETING."""
+    deadline = time.monotonic() + settle
+    while True:
+        jobs = _slurm_jobs(sweep_dir)
+        if time.monotonic() > deadline or not any(
+            j.get("JobState") in ("RUNNING", "COMPLETING") for j in jobs.values()
+        ):
+            return jobs
+        time.sleep(1)
+
+
+def _slurm_jobs(sweep_dir) -> dict[str, dict[str, str]]:
     jobs = {}
     for folder in sorted(p for p in (sweep_dir / ".submitit").iterdir() if (p / f"{p.name}_0_log.out").exists()):
         shown = subprocess.run(["scontrol", "-o", "show", "job", folder.name], capture_output=True, text=True)
