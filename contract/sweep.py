@@ -110,6 +110,14 @@ def folder_order(name: str) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float; None for a bool, a non-number, NaN or an infinity."""
+    if isinstance(value, bool):
+        return None
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
 def _number(value: Any) -> float | None:
     try:
         number = float(value)

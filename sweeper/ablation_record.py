@@ -12,7 +12,6 @@ named values holding the objective's name.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from budgetsweep.contract import RECORD_FILE, first_line
 from budgetsweep.contract.record import named_values, new_record, read_record, write_record
-from budgetsweep.contract.sweep import direction_of
+from budgetsweep.contract.sweep import direction_of, finite_number
 
 from ._compat import job_error
 from .ablation_plan import Job
@@ -70,7 +69,7 @@ def job_outcome(ret: JobReturn | None, name: str) -> tuple[str, float | None, di
         return "failed", None, values, f"returned {_shown(returned)}: one number expected, or a dict with {name!r}"
     else:
         got = returned
-    number = _finite(got)
+    number = finite_number(got)
     if number is None:
         return "failed", None, values, f"no objective value: {_shown(got)}"
     return "completed", number, values, None
@@ -139,16 +138,6 @@ def _completed(own: Mapping[str, Any], ours: Mapping[str, Any], raised: bool) ->
     if raised:
         merged.update(status="failed", error=ours["error"])
     return merged
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _shown(value: Any) -> str:

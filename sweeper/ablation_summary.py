@@ -10,10 +10,11 @@ one `contract.sweep.best_run` picks, the rule analysis applies to the same folde
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
+
+from budgetsweep.contract.sweep import finite_number
 
 from .ablation_record import Objective
 from .sweep_summary import analyze_line, best_line, read_runs, status_line
@@ -63,7 +64,7 @@ def _means(records: Sequence[dict]) -> dict[tuple[Any, Any], float]:
     """(factor, value) -> the mean objective of its completed runs; (None, None): the baseline."""
     values: dict[tuple[Any, Any], list[float]] = defaultdict(list)
     for record in records:
-        number = _number(record.get("objective"))
+        number = finite_number(record.get("objective"))
         if record.get("status") == "completed" and number is not None:
             key = (None, None) if record.get("factor") is None else (record["factor"], record.get("value"))
             values[key].append(number)
@@ -73,13 +74,3 @@ def _means(records: Sequence[dict]) -> dict[tuple[Any, Any], float]:
 def _name(record: dict) -> str:
     what = "the baseline" if record.get("factor") is None else f"{record['factor']}={record.get('value')}"
     return f"{what}, repeat {record.get('repeat')}"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
