@@ -23,7 +23,7 @@ from .best import Score, best_run, objective_name, ranked
 from .best import score as score_of
 from .grid import Grid
 from .pipeline import Analysis
-from .plots import pareto_front
+from .plots import best_so_far, pareto_front
 from .report import describe_best_run, describe_combine, describe_study, status_counts
 from .study import StudySummary
 
@@ -429,12 +429,7 @@ def optuna_history(summary: StudySummary) -> go.Figure | None:
     if pruned:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         points(pruned, last, "pruned (last report)", {"symbol": "x", "color": ORANGE, "size": 9})
-    best, xs, ys = None, [], []
-    for t in sorted(done, key=lambda t: t.number):
-        if best is None or (t.value > best if maximize else t.value < best):
-            best = t.value
-        xs.append(t.number)
-        ys.append(best)
+    xs, ys = best_so_far(done, maximize)
     fig.add_trace(
         go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv", "color": RED}, name="best so far", hoverinfo="skip")
     )

@@ -285,12 +285,7 @@ def optuna_history(study, path: Path, objective: str = "objective") -> Path | No
     if pruned:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         ax.scatter([t.number for t in pruned], last, marker="x", color="tab:orange", label="pruned (last report)")
-    best, xs, ys = None, [], []
-    for t in sorted(done, key=lambda t: t.number):
-        if best is None or (t.value > best if maximize else t.value < best):
-            best = t.value
-        xs.append(t.number)
-        ys.append(best)
+    xs, ys = best_so_far(done, maximize)
     ax.step(xs, ys, where="post", color="tab:red", lw=1.2, label="best so far")
     if infeasible:
         ax.plot(
@@ -309,6 +304,17 @@ def optuna_history(study, path: Path, objective: str = "objective") -> Path | No
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
     ax.set_title(f"Optimisation history of {study.study_name!r}: {len(trials)} trials")
     return _save(ax.figure, path)
+
+
+def best_so_far(done: list, maximize: bool) -> tuple[list[int], list[float]]:
+    """The trial numbers of `done` (completed trials) in order, and the best value up to each."""
+    best, xs, ys = None, [], []
+    for t in sorted(done, key=lambda t: t.number):
+        if best is None or (t.value > best if maximize else t.value < best):
+            best = t.value
+        xs.append(t.number)
+        ys.append(best)
+    return xs, ys
 
 
 def pruning_chart(study, path: Path, objective: str = "objective") -> Path | None:
