@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import logging
 import os
@@ -33,6 +32,7 @@ from optuna.trial import TrialState
 from budgetsweep.contract import first_line
 from budgetsweep.contract.storage import connect_url, mask, scrub
 from budgetsweep.contract.sweep import STORAGE_RETRY_ENV
+from budgetsweep.lockfile import locked
 
 from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS
 from .errors import SweeperError
@@ -129,7 +129,8 @@ class SweepStorage(RDBStorage):
     lock file makes workers that start together on a new database create its tables in turn.
     """
 
-    claim_lock: Path | None = None
+    claim_lock: Path | None = None  # SQLite: taken around WAITING -> RUNNING
+    creation_lock: Path | None = None  # SQLite: taken around creating the tables and the study
     retry_for = 0.0  # seconds a call retries a lost connection (the sweeper's storage: RETRY_SECONDS)
     shown_url = ""  # password masked, for messages
     _inside = threading.local()  # a retried call's own storage calls are not retried again
@@ -176,7 +177,7 @@ class SweepStorage(RDBStorage):
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         if state != TrialState.RUNNING or self.claim_lock is None:
             return super().set_trial_state_values(trial_id, state, values)
-        with _locked(self.claim_lock):  # committed before the next process reads the state
+        with locked(self.claim_lock):  # committed before the next process reads the state
             return super().set_trial_state_values(trial_id, state, values)
 
 
@@ -227,40 +228,15 @@ for _name in _RETRIED:
         setattr(SweepStorage, _name, _retried(_name))
 
 
-@contextlib.contextmanager
-def _locked(path: Path, wait: float | None = None):
-    """The lock file's exclusive lock; `wait`: seconds to wait at most, then go on without it."""
-    with open(path, "a") as f:  # a new open file per use: threads of one process exclude each other too
-        held = True
-        if wait is None:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        else:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        held = False
-                        break
-                    time.sleep(0.05)
-        try:
-            yield
-        finally:
-            if held:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
-
 # Creating Optuna's tables takes a second; a holder of the lock for longer is paused (Ctrl-Z,
 # SIGSTOP) while it opened an existing study: the others go on without waiting for it.
 CREATION_WAIT = 20.0
 
 
-def _sqlite_lock(url: str) -> Path | None:
-    """The lock file beside an SQLite database file; None for a server or `:memory:`."""
+def _sqlite_lock(url: str, suffix: str = ".lock") -> Path | None:
+    """A lock file beside an SQLite database file; None for a server or `:memory:`."""
     prefix = "sqlite:///"
-    return Path(url[len(prefix) :] + ".lock") if url.startswith(prefix) and ":memory:" not in url else None
+    return Path(url[len(prefix) :] + suffix) if url.startswith(prefix) and ":memory:" not in url else None
 
 
 def _creating(lock: Path | None) -> contextlib.AbstractContextManager:
@@ -272,23 +248,33 @@ def _creating(lock: Path | None) -> contextlib.AbstractContextManager:
     that is missing or read-only gets no lock file: SQLite reports it in its own words."""
     if lock is None or not os.access(lock.parent, os.W_OK):
         return contextlib.nullcontext()
-    return _locked(lock, wait=CREATION_WAIT)
+    return locked(lock, wait=CREATION_WAIT)
 
 
 def make_storage(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, retry_for: float = 0.0
+    url: str,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    retry_for: float = 0.0,
+    existing: bool = False,
 ) -> SweepStorage:
     """The storage for `url` (password masked or not), with a long SQLite lock timeout so that
     parallel jobs reporting their epochs wait for each other instead of failing. `retry_for`:
-    seconds each call waits out a lost connection (0: none, a job's reporter just warns)."""
+    seconds each call waits out a lost connection (0: none, a job's reporter just warns).
+    `existing`: the study is known to exist (a job's reporter), so its tables are made and the
+    creation lock is not taken."""
     kwargs: dict = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     quiet_lost_connection_warnings()
     shown = mask(url)
     url = connect_url(url)
-    lock = _sqlite_lock(url)
-    with _creating(lock):  # constructing it creates the tables of a new database
+    # Two lock files: a worker paused while it opened the database (holding the creation lock)
+    # must not stall the claims of the other workers.
+    creation_lock = _sqlite_lock(url, ".create.lock")
+    # constructing it creates the tables of a new database
+    with contextlib.nullcontext() if existing else _creating(creation_lock):
         storage = SweepStorage(url, engine_kwargs=kwargs)
-    storage.retry_for, storage.shown_url, storage.claim_lock = retry_for, shown, lock
+    storage.retry_for, storage.shown_url = retry_for, shown
+    storage.claim_lock, storage.creation_lock = _sqlite_lock(url), creation_lock
     # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
     storage.heartbeat_interval, storage.grace_period = heartbeat_interval, grace_period
     return storage
@@ -315,7 +301,7 @@ def open_study(
     for attempt in range(attempts):
         try:
             storage = make_storage(url, heartbeat_interval, grace_period, retry_for=retry_seconds())
-            with _creating(storage.claim_lock):  # one SQLite worker creates the study, the others load it
+            with _creating(storage.creation_lock):  # one SQLite worker creates the study, the others load it
                 study = optuna.create_study(
                     study_name=study_name,
                     storage=storage,

@@ -181,7 +181,7 @@ class TrialReporter:
             if self.claim_at is None:
                 from .optuna_storage import make_storage
 
-                storage = make_storage(self.storage_url)
+                storage = make_storage(self.storage_url, existing=True)
                 study_id = storage.get_study_id_from_name(self.study_name)
                 self.claim_at = storage, storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
             storage, trial_id = self.claim_at
@@ -209,7 +209,7 @@ class TrialReporter:
 
         from .optuna_storage import make_storage
 
-        storage = make_storage(self.storage_url)
+        storage = make_storage(self.storage_url, existing=True)
         study = optuna.load_study(
             study_name=self.study_name,
             storage=storage,

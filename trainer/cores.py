@@ -35,10 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+from budgetsweep.lockfile import locked
 
 log = logging.getLogger(__name__)
 
@@ -241,23 +238,11 @@ def _live(folder: Path) -> dict[Path, Entry]:
 LOCK_WAIT = 2.0  # seconds: the lock is held for milliseconds, unless its holder is paused (Ctrl-Z, SIGSTOP)
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path) -> contextlib.AbstractContextManager:
     """The folder's lock, waited for LOCK_WAIT at most: a job paused while holding it must not stall
     every other job on the machine; past the wait the caller goes on without it (entries are
     written atomically; the lock only keeps two jobs registering at once off the same slot)."""
-    with open(folder / _LOCK, "a") as f:
-        if fcntl is not None:
-            deadline = time.monotonic() + LOCK_WAIT
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.02)
-        yield  # closing the file releases the lock
+    return locked(folder / _LOCK, wait=LOCK_WAIT)
 
 
 def _write_atomic(path: Path, text: str) -> None:
