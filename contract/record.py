@@ -6,7 +6,7 @@ such a job the sweeper writes `sweep_record.json` in the job's folder once the j
 file of its own, so an app's own `metrics.json` is never overwritten. Its keys (RECORD_KEYS) are
 those of metrics.json that a sweeper can know, with the same meanings (status, objective,
 params, flops, max_params, max_flops, epochs, train_seconds: the job's wall time as the
-sweeper saw it, weights, overrides, error, the sweep coordinates), plus:
+sweeper saw it, weights, overrides, error, the sweep coordinates, slurm_job_id), plus:
 
     source           "sweeper": who wrote the record
     objective_name   the name of `objective` ("objective" when the app names none)
@@ -51,6 +51,7 @@ RECORD_KEYS = (
     "overrides",
     "error",
     *SWEEP_FIELDS,
+    "slurm_job_id",
 )
 
 

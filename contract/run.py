@@ -80,6 +80,7 @@ METRICS_KEYS = (
     "git_commit",
     "git_dirty",
     "host",
+    "slurm_job_id",
 )
 
 

@@ -37,6 +37,8 @@ ABLATION_ENV = {  # where an ablation job sits: the factor it changes, the value
 REPEAT_ENV = "BUDGETSWEEP_REPEAT"  # the ablation job's repeat (seed) index
 JOBS_ENV = "BUDGETSWEEP_JOBS_PER_MACHINE"  # training processes sharing this machine's cores
 STORAGE_RETRY_ENV = "BUDGETSWEEP_STORAGE_RETRY"  # seconds a sweeper waits out a database outage
+# Set by SLURM in a job's processes (not by us): which job runs, and its place in a job array.
+SLURM_JOB_ENV, SLURM_ARRAY_ENV, SLURM_TASK_ENV = "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"
 # The storage URL and its password have their own module (`contract.storage`): PASSWORD_ENV,
 # STORAGE_ENV.
 
@@ -48,6 +50,23 @@ LAUNCHED = "budgetsweep:launched"  # trial: a job was started in the trial's fol
 PRUNED_AT = "budgetsweep:pruned_at"  # trial: the step at which the job's reporter said stop
 SPACE = "budgetsweep:space"  # study: the search space the study runs (SearchSpace.plain())
 ENQUEUED = "budgetsweep:enqueued"  # study: the `enqueue` configs already put in the queue
+SLURM_JOB = "budgetsweep:slurm_job"  # trial: the SLURM job that runs it (`slurm_job_id`), set by the job
+
+
+def slurm_job_id(environ: Mapping[str, str]) -> str | None:
+    """The SLURM job a process with this environment runs in, as squeue and submitit name it:
+    `<array job>_<task>` for a task of a job array, else the job id; None outside SLURM.
+
+        >>> slurm_job_id({"SLURM_JOB_ID": "7"}), slurm_job_id({})
+        ('7', None)
+        >>> slurm_job_id({"SLURM_JOB_ID": "9", "SLURM_ARRAY_JOB_ID": "8", "SLURM_ARRAY_TASK_ID": "1"})
+        '8_1'
+    """
+    array, task = environ.get(SLURM_ARRAY_ENV), environ.get(SLURM_TASK_ENV)
+    if array and task:
+        return f"{array}_{task}"
+    return environ.get(SLURM_JOB_ENV) or None
+
 
 # --- the record node --------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 run.py writes its own metrics.json; any other app returns a value. Once such a trial has ended,
 the sweeper writes `sweep_record.json` in its folder from what it knows: the outcome, the values
 under the objectives' names, what the job reported through `trial_reporter`, the trial's
-sizing and coordinates, and the job's wall time. A record the app wrote itself
+sizing and coordinates, the SLURM job that ran it, and the job's wall time. A record the app wrote itself
 (`budgetsweep.record`) is completed, never replaced: the app's keys win.
 """
 
@@ -17,6 +17,7 @@ import optuna
 
 from budgetsweep.contract.record import APP, new_record, write_record
 from budgetsweep.contract.storage import scrub
+from budgetsweep.contract.sweep import SLURM_JOB
 
 from .launch import Outcome
 
@@ -57,6 +58,7 @@ def record_trial(
         "trial": trial.number,
         "study": study_name,
         "overrides": [f"{k}={v}" for k, v in trial.params.items()],
+        "slurm_job_id": trial.system_attrs.get(SLURM_JOB),
         **{key: trial.user_attrs.get(key) for key in SIZING},
     }
     record = new_record(**known)
@@ -67,6 +69,13 @@ def record_trial(
         write_record(run_dir, record)
     except OSError as e:  # the result is in the study; only this file is missing
         log.warning("trial %d: cannot write its record in %s: %s", trial.number, run_dir, e)
+
+
+def trial_name(trial: optuna.trial.FrozenTrial) -> str:
+    """How the sweep's log names a trial that ran: its number, and the SLURM job that ran it
+    where its job noted one (`budgetsweep.sweeper.trial_task`)."""
+    job = trial.system_attrs.get(SLURM_JOB)
+    return f"{trial.number} (Slurm job {job})" if job else str(trial.number)
 
 
 # keys of a record that are not the job's own metrics

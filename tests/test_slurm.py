@@ -37,6 +37,7 @@ from helpers import (
     run_foreign_app,
     run_sweep,
     start_sweep,
+    sweep_args,
     times,
     trained,
 )
@@ -148,9 +149,17 @@ def test_budget_optuna_runs_each_trial_as_a_slurm_job_and_says_once_that_sacct_i
         record = json.loads((study_dir / str(t.number) / "sweep_record.json").read_text())
         assert (record["trial"], record["status"], record["objective"]) == (t.number, "completed", t.value)
         assert sorted(record["intermediate"]) == ["1", "2"]  # reported from the job, through the storage
-    assert_ran_as_slurm_jobs(study_dir, 4)
-    assert len({times(d)["pid"] for d in run_folders(study_dir)} | {os.getpid()}) == 5
+    jobs = assert_ran_as_slurm_jobs(study_dir, 4)
     out = r.stdout + r.stderr
+    # each trial names the job that ran it, in its record and in its end line
+    ran_in = {
+        t.number: json.loads((study_dir / str(t.number) / "sweep_record.json").read_text())["slurm_job_id"]
+        for t in trained(study)
+    }
+    assert sorted(ran_in.values()) == sorted(jobs), (ran_in, sorted(jobs))
+    for number, job_id in ran_in.items():
+        assert f"trial {number} (Slurm job {job_id}): completed" in out
+    assert len({times(d)["pid"] for d in run_folders(study_dir)} | {os.getpid()}) == 5
     assert "Submitit 'slurm'" in out
     # submitit polls sacct every few seconds for every job: where it fails, one line says so, once
     assert not SACCT_WARNING.findall(out)
@@ -218,7 +227,8 @@ def test_a_cancelled_trial_job_fails_its_trial_and_the_sweep_goes_on(tmp_path):
     assert [(t.number, t.state) for t in trained(study)] == [(0, TrialState.FAIL), (1, TrialState.COMPLETE)]
     record = json.loads((study_dir / "0" / "sweep_record.json").read_text())
     assert record["status"] == "failed" and f"Job {first} " in record["error"] and "CANCELLED" in record["error"]
-    assert f"trial 0: failed: UncompletedJobError: Job {first} " in out
+    assert record["slurm_job_id"] == str(first)  # noted on the trial when the job started
+    assert f"trial 0 (Slurm job {first}): failed: UncompletedJobError: Job {first} " in out
     assert slurm_jobs(study_dir)[str(first)]["JobState"] == "CANCELLED"
 
 
@@ -261,7 +271,77 @@ def test_a_trial_at_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(t
     assert len(resumed) == int(job["Restarts"]) and all(0 < e < 200 for e in resumed), run_log[-3000:]
     history = (study_dir / "0" / "history.csv").read_text().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in history] == list(range(1, 201))  # the whole history, once
-    assert metrics(study_dir / "0")["epochs"] == 200
+    assert (metrics(study_dir / "0")["epochs"], metrics(study_dir / "0")["slurm_job_id"]) == (200, job_id)
+
+
+def running_job(timeout: float = 120) -> str:
+    """The id of the one job the cluster runs (the test's trial), once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True).stdout.split()
+        if running:
+            (job,) = running
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"no job running after {timeout} s")
+
+
+def epochs_done(run_dir) -> int:
+    try:
+        return len((run_dir / "history.csv").read_text().splitlines()) - 1
+    except OSError:
+        return 0
+
+
+@on_cluster
+@pytest.mark.slow
+def test_a_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """`scontrol requeue` of a running trial's job (what a preemption does): SLURM kills the job
+    and queues it again under the same id; it starts run.py again in the trial's folder, under the
+    same claim, and the trial resumes from its checkpoint as after a time limit."""
+    args = [*SLURM, "model.C=choice(8)", "epochs=100", "compile=false", "hydra.sweeper.n_trials=1"]
+    args += ["hydra.sweeper.n_jobs=1", "hydra.sweeper.study_name=preempt"]
+    study_dir = tmp_path / "outputs" / "optuna" / "preempt"
+    stop = threading.Event()
+    releaser = threading.Thread(target=release_requeued_jobs, args=(stop,), daemon=True)
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = start_sweep(sweep_args(*args), tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            job = running_job()
+            deadline = time.monotonic() + 120
+            while epochs_done(study_dir / "0") < 5 and time.monotonic() < deadline:
+                assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
+                time.sleep(0.2)
+            preempted_at = epochs_done(study_dir / "0")
+            assert 5 <= preempted_at < 100, preempted_at
+            releaser.start()
+            subprocess.run(["scontrol", "requeue", job], check=True)
+            proc.wait(timeout=300)
+        finally:
+            stop.set()
+            if releaser.is_alive():
+                releaser.join()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    out = (tmp_path / "sweep.log").read_text()
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    assert "taken over" not in out
+    study = load_study(study_dir)
+    assert len(study.trials) == 1
+    assert [(t.number, t.state) for t in trained(study)] == [(0, TrialState.COMPLETE)]
+    shown = slurm_jobs(study_dir)
+    assert list(shown) == [job], shown  # one job: the requeued one kept its id
+    assert shown[job]["JobState"] == "COMPLETED" and int(shown[job]["Restarts"]) == 1, shown[job]
+    job_log = (study_dir / ".submitit" / job / f"{job}_0_log.err").read_text()
+    assert "DUE TO JOB REQUEUE" in job_log and "TrialLost" not in job_log and "taken over" not in job_log
+    run_log = (study_dir / "0" / "run.log").read_text()
+    resumed = [int(e) for e in re.findall(r"resumed from \S+checkpoint\.pt at epoch (\d+)", run_log)]
+    assert len(resumed) == 1 and preempted_at - 1 <= resumed[0] < 100, (preempted_at, run_log[-3000:])
+    history = (study_dir / "0" / "history.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in history] == list(range(1, 101))  # the whole history, once
+    assert (metrics(study_dir / "0")["epochs"], metrics(study_dir / "0")["slurm_job_id"]) == (100, job)
+    assert f"trial 0 (Slurm job {job}): completed, val_acc=" in out
+    assert [p.name for p in run_folders(study_dir)] == ["0"]
 
 
 @on_cluster

@@ -1,13 +1,17 @@
 """Where a result came from: the code's git commit (and whether the tree had changes), the
-host, the versions of the libraries that shape a result. Recorded in metrics.json."""
+host, the SLURM job it ran in, the versions of the libraries that shape a result. Recorded in
+metrics.json."""
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from budgetsweep.contract.sweep import slurm_job_id
 
 SOURCE = Path(__file__).resolve().parents[1]  # the project's checkout, when run from one
 LIBRARIES = ("torch", "hydra-core", "omegaconf", "optuna", "numpy")
@@ -44,6 +48,8 @@ def versions() -> dict[str, str | None]:
 
 
 def provenance() -> dict:
-    """metrics.json's provenance keys: git_commit, git_dirty, host, versions."""
+    """metrics.json's provenance keys: git_commit, git_dirty, host, slurm_job_id (null outside
+    SLURM), versions."""
     commit, dirty = git_state()
-    return dict(git_commit=commit, git_dirty=dirty, host=socket.gethostname(), versions=versions())
+    host, job = socket.gethostname(), slurm_job_id(os.environ)
+    return dict(git_commit=commit, git_dirty=dirty, host=host, slurm_job_id=job, versions=versions())
