@@ -23,11 +23,15 @@ does not count in n_trials. A bug in a model family (any other exception) propag
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
-from omegaconf import DictConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .composed import ComposedOnce
 from .errors import SweeperError
 from .sizing import WAYS_OUT, Sizer, Unsizable
 
@@ -35,8 +39,57 @@ INVALID = 100.0  # the `valid` violation of a config that cannot build a model: 
 
 
 def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> DictConfig:
-    """The job's config for these overrides; raises what Hydra raises for a key or type it refuses."""
-    return hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    """The job's config for these overrides (kept for the launch when the context's loader is a
+    `ComposedOnce`); raises what Hydra raises for a key or type it refuses."""
+    loader = hydra_context.config_loader
+    if isinstance(loader, ComposedOnce):
+        return loader.compose(config, overrides)
+    return loader.load_sweep_config(config, list(overrides))
+
+
+class Patcher:
+    """What a compose would give for sizing, without composing, where that is safe.
+
+    Composing a trial's config is most of what an over-budget suggestion costs (Hydra's defaults
+    list, merges). When every searched override changes a plain key the sweep's config already
+    has (no config group, no addition or deletion, nothing under `hydra.`), setting those keys on
+    a copy of the sweep's config (its `hydra` node left out) gives the same model and budget: an
+    over-budget suggestion is then told so without a compose. Anything else (None) is composed."""
+
+    def __init__(self, config: DictConfig) -> None:
+        choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
+        self.groups = set(choices.keys()) if isinstance(choices, DictConfig) else set()
+        self.base = copy.deepcopy(config)
+        with open_dict(self.base):
+            self.base.pop("hydra", None)
+        self.parser = OverridesParser.create()
+
+    def patched(self, params: list[str]) -> DictConfig | None:
+        try:
+            overrides = self.parser.parse_overrides(params)
+        except Exception:
+            return None
+        for o in overrides:
+            key = o.key_or_group
+            if (
+                o.type != OverrideType.CHANGE
+                or o.package is not None
+                or o.is_sweep_override()
+                or key in self.groups
+                or "/" in key
+                or OmegaConf.select(self.base, key, default=_ABSENT) is _ABSENT
+            ):
+                return None
+        cfg = copy.deepcopy(self.base)
+        try:
+            for o in overrides:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+        except Exception:  # a type the key refuses: the compose says so in its own words
+            return None
+        return cfg
+
+
+_ABSENT = object()
 
 
 def violations(sizing: Any, max_params: int | None, max_flops: int | None = None) -> dict[str, float]:

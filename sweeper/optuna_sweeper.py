@@ -57,17 +57,22 @@ class BudgetOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from hydra.core.plugins import Plugins
 
+        from .composed import composing_once
         from .study_loop import StudyLoop
         from .study_setup import open_sweep, parallelism
+        from .trial_task import TrialTask
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None, (
             "setup() first"
         )
         sweep = open_sweep(self.settings, self.config, arguments)
         # the launcher is made once the study's folder is pinned as hydra.sweep.dir, so that its
-        # own files (submitit's .submitit/) go there too, not to a timestamped multirun folder
+        # own files (submitit's .submitit/) go there too, not to a timestamped multirun folder;
+        # each job notes its SLURM job on its trial before the app's task runs
+        # the launcher's config loader hands over each config the loop composed to size it (`composed`)
+        launch_context = composing_once(self.hydra_context)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=self.hydra_context, task_function=self.task_function, config=self.config
+            hydra_context=launch_context, task_function=TrialTask(self.task_function), config=self.config
         )
         self.parallel = parallelism(self.launcher, self.config, self.settings.n_jobs)
-        StudyLoop(self.settings, sweep, self.hydra_context, self.config, self.launcher, self.parallel).run()
+        StudyLoop(self.settings, sweep, launch_context, self.config, self.launcher, self.parallel).run()

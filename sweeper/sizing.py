@@ -27,7 +27,8 @@ Imports Hydra and OmegaConf only: torch and `models` are loaded on the first siz
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -54,6 +55,9 @@ class Sizer:
     size_fn: Any  # a callable, or None
     size_fn_name: str | None
     max_flops: int | None = None  # the sweeper's setting; None: the app's budget.max_flops
+    # sizes already measured, by the model node's values and the limits: the samplers suggest
+    # the same architecture again and again (only its learning rate differs, say)
+    known: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, budget: Any) -> Sizer:
@@ -115,13 +119,23 @@ class Sizer:
         (max_params, _), (max_flops, _) = self.budget(cfg), self.flops_budget(cfg)
         if max_params is None and max_flops is None:
             return None
-        from budgetsweep import models
 
-        if self.size_fn is not None:
+        if self.size_fn is not None:  # it may read any key of the config: not cached
             return self._by_function(cfg, max_params, max_flops)
         node = OmegaConf.select(cfg, self.model_key, default=None)
         if not OmegaConf.is_dict(node):
             raise Unsizable(f"the config has no `{self.model_key}` node to size")
+        key = _values_key(node, max_params, max_flops)
+        if key is not None and key in self.known:
+            return self.known[key]
+        sizing = self._automatic(node, max_params, max_flops)
+        if key is not None:
+            self.known[key] = sizing
+        return sizing
+
+    def _automatic(self, node: DictConfig, max_params: int | None, max_flops: int | None) -> Any:
+        from budgetsweep import models
+
         if node.get("name") in models.list_models():
             return models.check_budget(node, max_params, max_flops)
         if max_flops is not None:
@@ -167,6 +181,16 @@ class Sizer:
                 if key == candidates[-1][0]:
                     raise
         return models.Sizing(models.budget.INVALID, None, None, str(refused))
+
+
+def _values_key(node: DictConfig, max_params: int | None, max_flops: int | None) -> str | None:
+    """The model node's resolved values and the limits, as one string; None when it does not
+    resolve (then the sizing says why, uncached)."""
+    try:
+        values = OmegaConf.to_container(node, resolve=True)
+    except Exception:
+        return None
+    return json.dumps([values, max_params, max_flops], sort_keys=True, default=repr)
 
 
 class _Refused(Exception):

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
@@ -44,6 +45,10 @@ from budgetsweep.contract.sweep import OWNER, SLOT
 class Slots:
     def __init__(self, storage: Any, study_name: str, n_trials: int, wait: float = 30.0) -> None:
         self.storage = storage
+        # The study's trials are read through a Study, whose storage caches them (for a database:
+        # finished trials are read once, then only the unfinished and new ones): a read costs the
+        # same in a long study as in a short one.
+        self.reader = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
         self.study_id = storage.get_study_id_from_name(study_name)
         self.n_trials = n_trials
         self.wait = wait
@@ -52,7 +57,7 @@ class Slots:
 
     # ------------------------------------------------------------------------------ reading
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+        return self.reader.get_trials(deepcopy=False, states=states)
 
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)

@@ -32,7 +32,7 @@ from budgetsweep.contract.values import quote, short_value
 
 from .errors import SweeperError
 from .failures import FailurePolicy
-from .feasibility import compose, size_trial
+from .feasibility import Patcher, compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import Jobs, job_overrides, outcome, record_prefix, run_metrics, tell
 from .optuna_storage import StorageUnavailable, disk_full
@@ -42,7 +42,7 @@ from .slots import Slots
 from .space import trial_overrides
 from .study_setup import Sweep, check_objectives, log_start, objective_name
 from .summary import failure_hint, progress, write_results
-from .trial_record import record_trial
+from .trial_record import record_trial, trial_name
 
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
@@ -91,6 +91,9 @@ class StudyLoop:
         self.deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
         self.timed_out = False
         self.objective = objective_name(settings, config)
+        sizer = settings.sizer
+        budgeted = sizer.budget(config)[0] is not None or sizer.flops_budget(config)[0] is not None
+        self.patcher = Patcher(config) if budgeted and sizer.size_fn is None else None
         self.bar: Any = None  # the terminal's progress bar (`progress.sweep_progress`), while the loop runs
 
     # --------------------------------------------------------------------------------- main
@@ -173,23 +176,28 @@ class StudyLoop:
         trial, trial_id, holds_slot = nxt
         # the worker's claim: the job checks it each epoch and stops once another worker took the trial
         claim = quote(str(self.heartbeats.claim(trial_id)))
-        overrides = [*self.job_overrides(trial), f"++hydra.job.env_set.{CLAIM_ENV}={claim}"]
+        params = trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config)
+        job = job_overrides(trial.number, self.study.study_name, params, self.record)
+        overrides = [*job, f"++hydra.job.env_set.{CLAIM_ENV}={claim}"]
         if holds_slot:  # queued again: sized when it was first asked
             return self.launch(trial, trial_id, overrides)
-        try:
-            cfg = compose(self.hydra_context, self.config, overrides)
-        except Exception as e:  # a key or a type the config does not accept: the space is wrong
-            self.drop(trial, trial_id, TrialState.FAIL, "invalid")
-            ours = ("hydra.", f"{self.settings.record}.") if self.settings.record else ("hydra.",)
-            shown = " ".join(o for o in overrides if not o.lstrip("+").startswith(ours))
-            raise SweeperError(
-                f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}"
-            ) from None
-        try:
-            sizing = size_trial(trial, cfg, self.settings.sizer)
-        except SweeperError:
-            self.drop(trial, trial_id, TrialState.FAIL, "unsizable")
-            raise
+        sizing = self.size_before_compose(trial, params)
+        if sizing is None or sizing.fits:  # the job's config is composed anyway: sized from it when not yet
+            try:
+                cfg = compose(self.hydra_context, self.config, overrides)
+            except Exception as e:  # a key or a type the config does not accept: the space is wrong
+                self.drop(trial, trial_id, TrialState.FAIL, "invalid")
+                ours = ("hydra.", f"{self.settings.record}.") if self.settings.record else ("hydra.",)
+                shown = " ".join(o for o in overrides if not o.lstrip("+").startswith(ours))
+                raise SweeperError(
+                    f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}"
+                ) from None
+            if sizing is None:
+                try:
+                    sizing = size_trial(trial, cfg, self.settings.sizer)
+                except SweeperError:
+                    self.drop(trial, trial_id, TrialState.FAIL, "unsizable")
+                    raise
         if sizing is not None and not sizing.fits:
             self.drop(trial, trial_id, TrialState.PRUNED)
             self.infeasible[sizing.status] += 1
@@ -232,9 +240,18 @@ class StudyLoop:
         self.heartbeats.watch(trial_id)
         return trial, trial_id, self.slots.begin(trial_id)
 
-    def job_overrides(self, trial: optuna.Trial) -> list[str]:
-        params = trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config)
-        return job_overrides(trial.number, self.study.study_name, params, self.record)
+    def size_before_compose(self, trial: optuna.Trial, params: list[str]) -> Any:
+        """The trial sized on the sweep's config with its parameters set (`feasibility.Patcher`),
+        where that is safe and there is a budget; None: size it from the composed config."""
+        if self.patcher is None:
+            return None
+        cfg = self.patcher.patched(params)
+        if cfg is None:
+            return None
+        try:
+            return size_trial(trial, cfg, self.settings.sizer)
+        except Exception:  # what the compose and its sizing would say, in their words
+            return None
 
     def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str]) -> bool:
         run_dir = self.sweep.study_dir / str(trial.number)
@@ -306,17 +323,18 @@ class StudyLoop:
         directions = [d.name.lower() for d in self.study.directions]
         frozen = self.storage.get_trial(running.trial_id)
         record_trial(run_dir, frozen, self.study.study_name, result, names, directions, took)
+        name = trial_name(frozen)  # with its SLURM job, where it ran in one
         if result.status == "completed":
             values = result.value if isinstance(result.value, list) else [result.value]
             shown = ",".join(f"{v:.6g}" for v in values)
             so_far = progress(self.study, self.objective, self.n_trials)
-            log.info("trial %d: completed, %s=%s (%.0f s); %s", trial.number, self.objective, shown, took, so_far)
+            log.info("trial %s: completed, %s=%s (%.0f s); %s", name, self.objective, shown, took, so_far)
         elif result.status == "pruned":
             so_far = progress(self.study, self.objective, self.n_trials)
             epochs = result.epochs or "?"
-            log.info("trial %d: pruned after %s epoch(s) (%.0f s); %s", trial.number, epochs, took, so_far)
+            log.info("trial %s: pruned after %s epoch(s) (%.0f s); %s", name, epochs, took, so_far)
         else:
-            log.warning("trial %d: %s: %s (see %s)", trial.number, result.status, result.error or "-", run_dir)
+            log.warning("trial %s: %s: %s (see %s)", name, result.status, result.error or "-", run_dir)
             if result.counted:  # a NaN result: FAIL in Optuna, as with the plugin, but the sweep goes on
                 failure = (result.status, result.error or "-")
         self.failures.end(trial.number, failure)

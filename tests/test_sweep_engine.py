@@ -1,0 +1,100 @@
+"""The sweep engine's shortcuts, each checked against the long way it replaces: a trial's config
+composed once (the launcher gets the sweeper's), an over-budget suggestion sized without a
+compose where that gives the same model, and a model sized once per architecture."""
+
+from __future__ import annotations
+
+import pickle
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from budgetsweep.sweeper import sizing as sizing_module
+from budgetsweep.sweeper.composed import ComposedOnce
+from budgetsweep.sweeper.feasibility import Patcher
+from budgetsweep.sweeper.sizing import Sizer
+
+from helpers import CONF, TINY_RUN
+
+
+def run_py_config(overrides=()):
+    """run.py's config as a sweep's process holds it: with its hydra node (the config groups chosen)."""
+    from budgetsweep.trainer import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose(config_name="config", overrides=[*TINY_RUN, *overrides], return_hydra_config=True)
+
+
+class CountingLoader:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.calls += 1
+        return OmegaConf.create({"overrides": list(sweep_overrides)})
+
+    def get_sources(self):
+        return ["hydra's own"]
+
+
+def test_the_launcher_gets_the_config_the_sweeper_composed_once():
+    hydra_loader = CountingLoader()
+    loader = ComposedOnce(hydra_loader)
+    master = OmegaConf.create({})
+    composed = loader.compose(master, ["x=1", "hydra.sweep.subdir=0"])
+    assert loader.load_sweep_config(master, ["x=1", "hydra.sweep.subdir=0"]) is composed
+    assert hydra_loader.calls == 1
+    # used once: a second launch of the same overrides (a rerun of the trial) composes anew
+    assert loader.load_sweep_config(master, ["x=1", "hydra.sweep.subdir=0"]) is not composed
+    assert hydra_loader.calls == 2
+    assert loader.get_sources() == ["hydra's own"]  # the rest is Hydra's loader
+
+
+def test_a_loader_sent_to_another_process_carries_no_composed_config():
+    loader = ComposedOnce(CountingLoader())
+    loader.compose(OmegaConf.create({}), ["x=1"])
+    copy = pickle.loads(pickle.dumps(loader))
+    assert copy.kept == {} and len(loader.kept) == 1
+
+
+def test_suggestions_past_the_keep_limit_fall_out():
+    loader = ComposedOnce(CountingLoader())
+    for i in range(100):
+        loader.compose(OmegaConf.create({}), [f"x={i}"])
+    assert len(loader.kept) == 64 and ("x=99",) in loader.kept and ("x=0",) not in loader.kept
+
+
+def test_plain_keys_are_set_without_a_compose_and_give_the_composed_model():
+    params = ["model.C=24", "model.N=3", "optimizer.lr=0.01", "budget.max_params=1000"]
+    patched = Patcher(run_py_config()).patched(params)
+    composed = run_py_config(params)
+    assert patched is not None
+    for key in ("model", "budget", "optimizer"):
+        assert OmegaConf.to_container(patched[key], resolve=True) == OmegaConf.to_container(composed[key], resolve=True)
+    assert "hydra" not in patched
+
+
+def test_what_only_a_compose_can_tell_is_composed():
+    patcher = Patcher(run_py_config())
+    assert patcher.patched(["optimizer=sgd"]) is None  # a config group: its defaults change the config
+    assert patcher.patched(["+model.extra=1"]) is None  # an addition
+    assert patcher.patched(["~model.K"]) is None  # a deletion
+    assert patcher.patched(["model.nonexistent=1"]) is None  # a key the config lacks: the compose's error
+    assert patcher.patched(["epochs=many"]) is None  # a type the schema refuses: the compose's error
+    assert patcher.patched(["model.C=8"]) is not None
+
+
+def test_an_architecture_is_sized_once(monkeypatch):
+    counted = []
+    count = sizing_module._count_on_meta
+    monkeypatch.setattr(sizing_module, "_count_on_meta", lambda key, node: counted.append(key) or count(key, node))
+    sizer = Sizer(max_params=10_000, model_key="model", size_fn=None, size_fn_name=None)
+    cfg = OmegaConf.create({"model": {"_target_": "torch.nn.Linear", "in_features": 64, "out_features": 10}})
+    first = sizer.size(cfg)
+    again = sizer.size(OmegaConf.create(OmegaConf.to_container(cfg)))
+    cfg.model.in_features = 2000
+    wider = sizer.size(cfg)
+    assert counted == ["model", "model"]  # the same values: counted once
+    assert first.params == again.params == 650 and first.fits
+    assert wider.params == 20_010 and not wider.fits
