@@ -114,10 +114,8 @@ def test_study_without_a_completed_trial_is_summarized(tmp_path, states):
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_study_is_read_with_the_sweepers_driver(tmp_path):
-    from helpers import pg_bin, postgres_server
+    from helpers import postgres_server
 
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     with postgres_server(PASSWORD) as url:
         study = optuna.create_study(study_name="pg", storage=connect_url(url), direction="maximize")
         for value in (0.5, 0.75):

@@ -223,8 +223,6 @@ def test_a_worker_paused_past_the_grace_period_stops_its_lost_trial_and_overwrit
 # ------------------------------------------------------------------------- PostgreSQL outages
 @pytest.fixture
 def pg(monkeypatch):
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     with postgres_server("pw-outage") as url:
         monkeypatch.setenv(PASSWORD_ENV, "pw-outage")  # for this test's own look at the study (study.json masks it)
         yield PgControl(url)

@@ -11,7 +11,7 @@ import pytest
 
 from budgetsweep.contract.storage import PASSWORD_ENV, STORAGE_ENV, mask, mask_args
 
-from helpers import load_study, pg_bin, postgres_server, run_sweep, trained
+from helpers import load_study, postgres_server, run_sweep, trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -21,8 +21,6 @@ ALL = "logger=[csv,tensorboard,mlflow,wandb]"
 
 @pytest.fixture(scope="module")
 def pg_url():
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     with postgres_server(PASSWORD) as url:
         yield url
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from optuna.trial import TrialState
 
-from helpers import env, load_study, metrics, pg_bin, postgres_server, run_folders, sweep_args, trained
+from helpers import env, load_study, metrics, postgres_server, run_folders, sweep_args, trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -19,8 +19,6 @@ PASSWORD = "pw-Xq7-never-in-logs"
 
 @pytest.fixture(scope="module")
 def pg_url():
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     with postgres_server(PASSWORD) as url:
         yield url
 
