@@ -48,41 +48,58 @@ def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> Dic
 
 
 class Patcher:
-    """What a compose would give for sizing, without composing, where that is safe.
+    """What a compose would give for sizing, at a fraction of its cost, where that is safe.
 
-    Composing a trial's config is most of what an over-budget suggestion costs (Hydra's defaults
-    list, merges). When every searched override changes a plain key the sweep's config already
-    has (no config group, no addition or deletion, nothing under `hydra.`), setting those keys on
-    a copy of the sweep's config (its `hydra` node left out) gives the same model and budget: an
-    over-budget suggestion is then told so without a compose. Anything else (None) is composed."""
+    Composing a trial's config is most of what an over-budget suggestion costs. Hydra composes in
+    two steps: the config groups chosen are merged (the defaults list), then each plain override
+    sets its key on the result. The patcher does the first step once per combination of group
+    choices among a trial's overrides (`optimizer=choice(adam,sgd)`: two composes in a whole
+    sweep) through `compose`, keeps the result (its `hydra` node left out), and does the second
+    step itself on a copy: the same model and budget, so an over-budget suggestion is told so
+    without a compose. An override it cannot apply the same way (an addition, a deletion, a key
+    the config lacks, a value the key's type refuses) gives None: the trial is composed."""
 
-    def __init__(self, config: DictConfig) -> None:
+    MAX_BASES = 32  # group combinations kept; past them every trial is composed
+
+    def __init__(self, config: DictConfig, compose: Any) -> None:
         choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
         self.groups = set(choices.keys()) if isinstance(choices, DictConfig) else set()
-        self.base = copy.deepcopy(config)
-        with open_dict(self.base):
-            self.base.pop("hydra", None)
+        self.config, self.compose = config, compose  # compose(group overrides) -> the composed config
+        self.bases: dict[tuple[str, ...], DictConfig | None] = {}
         self.parser = OverridesParser.create()
+
+    def base(self, groups: tuple[str, ...]) -> DictConfig | None:
+        """The config composed with these group overrides (the sweep's own config for none)."""
+        if groups not in self.bases:
+            if len(self.bases) >= self.MAX_BASES:
+                return None
+            try:
+                cfg = copy.deepcopy(self.compose(list(groups)) if groups else self.config)
+            except Exception:  # the trial's compose says what is wrong, in Hydra's words
+                cfg = None
+            if cfg is not None:
+                with open_dict(cfg):
+                    cfg.pop("hydra", None)
+            self.bases[groups] = cfg
+        return self.bases[groups]
 
     def patched(self, params: list[str]) -> DictConfig | None:
         try:
             overrides = self.parser.parse_overrides(params)
         except Exception:
             return None
-        for o in overrides:
-            key = o.key_or_group
-            if (
-                o.type != OverrideType.CHANGE
-                or o.package is not None
-                or o.is_sweep_override()
-                or key in self.groups
-                or "/" in key
-                or OmegaConf.select(self.base, key, default=_ABSENT) is _ABSENT
-            ):
-                return None
-        cfg = copy.deepcopy(self.base)
+        if any(o.type != OverrideType.CHANGE or o.package is not None or o.is_sweep_override() for o in overrides):
+            return None
+        is_group = [o.key_or_group in self.groups or "/" in o.key_or_group for o in overrides]
+        base = self.base(tuple(p for p, group in zip(params, is_group) if group))
+        if base is None:
+            return None
+        keys = [o for o, group in zip(overrides, is_group) if not group]
+        if any(OmegaConf.select(base, o.key_or_group, default=_ABSENT) is _ABSENT for o in keys):
+            return None
+        cfg = copy.deepcopy(base)
         try:
-            for o in overrides:
+            for o in keys:
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
         except Exception:  # a type the key refuses: the compose says so in its own words
             return None

@@ -30,6 +30,7 @@ from budgetsweep.contract.storage import scrub
 from budgetsweep.contract.sweep import CLAIM_ENV, LAUNCHED, PRUNED_AT
 from budgetsweep.contract.values import quote, short_value
 
+from .composed import ComposedOnce
 from .errors import SweeperError
 from .failures import FailurePolicy
 from .feasibility import Patcher, compose, size_trial
@@ -93,7 +94,13 @@ class StudyLoop:
         self.objective = objective_name(settings, config)
         sizer = settings.sizer
         budgeted = sizer.budget(config)[0] is not None or sizer.flops_budget(config)[0] is not None
-        self.patcher = Patcher(config) if budgeted and sizer.size_fn is None else None
+        loader = hydra_context.config_loader  # Hydra's own: the patcher's composes are not launched
+        loader = loader.loader if isinstance(loader, ComposedOnce) else loader
+        self.patcher = (
+            Patcher(config, lambda groups: loader.load_sweep_config(config, groups))
+            if budgeted and sizer.size_fn is None
+            else None
+        )
         self.bar: Any = None  # the terminal's progress bar (`progress.sweep_progress`), while the loop runs
 
     # --------------------------------------------------------------------------------- main

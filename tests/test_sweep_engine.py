@@ -65,19 +65,36 @@ def test_suggestions_past_the_keep_limit_fall_out():
     assert len(loader.kept) == 64 and ("x=99",) in loader.kept and ("x=0",) not in loader.kept
 
 
-def test_plain_keys_are_set_without_a_compose_and_give_the_composed_model():
-    params = ["model.C=24", "model.N=3", "optimizer.lr=0.01", "budget.max_params=1000"]
-    patched = Patcher(run_py_config()).patched(params)
-    composed = run_py_config(params)
-    assert patched is not None
-    for key in ("model", "budget", "optimizer"):
-        assert OmegaConf.to_container(patched[key], resolve=True) == OmegaConf.to_container(composed[key], resolve=True)
-    assert "hydra" not in patched
+def counting_patcher():
+    """A Patcher over run.py's config, and the group overrides it composed, in order."""
+    composed = []
+
+    def compose(groups):
+        composed.append(groups)
+        return run_py_config(groups)
+
+    return Patcher(run_py_config(), compose), composed
+
+
+def test_plain_keys_and_group_choices_give_the_composed_model_with_one_compose_per_choice():
+    patcher, composed = counting_patcher()
+    for params in (
+        ["model.C=24", "model.N=3", "optimizer.lr=0.01", "budget.max_params=1000"],
+        ["model.C=12", "optimizer=sgd", "optimizer.lr=0.02"],
+        ["model.C=16", "optimizer=sgd", "optimizer.lr=0.03", "model.P=4"],
+    ):
+        patched = patcher.patched(params)
+        expected = run_py_config(params)
+        assert patched is not None and "hydra" not in patched
+        for key in ("model", "budget", "optimizer"):
+            assert OmegaConf.to_container(patched[key], resolve=True) == OmegaConf.to_container(
+                expected[key], resolve=True
+            ), (params, key)
+    assert composed == [["optimizer=sgd"]]  # the sweep's own config for the first; sgd composed once
 
 
 def test_what_only_a_compose_can_tell_is_composed():
-    patcher = Patcher(run_py_config())
-    assert patcher.patched(["optimizer=sgd"]) is None  # a config group: its defaults change the config
+    patcher, _ = counting_patcher()
     assert patcher.patched(["+model.extra=1"]) is None  # an addition
     assert patcher.patched(["~model.K"]) is None  # a deletion
     assert patcher.patched(["model.nonexistent=1"]) is None  # a key the config lacks: the compose's error
