@@ -19,7 +19,6 @@ import errno
 import functools
 import logging
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
@@ -277,49 +275,9 @@ def make_storage(
         storage = SweepStorage(url, engine_kwargs=kwargs)
     storage.retry_for, storage.shown_url = retry_for, shown
     storage.claim_lock, storage.creation_lock = _sqlite_lock(url), creation_lock
-    if storage.claim_lock is not None:  # a SQLite file
-        _quick_commits(storage.engine)
     # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
     storage.heartbeat_interval, storage.grace_period = heartbeat_interval, grace_period
     return storage
-
-
-def _quick_commits(engine: Any) -> None:
-    """SQLite commits without waiting for the disk each time: the database in WAL mode, synced at
-    its checkpoints (synchronous=NORMAL). A commit then takes tens of microseconds instead of a
-    millisecond or two, and a sweep makes some twenty per trial. A crash of the process loses
-    nothing committed; a power cut may lose the last commits, never the file's consistency.
-    Readers no longer wait for a writer either. `one_file` turns the mode back at a sweep's end."""
-
-    def pragmas(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error:  # read-only, or another process switching the mode: as it is
-            pass
-        finally:
-            cursor.close()
-
-    sqlalchemy.event.listen(engine, "connect", pragmas)
-    engine.dispose()  # the connections made while the tables were created: opened again with the pragmas
-
-
-def one_file(storage: Any) -> None:
-    """At the end of a sweep on SQLite: the database back in its usual journal mode, so that
-    study.db alone holds the whole study and opens where nothing can be written beside it (an
-    archive, a read-only share). While another worker still has it open the mode stays WAL (the
-    last one to end turns it back); a moment's wait, never an error."""
-    lock = getattr(storage, "claim_lock", None)
-    if lock is None:
-        return
-    storage.engine.dispose()
-    database = str(lock)[: -len(".lock")]
-    try:
-        with contextlib.closing(sqlite3.connect(database, timeout=0.5)) as connection:
-            connection.execute("PRAGMA journal_mode=DELETE")
-    except sqlite3.Error:
-        pass
 
 
 # Workers starting together on an empty PostgreSQL database race to create Optuna's tables

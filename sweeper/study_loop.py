@@ -36,7 +36,7 @@ from .failures import FailurePolicy
 from .feasibility import Patcher, compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import Jobs, job_overrides, outcome, record_prefix, run_metrics, tell
-from .optuna_storage import StorageUnavailable, disk_full, one_file
+from .optuna_storage import StorageUnavailable, disk_full
 from .progress import sweep_progress
 from .settings import OptunaSettings, objective_names
 from .slots import Slots
@@ -105,12 +105,6 @@ class StudyLoop:
 
     # --------------------------------------------------------------------------------- main
     def run(self) -> None:
-        try:
-            self.run_study()
-        finally:  # however it ends, a SQLite study is one file again (`optuna_storage.one_file`)
-            one_file(self.storage)
-
-    def run_study(self) -> None:
         log_start(self.sweep, self.settings, self.config, self.slots.holders(), self.parallel)
         check_objectives(self.study, self.settings, self.config)
         if self.settings.timeout is not None:

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from budgetsweep.contract.storage import sqlite_url
 from budgetsweep.contract.sweep import SLOT
-from budgetsweep.sweeper.optuna_storage import make_storage, one_file
+from budgetsweep.sweeper.optuna_storage import make_storage
 from budgetsweep.sweeper.slots import Slots
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -28,9 +28,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def empty_study(tmp_path_factory):
     """An SQLite file holding an empty study "s" (Optuna's tables are made once, then copied)."""
     path = tmp_path_factory.mktemp("template") / "study.db"
-    storage = make_storage(sqlite_url(path))
-    optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    one_file(storage)  # the study written into study.db itself (not left in study.db-wal): copied below
+    optuna.create_study(study_name="s", storage=make_storage(sqlite_url(path)), direction="maximize")
     return path
 
 

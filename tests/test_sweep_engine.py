@@ -115,30 +115,3 @@ def test_an_architecture_is_sized_once(monkeypatch):
     assert counted == ["model", "model"]  # the same values: counted once
     assert first.params == again.params == 650 and first.fits
     assert wider.params == 20_010 and not wider.fits
-
-
-def test_sqlite_commits_skip_the_disk_sync_and_the_file_is_whole_again_at_the_end(tmp_path):
-    import sqlite3
-
-    import optuna
-
-    from budgetsweep.contract.storage import sqlite_url
-    from budgetsweep.sweeper.optuna_storage import make_storage, one_file
-
-    db = tmp_path / "study.db"
-    storage = make_storage(sqlite_url(db))
-    study = optuna.create_study(study_name="s", storage=storage)
-    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    with storage.engine.connect() as connection:
-        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-        sync = connection.exec_driver_sql("PRAGMA synchronous").scalar()
-    assert (mode, sync) == ("wal", 1)  # 1: NORMAL (synced at checkpoints), FULL is 2
-    one_file(storage)
-    assert not (tmp_path / "study.db-wal").exists()
-    tmp_path.chmod(0o555)  # an archive: nothing can be created beside the file
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-            assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
-            assert connection.execute("SELECT COUNT(*) FROM trials").fetchone() == (3,)
-    finally:
-        tmp_path.chmod(0o755)
