@@ -19,6 +19,7 @@ import errno
 import functools
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -113,6 +114,55 @@ def quiet_lost_connection_warnings() -> None:
         logger.addFilter(_QuietLostConnection())
 
 
+class _CtrlCAfterTheCall:
+    """Ctrl-C during a storage call takes effect as the call returns. Raised inside SQLite's
+    commit, KeyboardInterrupt can leave that connection's write transaction open: the database
+    stays locked for every later call of the process, handing its trials back included (seen
+    with the basic launcher, whose jobs report from the sweep's own main thread). Only the main
+    thread is concerned (signals go there), and only while Python's own SIGINT handler is in
+    place: an app's handler is left alone."""
+
+    def __init__(self) -> None:
+        self.depth, self.pending = 0, False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.depth:
+            self.pending = True
+        else:
+            signal.default_int_handler(signum, frame)
+
+    @contextlib.contextmanager
+    def after_the_call(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.handler)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth:
+                self.raise_pending()
+
+    def raise_pending(self) -> None:
+        if self.pending and signal.getsignal(signal.SIGINT) == self.handler:  # (a bound method: ==)
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def sleep(self, seconds: float) -> None:
+        """A wait between two attempts of a call: no transaction is open, Ctrl-C acts at once."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if threading.current_thread() is threading.main_thread():
+                self.raise_pending()
+            time.sleep(min(left, 0.1))
+
+
+_CTRL_C = _CtrlCAfterTheCall()
+
+
 class SweepStorage(RDBStorage):
     """RDBStorage with two changes.
 
@@ -136,6 +186,10 @@ class SweepStorage(RDBStorage):
     _inside = threading.local()  # a retried call's own storage calls are not retried again
 
     def retrying(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        with _CTRL_C.after_the_call():
+            return self._retrying(method, *args, **kwargs)
+
+    def _retrying(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.retry_for or getattr(self._inside, "active", False):
             return method(self, *args, **kwargs)
         deadline, delay = None, 0.5
@@ -162,7 +216,7 @@ class SweepStorage(RDBStorage):
                             f"storage {self.shown_url} unreachable for {self.retry_for:.0f} s "
                             f"({scrub(why)}): rerun the same command once it is back to resume the study"
                         ) from None
-                    time.sleep(min(delay, max(deadline - now, 0.0)))
+                    _CTRL_C.sleep(min(delay, max(deadline - now, 0.0)))  # between attempts: Ctrl-C at once
                     delay = min(delay * 2, 8.0)
                     continue
                 if deadline is not None:

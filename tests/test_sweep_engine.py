@@ -4,14 +4,19 @@ compose where that gives the same model, and a model sized once per architecture
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import time
 
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from budgetsweep.sweeper import sizing as sizing_module
 from budgetsweep.sweeper.composed import ComposedOnce
 from budgetsweep.sweeper.feasibility import Patcher
+from budgetsweep.sweeper.optuna_storage import _CTRL_C
 from budgetsweep.sweeper.sizing import Sizer
 
 from helpers import CONF, TINY_RUN
@@ -115,3 +120,23 @@ def test_an_architecture_is_sized_once(monkeypatch):
     assert counted == ["model", "model"]  # the same values: counted once
     assert first.params == again.params == 650 and first.fits
     assert wider.params == 20_010 and not wider.fits
+
+
+def test_ctrl_c_inside_a_storage_call_takes_effect_as_the_call_returns():
+    """Raised inside SQLite's commit, KeyboardInterrupt could leave the database locked for the
+    hand-back that follows: the storage's calls finish first, then Ctrl-C acts."""
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    finished = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _CTRL_C.after_the_call():
+                os.kill(os.getpid(), signal.SIGINT)
+                finished.append("the call")  # not cut short
+        assert finished == ["the call"]
+        with pytest.raises(KeyboardInterrupt):  # outside a call: at once, as always
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):
+                time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, before)
