@@ -263,7 +263,9 @@ def test_a_trial_at_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(t
     assert [(t.number, t.state) for t in trained(study)] == [(0, TrialState.COMPLETE)]
     (job_id,) = slurm_jobs(study_dir)
     job = slurm_jobs(study_dir)[job_id]
-    assert job["JobState"] == "COMPLETED" and int(job["Restarts"]) >= 1, job  # one job, requeued
+    # one job, requeued; its last run may still meet the 1-minute limit's signal while it exits after
+    # returning the trial's result (SLURM then says FAILED): the trial's state and history below decide
+    assert job["JobState"] in ("COMPLETED", "FAILED") and int(job["Restarts"]) >= 1, job
     log = (study_dir / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
     assert "Requeued job" in log
     run_log = (study_dir / "0" / "run.log").read_text()
@@ -342,6 +344,82 @@ def test_a_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path)
     assert (metrics(study_dir / "0")["epochs"], metrics(study_dir / "0")["slurm_job_id"]) == (100, job)
     assert f"trial 0 (Slurm job {job}): completed, val_acc=" in out
     assert [p.name for p in run_folders(study_dir)] == ["0"]
+
+
+KILL_WAIT = 35  # seconds: well past SLURM's KillWait (5 s in .ci/slurm-up's slurm.conf; 30 s by default)
+
+
+def node_name() -> str:
+    return subprocess.run(["sinfo", "-h", "-o", "%n"], capture_output=True, text=True).stdout.split()[0]
+
+
+def release_after_the_node_is_back(stop: threading.Event, job: str) -> None:
+    """After a node failure SLURM requeues the job with a later begin time. Started while the
+    killed run's processes are still ending (SLURM's KillWait), it would meet them on the node
+    and SLURM would drain the node: release it once they are gone and the node takes jobs."""
+    queued_since = None
+    while not stop.wait(1):
+        pids = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True)
+        alive = [line for line in pids.stdout.splitlines()[1:] if line.strip()]
+        state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.strip()
+        held = subprocess.run(["squeue", "-h", "-j", job, "-o", "%t %r"], capture_output=True, text=True).stdout
+        if not held.startswith("PD"):
+            queued_since = None
+            continue
+        queued_since = queued_since or time.monotonic()
+        # the killed run's steps end within KillWait (30 s by default) of the failure
+        if not alive and state in ("idle", "mix") and time.monotonic() - queued_since > KILL_WAIT:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+
+
+@on_cluster
+@pytest.mark.slow
+def test_a_trial_whose_node_fails_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """The node of a running trial goes down (`scontrol update State=DOWN`, as SLURM marks a node
+    that stops answering): SLURM kills the job and requeues it; once the node is back it starts
+    run.py again in the trial's folder and the trial resumes from its checkpoint."""
+    args = [*SLURM, "model.C=choice(8)", "epochs=100", "compile=false", "hydra.sweeper.n_trials=1"]
+    args += ["hydra.sweeper.n_jobs=1", "hydra.sweeper.study_name=nodefail"]
+    study_dir = tmp_path / "outputs" / "optuna" / "nodefail"
+    node = node_name()
+    stop = threading.Event()
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = start_sweep(sweep_args(*args), tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        releaser = None
+        try:
+            job = running_job()
+            deadline = time.monotonic() + 120
+            while epochs_done(study_dir / "0") < 5 and time.monotonic() < deadline:
+                assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
+                time.sleep(0.2)
+            failed_at = epochs_done(study_dir / "0")
+            assert 5 <= failed_at < 100, failed_at
+            releaser = threading.Thread(target=release_after_the_node_is_back, args=(stop, job), daemon=True)
+            releaser.start()
+            down = ["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=budgetsweep-test"]
+            subprocess.run(down, check=True)
+            proc.wait(timeout=300)
+        finally:
+            stop.set()
+            if releaser is not None:
+                releaser.join()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            # back in service for the next tests, whatever happened (refused when it already is)
+            subprocess.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], capture_output=True)
+    out = (tmp_path / "sweep.log").read_text()
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    assert "taken over" not in out
+    study = load_study(study_dir)
+    assert [(t.number, t.state) for t in trained(study)] == [(0, TrialState.COMPLETE)] and len(study.trials) == 1
+    shown = slurm_jobs(study_dir)
+    assert list(shown) == [job] and int(shown[job]["Restarts"]) >= 1, shown
+    run_log = (study_dir / "0" / "run.log").read_text()
+    resumed = [int(e) for e in re.findall(r"resumed from \S+checkpoint\.pt at epoch (\d+)", run_log)]
+    assert len(resumed) == 1 and failed_at - 1 <= resumed[0] < 100, (failed_at, run_log[-3000:])
+    history = (study_dir / "0" / "history.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in history] == list(range(1, 101))  # the whole history, once
+    assert metrics(study_dir / "0")["slurm_job_id"] == job
 
 
 @on_cluster
