@@ -295,6 +295,17 @@ def epochs_done(run_dir) -> int:
         return 0
 
 
+def after_five_epochs(proc, run_dir, sweep_log) -> int:
+    """Wait (2 minutes at most) until the trial has trained 5 of its 100 epochs; how many it has."""
+    deadline = time.monotonic() + 120
+    while epochs_done(run_dir) < 5 and time.monotonic() < deadline:
+        assert proc.poll() is None, sweep_log.read_text()[-3000:]
+        time.sleep(0.2)
+    done = epochs_done(run_dir)
+    assert 5 <= done < 100, done
+    return done
+
+
 @on_cluster
 @pytest.mark.slow
 def test_a_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
@@ -310,12 +321,7 @@ def test_a_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path)
         proc = start_sweep(sweep_args(*args), tmp_path, stdout=log, stderr=subprocess.STDOUT)
         try:
             job = running_job()
-            deadline = time.monotonic() + 120
-            while epochs_done(study_dir / "0") < 5 and time.monotonic() < deadline:
-                assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
-                time.sleep(0.2)
-            preempted_at = epochs_done(study_dir / "0")
-            assert 5 <= preempted_at < 100, preempted_at
+            preempted_at = after_five_epochs(proc, study_dir / "0", tmp_path / "sweep.log")
             releaser.start()
             subprocess.run(["scontrol", "requeue", job], check=True)
             proc.wait(timeout=300)
@@ -388,12 +394,7 @@ def test_a_trial_whose_node_fails_is_requeued_and_resumes_from_its_checkpoint(tm
         releaser = None
         try:
             job = running_job()
-            deadline = time.monotonic() + 120
-            while epochs_done(study_dir / "0") < 5 and time.monotonic() < deadline:
-                assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
-                time.sleep(0.2)
-            failed_at = epochs_done(study_dir / "0")
-            assert 5 <= failed_at < 100, failed_at
+            failed_at = after_five_epochs(proc, study_dir / "0", tmp_path / "sweep.log")
             releaser = threading.Thread(target=release_after_the_node_is_back, args=(stop, job), daemon=True)
             releaser.start()
             down = ["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=budgetsweep-test"]
