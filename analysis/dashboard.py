@@ -21,7 +21,7 @@ from typing import Sequence
 
 from budgetsweep.contract import first_line
 from budgetsweep.contract.layouts import read_study
-from budgetsweep.contract.storage import connect_url, mask
+from budgetsweep.contract.storage import JOURNAL, locate, mask, optuna_storage
 
 
 class DashboardError(ValueError):
@@ -31,8 +31,8 @@ class DashboardError(ValueError):
 def storage_url(path_or_url: str) -> str:
     """The URL to connect with: a study folder's study.json (password put back from the
     environment), or a URL as given."""
-    if "://" in path_or_url:
-        return connect_url(path_or_url)
+    if "://" in path_or_url or path_or_url.startswith(JOURNAL):
+        return locate(path_or_url)
     folder = Path(path_or_url)
     try:
         record = read_study(folder)
@@ -40,7 +40,7 @@ def storage_url(path_or_url: str) -> str:
         raise DashboardError(first_line(e)) from None
     if record is None:
         raise DashboardError(f"{folder}: no study.json (pass an Optuna study folder or a storage URL)")
-    return connect_url(record.storage, folder)
+    return locate(record.storage, folder)
 
 
 def dashboard_app(path_or_url: str):
@@ -53,7 +53,7 @@ def dashboard_app(path_or_url: str):
         ) from None
     url = storage_url(path_or_url)
     note_untrained(url, optuna_dashboard.save_note)
-    return optuna_dashboard.wsgi(url)
+    return optuna_dashboard.wsgi(optuna_storage(url))
 
 
 NOTE_KEY = "budgetsweep:noted"  # study system attribute: the trial numbers already given a note
@@ -66,7 +66,7 @@ def note_untrained(url: str, save_note) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.get_storage(url)
+    storage = optuna.storages.get_storage(optuna_storage(url))
     noted = 0
     for name in optuna.study.get_all_study_names(storage=storage):
         study = optuna.load_study(study_name=name, storage=storage)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from budgetsweep.contract import ContractError, first_line
 from budgetsweep.contract.layouts import read_study
-from budgetsweep.contract.storage import connect_url, mask, scrub, split_password, sqlite_url
+from budgetsweep.contract.storage import JOURNAL, locate, mask, optuna_storage, scrub, split_password, sqlite_url
 from budgetsweep.contract.sweep import best_run, ranked_runs
 
 from .pareto import ParetoFront, pareto_front
@@ -65,15 +65,15 @@ def find_studies(sweep_dir: str | Path) -> list[tuple[str, str]]:
         record = None
         log.warning(f"{scrub(str(e))}; looking for *.db instead")
     if record is not None:
-        return [(mask(connect_url(record.storage, sweep_dir)), record.study_name)]
+        return [(mask(locate(record.storage, sweep_dir)), record.study_name)]
     found = []
-    dbs = sorted(sweep_dir.glob("*.db"))
+    dbs = sorted(sweep_dir.glob("*.db")) + sorted(sweep_dir.glob("*.journal"))
     if dbs:
         import optuna  # ~1 s to import: only when the sweep holds a storage
     for db in dbs:
-        url = sqlite_url(db)
+        url = sqlite_url(db) if db.suffix == ".db" else f"{JOURNAL}{db.resolve()}"
         try:
-            found += [(url, name) for name in optuna.study.get_all_study_names(storage=url)]
+            found += [(url, name) for name in optuna.study.get_all_study_names(storage=optuna_storage(url))]
         except Exception as e:  # a non-Optuna or corrupt file: SQLAlchemy/sqlite3 errors vary
             log.warning(f"{db}: not a readable Optuna storage ({type(e).__name__}); skipped")
     return found
@@ -159,7 +159,7 @@ def summarize(storage: str, study_name: str, study_dir: str | Path | None = None
     """
     import optuna
 
-    study = optuna.load_study(study_name=study_name, storage=connect_url(storage))
+    study = optuna.load_study(study_name=study_name, storage=optuna_storage(locate(storage, study_dir)))
     storage = mask(storage)
     table = trials_table(study)
     counts = {k: int((table["kind"] == k).sum()) if len(table) else 0 for k in COUNT_KEYS}

@@ -4,6 +4,7 @@
     budgetsweep evaluate PATH [data=...]     a run's kept weights on a data source, export
     budgetsweep dashboard STUDY_DIR          optuna-dashboard on a study
     budgetsweep make-sample CIFAR10_DEV_NPZ  rebuild the shipped CIFAR-10 sample
+    budgetsweep storage-proxy DATABASE_URL   a gRPC storage proxy for many workers
 
 Each command is also `python -m <its module>`. A command's module is imported only when it
 runs, so `budgetsweep analyze` never loads torch's training side.
@@ -20,6 +21,7 @@ COMMANDS = {
     "evaluate": ("budgetsweep.trainer.evaluate", "a run's kept weights on a data source; --export pt2,onnx"),
     "dashboard": ("budgetsweep.analysis.dashboard", "optuna-dashboard on a study folder or storage URL"),
     "make-sample": ("budgetsweep.data.make_sample", "rebuild data/cifar10_sample.npz from the CIFAR-10 dev subset"),
+    "storage-proxy": ("budgetsweep.sweeper.storage_proxy", "Optuna's gRPC storage proxy in front of a database"),
 }
 
 

@@ -7,22 +7,40 @@ job's `.hydra/hydra.yaml`, analysis reports, the command line a tracker records:
 sees the masked URL `postgresql://user:***@host/db`. Whoever connects (the sweeper, a job reporting to its
 trial, analysis) calls `connect_url`, which puts the password back from that variable and
 picks the same PostgreSQL driver for everyone. Imports SQLAlchemy only, lazily.
+
+A study's storage is written as one string (a *storage spec*) wherever it travels: in the
+sweeper's settings, each job's config, `study.json`. Besides database URLs:
+
+    journal:<file>        Optuna's JournalStorage on a journal file (JournalFileBackend): many
+                          processes on a shared filesystem, no database server (a SLURM cluster)
+    grpc://<host>:<port>  Optuna's GrpcStorageProxy: workers talk to one proxy server
+                          (`budgetsweep storage-proxy URL`), which holds the database connections
+    {"_target_": ...}     any other `optuna.storages` storage, as a JSON config node
+
+`storage_spec` turns a `_target_` node given in a config into that string (the shorthand where
+one exists), `optuna_storage` opens a spec. Imports Optuna and Hydra only when a spec is opened.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
     from sqlalchemy.engine import URL
 
 PASSWORD_ENV = "BUDGETSWEEP_STORAGE_PASSWORD"
 STORAGE_ENV = "BUDGETSWEEP_STORAGE"  # conf/hydra/sweeper/optuna.yaml reads the storage URL from it
 MASK = "***"
+JOURNAL = "journal:"  # journal:<file>, a JournalStorage on that journal file
+GRPC = "grpc://"  # grpc://<host>:<port>, a GrpcStorageProxy
+# What a storage node's `_target_`s may name (Hydra's execution whitelist: a config names no other code)
+STORAGE_TARGETS = ("optuna.storages.*",)
 # `scheme://user:` + a password up to the last `@` of the authority: any URL inside a longer
 # text (an override `key=URL`, quoted or not); a password holds no `/` nor whitespace once encoded
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]*:)[^\s/'\"]+@")
@@ -117,3 +135,118 @@ def connect_url(url: str, base_dir: str | Path | None = None) -> str:
 
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+def is_database_url(spec: str) -> bool:
+    """Whether a storage spec is a database URL (Optuna's RDBStorage), not a journal, a gRPC
+    proxy or a `_target_` node."""
+    return not spec.startswith((JOURNAL, GRPC, "{"))
+
+
+class StorageSpecError(ValueError):
+    """A storage that is neither a URL, a shorthand nor a `_target_` node of a storage; one line."""
+
+
+def storage_spec(value: Any) -> str:
+    """`hydra.sweeper.storage` as one string: a string as given; a `_target_` node (a mapping,
+    OmegaConf's included, resolved) as its shorthand (`journal:<file>`, `grpc://host:port`, the
+    URL of an RDBStorage) where its arguments fit one, else as JSON."""
+    if isinstance(value, str):
+        return value
+    node = _plain(value)
+    if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
+        raise StorageSpecError(f"expected a storage URL or a node with _target_, got {value!r}")
+    return _shorthand(node) or json.dumps(node, sort_keys=True)
+
+
+def _plain(value: Any) -> Any:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra-core
+        pass
+    return value
+
+
+def _called(node: Any, name: str, *keys: str) -> bool:
+    """Whether `node` is a `_target_` node of a class named `name` with only these arguments."""
+    return (
+        isinstance(node, dict)
+        and str(node.get("_target_", "")).rsplit(".", 1)[-1] == name
+        and set(node) - {"_target_"} <= set(keys)
+    )
+
+
+def _shorthand(node: dict) -> str | None:
+    if _called(node, "RDBStorage", "url") and isinstance(node.get("url"), str):
+        return node["url"]
+    if _called(node, "GrpcStorageProxy", "host", "port"):
+        return f"{GRPC}{node.get('host', 'localhost')}:{node.get('port', 13000)}"
+    backend = node.get("log_storage") or {}
+    if _called(node, "JournalStorage", "log_storage") and _called(backend, "JournalFileBackend", "file_path"):
+        return f"{JOURNAL}{backend.get('file_path')}"
+    return None
+
+
+def journal_file(spec: str) -> Path:
+    return Path(spec[len(JOURNAL) :])
+
+
+def locate(spec: str, base_dir: str | Path | None = None) -> str:
+    """The spec to connect with: a database URL through `connect_url`; a journal file that is not
+    where the spec says (a study folder copied from a cluster) looked up by name in `base_dir`."""
+    if is_database_url(spec):
+        return connect_url(spec, base_dir)
+    if spec.startswith(JOURNAL) and base_dir is not None:
+        path = journal_file(spec)
+        if not path.exists() and (Path(base_dir) / path.name).exists():
+            return f"{JOURNAL}{(Path(base_dir) / path.name).resolve()}"
+    return spec
+
+
+def optuna_storage(spec: str, *, create: bool = False) -> str | BaseStorage:
+    """What Optuna's `storage=` takes for a spec: a database URL to connect with (password put
+    back), or the storage object. A journal file that does not exist is refused unless `create`
+    (the sweeper starting a study): reading a study must never make an empty one."""
+    if spec.startswith(JOURNAL):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = journal_file(spec)
+        if not create and not path.exists():
+            raise StorageSpecError(f"{spec}: no such journal file")
+        return JournalStorage(JournalFileBackend(str(path)))
+    if spec.startswith(GRPC):
+        from urllib.parse import urlsplit
+
+        from optuna.storages import GrpcStorageProxy
+
+        where = urlsplit(spec)
+        try:
+            host, port = where.hostname, where.port
+        except ValueError:
+            host, port = None, None
+        if not host or port is None:
+            raise StorageSpecError(f"{spec}: expected grpc://<host>:<port>")
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
+        with warnings.catch_warnings():  # experimental since Optuna 4.2: said once, in the docs
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return GrpcStorageProxy(host=host, port=port)
+    if spec.startswith("{"):
+        try:
+            node = json.loads(spec)
+        except json.JSONDecodeError as e:
+            raise StorageSpecError(f"{spec}: not a JSON storage node ({e})") from None
+        from hydra.utils import instantiate
+        from optuna.storages import BaseStorage
+
+        storage = instantiate(node, _execution_whitelist_=STORAGE_TARGETS)
+        if not isinstance(storage, BaseStorage):
+            raise StorageSpecError(f"{node['_target_']}: not an optuna.storages storage")
+        return storage
+    return connect_url(spec)

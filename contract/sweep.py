@@ -51,6 +51,7 @@ PRUNED_AT = "budgetsweep:pruned_at"  # trial: the step at which the job's report
 SPACE = "budgetsweep:space"  # study: the search space the study runs (SearchSpace.plain())
 ENQUEUED = "budgetsweep:enqueued"  # study: the `enqueue` configs already put in the queue
 SLURM_JOB = "budgetsweep:slurm_job"  # trial: the SLURM job that runs it (`slurm_job_id`), set by the job
+HEARTBEAT = "budgetsweep:heartbeat"  # trial: time.time() of its last heartbeat, on storages without Optuna's own
 
 
 def slurm_job_id(environ: Mapping[str, str]) -> str | None:

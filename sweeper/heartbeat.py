@@ -27,21 +27,51 @@ For us that breaks both guarantees:
 Moving the same trial from RUNNING back to WAITING keeps its number, folder, parameters and
 slot; no public Optuna call lists stale trials without failing them, so that one query goes
 through `budgetsweep.sweeper._compat.stale_trial_ids`.
+
+Storages without Optuna's heartbeats (a journal file, the gRPC proxy, another `_target_`
+storage) get the same from a trial system attribute (HEARTBEAT): the time of the last beat on
+the beating worker's clock. Across machines that needs clocks that agree within the grace
+period, as NTP keeps them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from budgetsweep.contract.sweep import HEARTBEAT
 
 from ._compat import stale_trial_ids
 from .slots import Slots
 
 log = logging.getLogger(__name__)
+
+
+def beat(storage: Any, trial_id: int) -> None:
+    """One heartbeat of a trial: Optuna's own on a database, else the HEARTBEAT attribute."""
+    if isinstance(storage, RDBStorage):
+        storage.record_heartbeat(trial_id)
+    else:
+        storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+
+
+def stale(storage: Any, study_id: int, grace_period: float) -> list[int]:
+    """The ids of RUNNING trials that beat once and not for `grace_period` seconds since."""
+    if isinstance(storage, RDBStorage):
+        return stale_trial_ids(storage, study_id)
+    before = time.time() - grace_period
+    return [
+        storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        if isinstance(t.system_attrs.get(HEARTBEAT), (int, float)) and t.system_attrs[HEARTBEAT] < before
+    ]
 
 
 class Heartbeats:
@@ -63,7 +93,7 @@ class Heartbeats:
     def watch(self, trial_id: int) -> str:
         """Claim this trial and beat for it from now on (the first beat at once); the claim token."""
         claim = self.slots.claim(trial_id)
-        self.storage.record_heartbeat(trial_id)
+        beat(self.storage, trial_id)
         with self.lock:
             self.beating[trial_id] = claim
         return claim
@@ -86,7 +116,7 @@ class Heartbeats:
             for trial_id, claim in self.own().items():
                 try:
                     if self.slots.owns(trial_id, claim):
-                        self.storage.record_heartbeat(trial_id)
+                        beat(self.storage, trial_id)
                     else:  # paused past the grace period: another worker runs it now (its job stops itself)
                         self.forget(trial_id)
                 except Exception as e:  # a storage hiccup: the next beat may pass
@@ -96,7 +126,7 @@ class Heartbeats:
         """Trials of dead processes: slot holders back to the queue, the others (died while being
         sized) failed."""
         ours = self.own()
-        for trial_id in stale_trial_ids(self.storage, self.slots.study_id):
+        for trial_id in stale(self.storage, self.slots.study_id, self.grace_period):
             if trial_id in ours:
                 continue
             try:

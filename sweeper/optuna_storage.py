@@ -27,11 +27,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
 from budgetsweep.contract import first_line
-from budgetsweep.contract.storage import connect_url, mask, scrub
+from budgetsweep.contract.storage import (
+    GRPC,
+    JOURNAL,
+    StorageSpecError,
+    connect_url,
+    is_database_url,
+    journal_file,
+    mask,
+    optuna_storage,
+    scrub,
+)
 from budgetsweep.contract.sweep import STORAGE_RETRY_ENV
 from budgetsweep.lockfile import locked
 
@@ -311,12 +322,16 @@ def make_storage(
     grace_period: int | None = None,
     retry_for: float = 0.0,
     existing: bool = False,
-) -> SweepStorage:
-    """The storage for `url` (password masked or not), with a long SQLite lock timeout so that
-    parallel jobs reporting their epochs wait for each other instead of failing. `retry_for`:
-    seconds each call waits out a lost connection (0: none, a job's reporter just warns).
-    `existing`: the study is known to exist (a job's reporter), so its tables are made and the
-    creation lock is not taken."""
+) -> BaseStorage:
+    """The storage for a storage spec (`budgetsweep.contract.storage`). A database URL (password
+    masked or not) gets a SweepStorage, with a long SQLite lock timeout so that parallel jobs
+    reporting their epochs wait for each other instead of failing. `retry_for`: seconds each
+    call waits out a lost connection (0: none, a job's reporter just warns). `existing`: the
+    study is known to exist (a job's reporter), so its tables are made and the creation lock is
+    not taken. A journal file, a gRPC proxy or a `_target_` node: Optuna's storage as it is (the
+    journal takes its own lock for each write; heartbeats: `budgetsweep.sweeper.heartbeat`)."""
+    if not is_database_url(url):
+        return opened(url, create=not existing)
     kwargs: dict = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     quiet_lost_connection_warnings()
     shown = mask(url)
@@ -334,6 +349,67 @@ def make_storage(
     return storage
 
 
+class SweepJournal(JournalStorage):
+    """Optuna's JournalStorage on a journal file, with the claim of a queued trial taken in turn.
+
+    The journal orders every write, so of two workers that move one WAITING trial to RUNNING
+    only the first counts; but the loser can still be told it won: JournalStorage answers from
+    the last trial its worker created or claimed, and a worker that once held this trial (a
+    paused worker whose trial was queued again) still has it on record (checked in optuna 5.1.0,
+    `JournalStorage.set_trial_state_values`). Taken under a lock file beside the journal (an
+    O_EXCL file, which NFS honours: Optuna's JournalFileOpenLock), the state is read after the
+    previous claim was written, and a trial no longer WAITING is refused before that answer."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(JournalFileBackend(str(path)))
+        self.claim_lock = JournalFileOpenLock(f"{path}.claim")
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        if state != TrialState.RUNNING:
+            return super().set_trial_state_values(trial_id, state, values)
+        self.claim_lock.acquire()
+        try:
+            return super().set_trial_state_values(trial_id, state, values)
+        finally:
+            self.claim_lock.release()
+
+
+def opened(spec: str, create: bool = False) -> BaseStorage:
+    """A storage that is not a database URL, opened; SweeperError (one line) when it cannot be."""
+    try:
+        if spec.startswith(JOURNAL):
+            path = journal_file(spec)
+            if not create and not path.exists():
+                raise StorageSpecError(f"{spec}: no such journal file")
+            return SweepJournal(path)
+        storage = optuna_storage(spec, create=create)
+    except ImportError as e:
+        extra = " (pip install 'budgetsweep[grpc]')" if "grpc" in str(e) else ""
+        raise SweeperError(f"hydra.sweeper.storage={spec}: {first_line(e)}{extra}") from None
+    except StorageSpecError as e:
+        raise SweeperError(f"hydra.sweeper.storage: {e}") from None
+    except Exception as e:  # a _target_ node Hydra cannot instantiate, a folder that is missing
+        raise SweeperError(f"hydra.sweeper.storage={spec}: {scrub(first_line(e))}") from None
+    if isinstance(storage, str):  # a _target_ node that names a URL another way
+        return make_storage(storage)
+    if spec.startswith(GRPC):
+        _wait_for_proxy(storage, spec)
+    return storage
+
+
+PROXY_WAIT = 30.0  # seconds a worker waits for the gRPC proxy to answer
+
+
+def _wait_for_proxy(storage: Any, spec: str) -> None:
+    try:
+        storage.wait_server_ready(timeout=PROXY_WAIT)
+    except ConnectionError:
+        raise SweeperError(
+            f"hydra.sweeper.storage={spec}: no storage proxy answered within {PROXY_WAIT:.0f} s "
+            f"(start one with: budgetsweep storage-proxy <database URL> --host <host> --port <port>)"
+        ) from None
+
+
 # Workers starting together on an empty PostgreSQL database race to create Optuna's tables
 # (SQLite workers take turns: `_creating`).
 _RACES = ("duplicate key", "already exists", "database is locked")
@@ -349,13 +425,14 @@ def open_study(
     heartbeat_interval: int,
     grace_period: int,
     attempts: int = 5,
-) -> tuple[optuna.Study, SweepStorage]:
+) -> tuple[optuna.Study, BaseStorage]:
     """Create the study, or load it when it exists, and its storage; SweeperError (password
     masked) when the storage cannot be reached."""
     for attempt in range(attempts):
         try:
             storage = make_storage(url, heartbeat_interval, grace_period, retry_for=retry_seconds())
-            with _creating(storage.creation_lock):  # one SQLite worker creates the study, the others load it
+            # one SQLite worker creates the study, the others load it
+            with _creating(getattr(storage, "creation_lock", None)):
                 study = optuna.create_study(
                     study_name=study_name,
                     storage=storage,
@@ -365,6 +442,8 @@ def open_study(
                     load_if_exists=True,
                 )
             return study, storage
+        except SweeperError:
+            raise
         except Exception as e:
             msg = scrub(first_line(e))
             if attempt < attempts - 1 and any(race in msg for race in _RACES):

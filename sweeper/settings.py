@@ -14,6 +14,7 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from budgetsweep.contract import first_line
+from budgetsweep.contract.storage import StorageSpecError, storage_spec
 
 from .config import NO_PRUNER, BudgetOptunaSweeperConf, Direction, HeartbeatConf, with_defaults
 from .errors import SweeperError
@@ -29,7 +30,9 @@ class OptunaSettings:
 
     sampler: Any  # an optuna sampler; for the grid, a partial that takes the grid (space.grid_choices)
     direction: Direction | list[Direction]  # a list: several objectives
-    storage: str | None  # a database URL as given (password not yet taken out); None: SQLite in the study folder
+    # a storage spec (budgetsweep.contract.storage) as given, password not yet taken out: a database
+    # URL, journal[:<file>], grpc://host:port, a _target_ node as JSON; None: SQLite in the study folder
+    storage: str | None
     study_name: str | None  # None: derived from the search space (space.default_study_name)
     n_trials: int  # trained trials the study should have
     n_jobs: int
@@ -199,8 +202,7 @@ def parse_settings(given: Mapping[str, Any]) -> OptunaSettings:
         _rate("max_failed_share", conf["max_failed_share"])
     if record is not None and not isinstance(record, str):
         raise SweeperError(f"hydra.sweeper.record: expected a config key or null, got {record!r}")
-    if conf["storage"] is not None and not isinstance(conf["storage"], str):
-        raise SweeperError("hydra.sweeper.storage: expected a database URL (sqlite:///... or postgresql://...)")
+    storage = None if conf["storage"] is None else _storage(conf["storage"])
     params_to_overrides(conf["params"])  # a mapping, or a one-line error now
     direction = _direction(conf["direction"])
     directions = direction if isinstance(direction, list) else [direction]
@@ -214,7 +216,7 @@ def parse_settings(given: Mapping[str, Any]) -> OptunaSettings:
     return OptunaSettings(
         sampler=_sampler(conf["sampler"], directions),
         direction=direction,
-        storage=conf["storage"],
+        storage=storage,
         study_name=conf["study_name"],
         n_trials=n_trials,
         n_jobs=conf["n_jobs"],
@@ -235,6 +237,17 @@ def parse_settings(given: Mapping[str, Any]) -> OptunaSettings:
         timeout=_timeout(conf["timeout"]),
         enqueue=_enqueue(conf["enqueue"]),
     )
+
+
+def _storage(value: Any) -> str:
+    """`hydra.sweeper.storage` as a storage spec; SweeperError says what it may be."""
+    try:
+        return storage_spec(value)
+    except StorageSpecError:
+        raise SweeperError(
+            "hydra.sweeper.storage: expected a database URL (sqlite:///..., postgresql://...), journal, "
+            "journal:<file>, grpc://<host>:<port>, or a node with the _target_ of an optuna.storages storage"
+        ) from None
 
 
 def objective_names(objectives: list[str] | None, objective: str, n_values: int) -> list[str]:

@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from budgetsweep.contract import ContractError
 from budgetsweep.contract.layouts import StudyRecord, read_study, write_study
 from budgetsweep.contract.run import NUMERIC_METRICS
-from budgetsweep.contract.storage import PASSWORD_ENV, mask, scrub, split_password, sqlite_url
+from budgetsweep.contract.storage import JOURNAL, PASSWORD_ENV, journal_file, mask, scrub, split_password, sqlite_url
 from budgetsweep.contract.sweep import ENQUEUED, SPACE
 from budgetsweep.contract.values import parse_value, quote
 
 from ._compat import is_basic_launcher
 from .errors import SweeperError
-from .optuna_storage import SweepStorage, open_study
+from .optuna_storage import open_study
 from .settings import OptunaSettings, objective_names
 from .space import (
     SearchSpace,
@@ -46,6 +46,8 @@ from .space import (
 from .summary import analysis_command
 
 if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
     from .config import Direction
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class Sweep:
     """What the study loop works on."""
 
     study: optuna.Study
-    storage: SweepStorage
+    storage: BaseStorage
     space: SearchSpace
     n_trials: int  # the setting, or the grid's size when smaller
     study_dir: Path
@@ -105,7 +107,7 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
     folder = settings.dir or user_dir or Path("outputs") / "optuna" / name
     study_dir = (Path(config.hydra.runtime.cwd) / folder).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.storage or sqlite_url(study_dir / "study.db")
+    url = _storage_here(settings.storage, study_dir, Path(config.hydra.runtime.cwd))
     masked = mask(url)
     _refuse_another_study(study_dir, name, masked)
     # Jobs are composed from the primary config's hydra overrides (Hydra requires their
@@ -132,6 +134,18 @@ def open_sweep(settings: OptunaSettings, config: DictConfig, arguments: list[str
     _enqueue(study, storage, enqueued)
     write_study(study_dir, StudyRecord(masked, study.study_name, settings.direction, n_trials, objectives=names))
     return Sweep(study, storage, space, n_trials, study_dir, masked)
+
+
+def _storage_here(spec: str | None, study_dir: Path, cwd: Path) -> str:
+    """The study's storage spec as every process finds it: None -> SQLite in the study folder;
+    `journal` -> a journal file there; a relative journal file -> from the command's folder."""
+    if spec is None:
+        return sqlite_url(study_dir / "study.db")
+    if spec == "journal":
+        return f"{JOURNAL}{study_dir / 'study.journal'}"
+    if spec.startswith(JOURNAL):
+        return f"{JOURNAL}{(cwd / journal_file(spec)).resolve()}"
+    return spec
 
 
 def objective_name(settings: OptunaSettings, config: DictConfig) -> str:
@@ -254,7 +268,7 @@ def _check_enqueue(space: SearchSpace, configs: list[dict]) -> list[dict]:
     return checked
 
 
-def _enqueue(study: optuna.Study, storage: SweepStorage, checked: list[dict]) -> None:
+def _enqueue(study: optuna.Study, storage: BaseStorage, checked: list[dict]) -> None:
     """The checked enqueue entries, each put in the study's queue once (kept in the study's
     system attribute ENQUEUED, so a rerun does not queue it again); sized like any suggestion."""
     if not checked:
@@ -284,7 +298,7 @@ def _refuse_another_study(study_dir: Path, name: str, masked: str) -> None:
         )
 
 
-def _check_space(storage: SweepStorage, study: optuna.Study, space: SearchSpace, masked: str, allow: bool) -> None:
+def _check_space(storage: BaseStorage, study: optuna.Study, space: SearchSpace, masked: str, allow: bool) -> None:
     """A study continues the search it was made for: its space is kept in the study (system
     attribute SPACE); a rerun under another one is refused unless allow_space_change."""
     study_id = storage.get_study_id_from_name(study.study_name)

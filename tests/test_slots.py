@@ -1,8 +1,9 @@
-"""n_trials across workers (budgetsweep.sweeper.slots) against a real SQLite file, without Hydra.
+"""n_trials across workers (budgetsweep.sweeper.slots) against real storages, without Hydra: an
+SQLite file, a journal file, and a gRPC storage proxy (in this process, over SQLite).
 
-Two "workers" are two storage objects on one file, as two sweeper processes would be: each
+Two "workers" are two storage objects on one study, as two sweeper processes would be: each
 asks trials from its own study object and takes, refuses, claims and re-queues through its
-own storage, so every decision goes through the database."""
+own storage, so every decision goes through the shared storage."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from budgetsweep.contract.sweep import SLOT
 from budgetsweep.sweeper.optuna_storage import make_storage
 from budgetsweep.sweeper.slots import Slots
 
+from helpers import free_port
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -32,15 +35,36 @@ def empty_study(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def workers(tmp_path, empty_study):
-    """Two (study, slots) pairs sharing one SQLite study with n_trials=3."""
-    url = sqlite_url(shutil.copy(empty_study, tmp_path / "study.db"))
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    """A gRPC storage proxy serving the sweeper's storage of an SQLite file, as
+    `budgetsweep storage-proxy` does, in a thread of this process: its URL."""
+    from optuna.storages import run_grpc_proxy_server
+
+    storage = make_storage(sqlite_url(tmp_path_factory.mktemp("proxy") / "study.db"))
+    port = free_port()
+    threading.Thread(
+        target=run_grpc_proxy_server, args=(storage,), kwargs=dict(host="127.0.0.1", port=port), daemon=True
+    ).start()
+    return f"grpc://127.0.0.1:{port}"
+
+
+@pytest.fixture(params=["sqlite", "journal", "grpc"])
+def workers(request, tmp_path, empty_study):
+    """Two (study, slots) pairs sharing one study with n_trials=3, in each kind of storage."""
+    name = "s"
+    if request.param == "sqlite":
+        url = sqlite_url(shutil.copy(empty_study, tmp_path / "study.db"))
+    else:
+        journal = f"journal:{tmp_path / 'study.journal'}"
+        url = journal if request.param == "journal" else request.getfixturevalue("proxy")
+        name = tmp_path.name  # the proxy serves one database to every test: a study of its own
+        optuna.create_study(study_name=name, storage=make_storage(url), direction="maximize")
     pairs = []
     for _ in range(2):
-        storage = make_storage(url)
-        study = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
-        pairs.append((study, Slots(storage, "s", n_trials=3, wait=2.0)))
+        storage = make_storage(url, existing=True)
+        study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+        pairs.append((study, Slots(storage, name, n_trials=3, wait=2.0)))
     return pairs
 
 

@@ -14,7 +14,7 @@ imports this package as `helpers`. Importing it loads neither torch nor Optuna.
 
 from .fake_runs import BASE_MODEL, BUDGET, ablation_job, grid_sweep, make_run
 from .paths import APPS, CONF, ROOT
-from .postgres import pg_bin, postgres_server
+from .postgres import free_port, pg_bin, postgres_server
 from .processes import (
     ABLATION,
     OPTUNA,
@@ -76,6 +76,7 @@ __all__ = [
     "make_run",
     "metrics",
     "only_study_dir",
+    "free_port",
     "pg_bin",
     "postgres_server",
     "run_apps_together",

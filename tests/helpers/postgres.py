@@ -32,7 +32,7 @@ def pg_bin() -> Path | None:
     return Path(initdb).resolve().parent if initdb and shutil.which("pg_ctl") else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -62,7 +62,7 @@ def postgres_server(password: str) -> Iterator[str]:
         if os.geteuid() == 0:
             shutil.chown(root, "postgres", "postgres")
             shutil.chown(root / "pw", "postgres", "postgres")
-        data, port = root / "data", _free_port()
+        data, port = root / "data", free_port()
 
         def run(cmd):
             return subprocess.run(_as_server_user(cmd), check=True, capture_output=True, text=True, timeout=120)

@@ -71,15 +71,16 @@ def times(run_dir: Path) -> dict:
     return json.loads((run_dir / "times.json").read_text())
 
 
-def load_study(study_dir: Path):
-    """The study named in study.json (the masked password comes back from the environment)."""
+def load_study(study_dir: Path, storage: str | None = None):
+    """The study named in study.json (the masked password comes back from the environment), from
+    `storage` when given (the database behind a storage proxy that is gone)."""
     import optuna
 
     from budgetsweep.contract.layouts import read_study
     from budgetsweep.sweeper.optuna_storage import make_storage
 
     record = read_study(study_dir)
-    return optuna.load_study(study_name=record.study_name, storage=make_storage(record.storage))
+    return optuna.load_study(study_name=record.study_name, storage=make_storage(storage or record.storage))
 
 
 def trained(study) -> list:
