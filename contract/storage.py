@@ -89,7 +89,14 @@ def mask_args(args: list[str]) -> list[str]:
     """A command line with every URL password in it masked and $BUDGETSWEEP_STORAGE_PASSWORD
     scrubbed: what a tool that records the command line (W&B's run metadata) may see. The
     sweeper moves a storage password out of its config, but not out of its process's argv."""
-    return [scrub(_URL_PASSWORD.sub(rf"\g<1>{MASK}@", arg)) for arg in args]
+    return [scrub(mask_urls(arg)) for arg in args]
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the password of every URL in it masked (`scheme://user:***@host`), nothing else
+    changed: a config override may hold a password in a URL, and a path or a name may contain
+    the same letters as a short password by chance."""
+    return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
 
 
 def _driver(drivername: str) -> str:

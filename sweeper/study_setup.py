@@ -26,7 +26,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from budgetsweep.contract import ContractError
 from budgetsweep.contract.layouts import StudyRecord, read_study, write_study
 from budgetsweep.contract.run import NUMERIC_METRICS
-from budgetsweep.contract.storage import JOURNAL, PASSWORD_ENV, journal_file, mask, scrub, split_password, sqlite_url
+from budgetsweep.contract.storage import (
+    JOURNAL,
+    PASSWORD_ENV,
+    journal_file,
+    mask,
+    mask_urls,
+    split_password,
+    sqlite_url,
+)
 from budgetsweep.contract.sweep import ENQUEUED, SPACE
 from budgetsweep.contract.values import parse_value, quote
 
@@ -67,14 +75,14 @@ class Sweep:
 
 def hide_password(settings: OptunaSettings, config: DictConfig) -> None:
     """Move the storage password into $BUDGETSWEEP_STORAGE_PASSWORD (jobs inherit it) and out of
-    the settings and the overrides each job records in its .hydra/ folder."""
-    secret = None
+    the settings and the overrides each job records in its .hydra/ folder (every URL's password
+    there is masked; `hydra.sweeper.storage` itself is pinned, masked, by `open_sweep`)."""
     if settings.storage:
         settings.storage, secret = split_password(settings.storage)
         if secret:
             os.environ[PASSWORD_ENV] = secret
     with read_write(config.hydra), open_dict(config.hydra):
-        config.hydra.overrides.hydra = [scrub(o, secret) for o in config.hydra.overrides.hydra]
+        config.hydra.overrides.hydra = [mask_urls(o) for o in config.hydra.overrides.hydra]
 
 
 def parallelism(launcher: Any, config: DictConfig, n_jobs: int) -> int:
