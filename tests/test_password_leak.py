@@ -5,6 +5,7 @@ run files, MLflow's database, event files, logs) and in neither stdout nor stder
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -97,3 +98,29 @@ def test_wandb_records_the_command_line_with_its_passwords_masked(tmp_path, monk
         time.sleep(0.2)
     assert masked in run_file.read_bytes()
     assert leaks(tmp_path) == []
+
+
+def test_the_overrides_jobs_record_lose_url_passwords_and_nothing_else(monkeypatch):
+    """A short password may also be part of a folder's name: only URLs are masked."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from budgetsweep.sweeper.study_setup import hide_password
+
+    monkeypatch.setenv(PASSWORD_ENV, "")  # restored after the test: hide_password sets it
+    settings = SimpleNamespace(storage="postgresql://alice:many@db/sweeps")  # what hide_password reads
+    overrides = [
+        "hydra.sweeper.storage=postgresql://alice:many@db/sweeps",
+        "hydra.sweeper.dir=/scratch/many-workers/study",
+        "logger.mlflow.tracking_uri=postgresql://bob:other@db/ml",
+    ]
+    config = OmegaConf.create({"hydra": {"overrides": {"hydra": overrides}}})
+    hide_password(settings, config)  # type: ignore[arg-type]
+    assert settings.storage == "postgresql://alice:***@db/sweeps"
+    assert list(config.hydra.overrides.hydra) == [
+        "hydra.sweeper.storage=postgresql://alice:***@db/sweeps",
+        "hydra.sweeper.dir=/scratch/many-workers/study",
+        "logger.mlflow.tracking_uri=postgresql://bob:***@db/ml",
+    ]
+    assert os.environ[PASSWORD_ENV] == "many"
