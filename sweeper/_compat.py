@@ -55,7 +55,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -306,6 +306,12 @@ LAUNCHER_LOGGERS = (
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
 )
 PRIVATE_NAMES += tuple((name, "log") for name in LAUNCHER_LOGGERS)
+# hydra-ray-launcher's (an optional extra, not in the dev environment: tests/test_ray_launcher.py
+# checks RAY_PRIVATE_NAMES where it is installed); each launch logs "Ray Launcher is launching N
+# jobs", "Ray is already running." and a "#k : <overrides>" line per job
+RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+RAY_LOGGERS = ("hydra_plugins.hydra_ray_launcher._core", "hydra_plugins.hydra_ray_launcher._launcher_util")
+RAY_PRIVATE_NAMES = (_split(RAY_LAUNCHER), *((name, "log") for name in RAY_LOGGERS))
 OUR_OVERRIDES = ("hydra.job.env_set.", "hydra.sweep.subdir=")  # what our sweepers add to every job
 
 
@@ -321,7 +327,9 @@ class _LaunchLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         job_line = message.lstrip().startswith("#")
-        if message.startswith(("Launching ", "Joblib.Parallel(")):
+        if message.startswith(
+            ("Launching ", "Joblib.Parallel(", "Ray Launcher is launching ", "Ray is already running")
+        ):
             return False  # "Launching 1 jobs locally" before every job of a sweep that launches one at a time
         if self.drop and job_line:
             return False
@@ -334,8 +342,31 @@ class _LaunchLines(logging.Filter):
 
 def quiet_launch_lines(drop: bool) -> None:
     """Install `_LaunchLines` on the launchers' loggers (once per process, the last call's `drop`)."""
-    for name in LAUNCHER_LOGGERS:
+    for name in (*LAUNCHER_LOGGERS, *RAY_LOGGERS):
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, _LaunchLines)]:
             logger.removeFilter(old)
         logger.addFilter(_LaunchLines(drop))
+
+
+def ray_started_once(launcher: Any) -> None:
+    """Ray started (or joined, `hydra.launcher.ray.init.address`) here, once, before the first
+    launch, when `launcher` is hydra-ray-launcher's; nothing for any other. Its release 1.2.2 does
+    that inside every launch: it first adds a default `object_store_memory` to its config node
+    `hydra.launcher.ray.init` (refused by Hydra 1.4's struct config, and by ray.init when joining a
+    running cluster), then calls ray.init unless Ray is up, and two first launches side by side
+    (the Optuna sweeper's n_jobs > 1, one launch per trial in threads) both call it: the second
+    fails. So ray.init gets the node as given, from this thread, and then the node gets the key
+    as null (Ray's own default) where it lacks it, which the plugin's default then leaves alone.
+    A second call (a second sweep in this process) finds Ray up."""
+    cls = type(launcher)
+    if f"{cls.__module__}.{cls.__qualname__}" != RAY_LAUNCHER:
+        return
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    ray = importlib.import_module("ray")  # installed with the launcher, not with this package
+    init = launcher.ray_cfg.init  # the launcher's config node `ray.init`, as Hydra passed it (read-only)
+    if not ray.is_initialized():
+        ray.init(**cast("dict[str, Any]", OmegaConf.to_container(init, resolve=True)))
+    with read_write(init), open_dict(init):
+        init.setdefault("object_store_memory", None)

@@ -32,7 +32,7 @@ from budgetsweep.contract.layouts import AblationPlanRecord, PlannedVariant, rea
 from budgetsweep.contract.sweep import ABLATION_ENV, DIRECTIONS, REPEAT_ENV
 from budgetsweep.contract.values import quote
 
-from ._compat import is_basic_launcher, job_error, kill_joblib_workers
+from ._compat import is_basic_launcher, job_error, kill_joblib_workers, ray_started_once
 from .ablation_plan import (
     AblationError,
     Job,
@@ -240,6 +240,7 @@ class AblationRun:
         _pin(self.config, "hydra.sweep.dir", str(sweep_dir))
         if not hasattr(self.launcher, "launch"):  # made now that the folder is pinned (AblationSweeper.make_launcher)
             self.launcher = self.launcher()
+        ray_started_once(self.launcher)  # hydra-ray-launcher's own start fails on Hydra 1.4 (see there)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         skipped = {(plan.variants[i].factor, plan.variants[i].value) for i in skip}

@@ -37,6 +37,7 @@ from ._compat import (
     kill_joblib_workers,
     launchers_quiet_on_ctrl_c,
     quiet_launch_lines,
+    ray_started_once,
     submitit_polls_without_accounting,
     submitit_stop_waiting,
 )
@@ -57,6 +58,7 @@ class Jobs:
         launchers_quiet_on_ctrl_c(launcher)  # on Ctrl-C the sweep's one line alone: `stop` ends the jobs
         submitit_polls_without_accounting(launcher)  # SLURM without sacct: states from squeue
         quiet_launch_lines(drop=True)  # the sweeper logs each trial's launch itself, with its values
+        ray_started_once(launcher)  # before the threads: each launch of hydra-ray-launcher would start Ray
 
     @property
     def joblib(self) -> bool:
