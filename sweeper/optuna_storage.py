@@ -415,6 +415,20 @@ def _wait_for_proxy(storage: Any, spec: str) -> None:
 _RACES = ("duplicate key", "already exists", "database is locked")
 
 
+def _race(error: BaseException) -> bool:
+    """Whether opening the study failed because another worker was creating the same tables or
+    study at that moment: said by the database (a duplicate key, a table that exists), under
+    Optuna's StorageInternalError too ("An exception is raised during the commit")."""
+    import sqlalchemy.exc as sa
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sa.IntegrityError) or any(race in str(seen) for race in _RACES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def open_study(
     url: str,
     study_name: str,
@@ -446,7 +460,7 @@ def open_study(
             raise
         except Exception as e:
             msg = scrub(first_line(e))
-            if attempt < attempts - 1 and any(race in msg for race in _RACES):
+            if attempt < attempts - 1 and _race(e):
                 time.sleep(0.5 + attempt)
                 continue
             raise SweeperError(

@@ -198,3 +198,22 @@ def _launched(output: str) -> list[int]:
     import re
 
     return [int(n) for n in re.findall(r"trial (\d+): launching", output)]
+
+
+def test_workers_racing_to_create_one_study_retry_whatever_optuna_calls_the_error():
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    def raised(error: Exception, cause: BaseException) -> Exception:
+        try:
+            try:
+                raise cause
+            except BaseException as inner:
+                raise error from inner
+        except Exception as e:
+            return e
+
+    duplicate = sqlalchemy.exc.IntegrityError("INSERT INTO studies", {}, Exception("unique violation"))
+    assert optuna_storage._race(raised(StorageInternalError("An exception is raised during the commit."), duplicate))
+    assert optuna_storage._race(Exception('relation "studies" already exists'))
+    assert not optuna_storage._race(raised(StorageInternalError("commit"), ValueError("value too long")))
