@@ -14,7 +14,8 @@ each run `hydra/sweeper=budget_optuna` on one study and one folder, started toge
 Checked after each run: exactly n_trials trained trials, all COMPLETE, each launched by one
 worker only, one folder per trial and no other. While it runs, the database's connections
 (`pg_stat_activity`) are counted every 0.2 s; the most is reported. The database is `--postgres`
-or, where PostgreSQL's binaries are installed, a throwaway server (the tests' own). Without
+or, where PostgreSQL's binaries are installed, a throwaway server (the tests' own, with
+PostgreSQL's default limit of 100 connections). Without
 one, postgres and grpc are left out (grpc then runs over SQLite).
 
 The suite runs `run_workers` at a small size (tests/test_many_workers.py); rows for
@@ -41,6 +42,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "benchmarks" / "instant_app" / "app.py"
 STORAGES = ("postgres", "journal", "grpc")
+PG_MAX_CONNECTIONS = 100  # PostgreSQL's default: what a server holds unless its admin raised it
 
 
 @dataclass
@@ -203,7 +205,7 @@ def throwaway_postgres() -> Iterator[str | None]:
     if pg_bin() is None:
         yield None
         return
-    with postgres_server("many-workers") as url:
+    with postgres_server("many-workers", max_connections=PG_MAX_CONNECTIONS) as url:
         yield url
 
 

@@ -459,7 +459,8 @@ def open_study(
         except SweeperError:
             raise
         except Exception as e:
-            msg = scrub(first_line(e))
+            # the database's own words ("too many clients already"), not Optuna's guess about the data
+            msg = scrub(connection_lost(e) or first_line(e))
             if attempt < attempts - 1 and _race(e):
                 time.sleep(0.5 + attempt)
                 continue

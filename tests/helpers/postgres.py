@@ -50,7 +50,7 @@ def _as_server_user(cmd: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server(password: str) -> Iterator[str]:
+def postgres_server(password: str, max_connections: int = 50) -> Iterator[str]:
     """Yields postgresql://budgetsweep:<password>@127.0.0.1:<port>/postgres; skips the test, saying
     why, where the server's binaries are absent."""
     bin_dir = pg_bin()
@@ -92,7 +92,7 @@ def postgres_server(password: str) -> Iterator[str]:
                 "-t",
                 "60",
                 "-o",
-                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections={max_connections}",
                 "start",
             ]
         )
