@@ -15,8 +15,8 @@ Checked after each run: exactly n_trials trained trials, all COMPLETE, each laun
 worker only, one folder per trial and no other. While it runs, the database's connections
 (`pg_stat_activity`) are counted every 0.2 s; the most is reported. The database is `--postgres`
 or, where PostgreSQL's binaries are installed, a throwaway server (the tests' own, with
-PostgreSQL's default limit of 100 connections). Without
-one, postgres and grpc are left out (grpc then runs over SQLite).
+PostgreSQL's default limit of 100 connections). Without one, postgres is left out and grpc
+runs over SQLite.
 
 The suite runs `run_workers` at a small size (tests/test_many_workers.py); rows for
 benchmarks/RESULTS.md are printed at the end, with this command.
