@@ -213,10 +213,14 @@ def locate(spec: str, base_dir: str | Path | None = None) -> str:
     return spec
 
 
-def optuna_storage(spec: str, *, create: bool = False) -> str | BaseStorage:
+PROXY_WAIT = 5.0  # seconds to wait for a gRPC storage proxy to answer
+
+
+def optuna_storage(spec: str, *, create: bool = False, wait: float | None = None) -> str | BaseStorage:
     """What Optuna's `storage=` takes for a spec: a database URL to connect with (password put
     back), or the storage object. A journal file that does not exist is refused unless `create`
-    (the sweeper starting a study): reading a study must never make an empty one."""
+    (the sweeper starting a study): reading a study must never make an empty one. A gRPC proxy
+    that does not answer within `wait` seconds (None: PROXY_WAIT) is refused."""
     if spec.startswith(JOURNAL):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -243,7 +247,16 @@ def optuna_storage(spec: str, *, create: bool = False) -> str | BaseStorage:
 
         with warnings.catch_warnings():  # experimental since Optuna 4.2: said once, in the docs
             warnings.simplefilter("ignore", ExperimentalWarning)
-            return GrpcStorageProxy(host=host, port=port)
+            proxy = GrpcStorageProxy(host=host, port=port)
+        wait = PROXY_WAIT if wait is None else wait
+        try:
+            proxy.wait_server_ready(timeout=wait)
+        except ConnectionError:
+            raise StorageSpecError(
+                f"{spec}: no storage proxy answered within {wait:g} s (start one with: budgetsweep "
+                f"storage-proxy <database URL> --host <host> --port <port>)"
+            ) from None
+        return proxy
     if spec.startswith("{"):
         try:
             node = json.loads(spec)

@@ -33,7 +33,6 @@ from optuna.trial import TrialState
 
 from budgetsweep.contract import first_line
 from budgetsweep.contract.storage import (
-    GRPC,
     JOURNAL,
     StorageSpecError,
     connect_url,
@@ -374,6 +373,9 @@ class SweepJournal(JournalStorage):
             self.claim_lock.release()
 
 
+PROXY_WAIT = 30.0  # seconds a worker waits for the gRPC proxy to answer (it may be starting too)
+
+
 def opened(spec: str, create: bool = False) -> BaseStorage:
     """A storage that is not a database URL, opened; SweeperError (one line) when it cannot be."""
     try:
@@ -382,7 +384,7 @@ def opened(spec: str, create: bool = False) -> BaseStorage:
             if not create and not path.exists():
                 raise StorageSpecError(f"{spec}: no such journal file")
             return SweepJournal(path)
-        storage = optuna_storage(spec, create=create)
+        storage = optuna_storage(spec, create=create, wait=PROXY_WAIT)
     except ImportError as e:
         extra = " (pip install 'budgetsweep[grpc]')" if "grpc" in str(e) else ""
         raise SweeperError(f"hydra.sweeper.storage={spec}: {first_line(e)}{extra}") from None
@@ -392,22 +394,7 @@ def opened(spec: str, create: bool = False) -> BaseStorage:
         raise SweeperError(f"hydra.sweeper.storage={spec}: {scrub(first_line(e))}") from None
     if isinstance(storage, str):  # a _target_ node that names a URL another way
         return make_storage(storage)
-    if spec.startswith(GRPC):
-        _wait_for_proxy(storage, spec)
     return storage
-
-
-PROXY_WAIT = 30.0  # seconds a worker waits for the gRPC proxy to answer
-
-
-def _wait_for_proxy(storage: Any, spec: str) -> None:
-    try:
-        storage.wait_server_ready(timeout=PROXY_WAIT)
-    except ConnectionError:
-        raise SweeperError(
-            f"hydra.sweeper.storage={spec}: no storage proxy answered within {PROXY_WAIT:.0f} s "
-            f"(start one with: budgetsweep storage-proxy <database URL> --host <host> --port <port>)"
-        ) from None
 
 
 # Workers starting together on an empty PostgreSQL database race to create Optuna's tables
