@@ -57,6 +57,20 @@ class WorkersRun:
     complete: int  # of those, COMPLETE
     folders: list[str]  # the run folders in the study folder
 
+    def problems(self) -> str:
+        """What is not exact, in words ("" when it is)."""
+        twice = sorted({n for n in self.launched if self.launched.count(n) > 1})
+        expected = list(range(self.n_trials))
+        never = sorted(set(expected) - set(self.launched))
+        found = [
+            f"launched more than once: {twice}" if twice else "",
+            f"never launched: {never}" if never else "",
+            f"{len(self.trained)} trained trials" if self.trained != expected else "",
+            f"{self.complete} complete" if self.complete != self.n_trials else "",
+            f"folders {sorted(set(self.folders) ^ {str(n) for n in expected})} differ" if not self.exact else "",
+        ]
+        return "; ".join(f for f in found if f)
+
     @property
     def exact(self) -> bool:
         expected = list(range(self.n_trials))
@@ -110,12 +124,16 @@ class ConnectionCounter:
 @contextlib.contextmanager
 def storage_proxy(database: str) -> Iterator[str]:
     """`budgetsweep storage-proxy` in front of `database`, for as long as the block runs: its spec."""
+    from budgetsweep.contract.storage import PASSWORD_ENV, split_password
+
     port = free_port()
+    shown, secret = split_password(database)  # the password in its variable, not on a command line `ps` shows
     proxy = subprocess.Popen(
-        [sys.executable, "-m", "budgetsweep", "storage-proxy", database, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "budgetsweep", "storage-proxy", shown, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, PASSWORD_ENV: secret} if secret else None,
     )
     try:
         assert proxy.stdout is not None
@@ -249,6 +267,8 @@ def main() -> None:
                     f"most connections: {run.connections if run.connections is not None else '-'}",
                     flush=True,
                 )
+                if not run.exact:
+                    print(f"  not exact: {run.problems()}", flush=True)
     command = "python benchmarks/many_workers.py " + " ".join(sys.argv[1:])
     print(f"\n`{command.strip()}`\n")
     print("| storage | workers | n_trials | wall s | exact n_trials, each once | most DB connections |")

@@ -36,12 +36,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "budgetsweep storage-pro
     if secret:
         os.environ[PASSWORD_ENV] = secret
     try:
+        import optuna
         from optuna.exceptions import ExperimentalWarning
         from optuna.storages import run_grpc_proxy_server
 
         from .optuna_storage import make_storage, retry_seconds
 
-        storage = make_storage(shown, retry_for=retry_seconds())
+        # Optuna's trial cache in front of the database (what its docs ask of a proxy): each
+        # worker's read asks for the new and unfinished trials, and the proxy would otherwise
+        # read the whole study from the database to answer it
+        storage = optuna.storages.get_storage(make_storage(shown, retry_for=retry_seconds()))
     except ImportError as e:
         print(f"storage-proxy: error: {first_line(e)} (pip install 'budgetsweep[grpc]')", file=sys.stderr)
         return 2
