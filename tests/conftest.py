@@ -10,32 +10,6 @@ import pytest
 
 from helpers import compose_cfg
 
-# The test files that take longest on 2 cores (`pytest --durations`: a module fixture that runs
-# its cases side by side, SLURM jobs, real servers), longest first. pytest-xdist hands out whole
-# files in collection order (`--no-loadscope-reorder` in pyproject): started first, they overlap
-# with the short files instead of running alone at the end.
-LONGEST_FIRST = (
-    "test_interrupt.py",
-    "test_readme.py",
-    "test_slurm.py",
-    "test_faults_sweeper.py",
-    "test_optuna_sweeper.py",
-    "test_evaluate.py",
-    "test_password_leak.py",
-    "test_many_workers.py",
-    "test_submitit.py",
-    "test_foreign_results.py",
-    "test_storages.py",
-    "test_app.py",
-    "test_bad_input.py",
-    "test_foreign_apps.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
 
 @pytest.fixture
 def tiny_cfg():
