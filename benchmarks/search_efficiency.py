@@ -49,7 +49,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -327,11 +326,9 @@ def plot(curves: dict[tuple[str, int], list[tuple[float, float]]], budget: float
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from cpu_name import cpu_name  # benchmarks/cpu_name.py: run as a script, its folder is on the path
+
+    cpu = cpu_name()
     plugin = version("hydra-optuna-sweeper")
     return f"{os.cpu_count()} CPUs ({cpu}), torch {version('torch')}, hydra-optuna-sweeper {plugin}"
 

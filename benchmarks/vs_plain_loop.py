@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -237,12 +236,9 @@ def in_subprocess(role: str, argv: list[str]) -> dict:
 
 def machine() -> str:
     import torch
+    from cpu_name import cpu_name  # benchmarks/cpu_name.py: run as a script, its folder is on the path
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     return f"{os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}"

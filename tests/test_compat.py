@@ -5,6 +5,7 @@ come from `_compat` itself, so a new one is checked as soon as it is listed ther
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
 import re
@@ -21,8 +22,13 @@ from optuna.trial import TrialState
 
 from budgetsweep.sweeper import _compat
 
+# hydra-ray-launcher's names where that optional extra is installed (tests/test_ray_launcher.py)
+RAY = importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
 
-@pytest.mark.parametrize("module, attribute", _compat.PRIVATE_NAMES, ids=lambda x: x)
+
+@pytest.mark.parametrize(
+    "module, attribute", _compat.PRIVATE_NAMES + (_compat.RAY_PRIVATE_NAMES if RAY else ()), ids=lambda x: x
+)
 def test_private_name_exists(module: str, attribute: str) -> None:
     found = importlib.import_module(module)
     for part in attribute.split("."):

@@ -5,7 +5,6 @@ The foreign x-y app (tests/apps/xy) records when and in which process it ran (ti
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import socket
@@ -34,7 +33,6 @@ pytest.importorskip(
     "hydra_plugins.hydra_ray_launcher", reason="hydra-ray-launcher is not installed (pip install -e '.[ray]')"
 )
 
-from budgetsweep.sweeper import _compat  # noqa: E402 (after the skip: the names checked are the plugin's)
 
 # Ray's own settings for the head and every sweep: no token written to ~/.ray, no usage report
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -143,11 +141,3 @@ def test_ablation_jobs_run_as_ray_tasks(tmp_path, ray_head, monkeypatch):
     assert os.getpid() not in {t["pid"] for t in ran}
     # one launch of the five: the head's 2 CPUs run two tasks at a time
     assert most_at_once([(t["start"], t["end"]) for t in ran]) == 2, ran
-
-
-@pytest.mark.parametrize("module, attribute", _compat.RAY_PRIVATE_NAMES, ids=lambda x: x)
-def test_ray_private_name_exists(module: str, attribute: str) -> None:
-    found = importlib.import_module(module)
-    for part in attribute.split("."):
-        assert hasattr(found, part), f"{module}.{attribute}: {part!r} is gone (re-read sweeper/_compat.py)"
-        found = getattr(found, part)
