@@ -197,8 +197,13 @@ def _shorthand(node: dict) -> str | None:
     return None
 
 
-def journal_file(spec: str) -> Path:
-    return Path(spec[len(JOURNAL) :])
+def journal_file(spec: str, create: bool = True) -> Path:
+    """The file of a `journal:<file>` spec; unless `create`, one that exists (StorageSpecError):
+    reading a study must never make an empty one."""
+    path = Path(spec[len(JOURNAL) :])
+    if not create and not path.exists():
+        raise StorageSpecError(f"{spec}: no such journal file")
+    return path
 
 
 def locate(spec: str, base_dir: str | Path | None = None) -> str:
@@ -225,10 +230,7 @@ def optuna_storage(spec: str, *, create: bool = False, wait: float | None = None
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        path = journal_file(spec)
-        if not create and not path.exists():
-            raise StorageSpecError(f"{spec}: no such journal file")
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(journal_file(spec, create=create))))
     if spec.startswith(GRPC):
         from urllib.parse import urlsplit
 

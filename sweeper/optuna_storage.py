@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -71,20 +71,26 @@ def retry_seconds() -> float:
         raise SweeperError(f"${STORAGE_RETRY_ENV}: expected a number of seconds, got {text!r}") from None
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what it was raised from or during, and so on (Optuna wraps the database's
+    errors in its own)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
 def disk_full(error: BaseException | str | None) -> bool:
     """Whether an error (or its one-line text) says a disk is full or a file may grow no more."""
     if error is None:
         return False
     if isinstance(error, str):
         return any(text in error for text in _DISK_FULL_TEXT)
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _DISK_FULL_ERRNOS:
-            return True
-        if any(text in str(seen) for text in _DISK_FULL_TEXT):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(
+        (isinstance(seen, OSError) and seen.errno in _DISK_FULL_ERRNOS)
+        or any(text in str(seen) for text in _DISK_FULL_TEXT)
+        for seen in _causes(error)
+    )
 
 
 def connection_lost(error: BaseException) -> str | None:
@@ -93,12 +99,10 @@ def connection_lost(error: BaseException) -> str | None:
     text blames the data): the database's message, worth retrying. None for any other error."""
     import sqlalchemy.exc as sa
 
-    seen: BaseException | None = error
-    while seen is not None:
+    for seen in _causes(error):
         if isinstance(seen, sa.DBAPIError):
             lost = seen.connection_invalidated or isinstance(seen, (sa.OperationalError, sa.InterfaceError))
             return first_line(seen.orig or seen) if lost and not disk_full(seen) else None
-        seen = seen.__cause__ or seen.__context__
     return None
 
 
@@ -380,10 +384,7 @@ def opened(spec: str, create: bool = False) -> BaseStorage:
     """A storage that is not a database URL, opened; SweeperError (one line) when it cannot be."""
     try:
         if spec.startswith(JOURNAL):
-            path = journal_file(spec)
-            if not create and not path.exists():
-                raise StorageSpecError(f"{spec}: no such journal file")
-            return SweepJournal(path)
+            return SweepJournal(journal_file(spec, create=create))
         storage = optuna_storage(spec, create=create, wait=PROXY_WAIT)
     except ImportError as e:
         extra = " (pip install 'budgetsweep[grpc]')" if "grpc" in str(e) else ""
@@ -408,12 +409,9 @@ def _race(error: BaseException) -> bool:
     Optuna's StorageInternalError too ("An exception is raised during the commit")."""
     import sqlalchemy.exc as sa
 
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, sa.IntegrityError) or any(race in str(seen) for race in _RACES):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(
+        isinstance(seen, sa.IntegrityError) or any(race in str(seen) for race in _RACES) for seen in _causes(error)
+    )
 
 
 def open_study(
