@@ -19,6 +19,11 @@ What is here, and why there is no public way:
 - `PRIVATE_STORAGE_CALLS`: the RDBStorage methods that Optuna's own cache (`_CachedStorage`, which
   `Study` puts around every RDBStorage) calls besides the public API, and the stale-trial query:
   `budgetsweep.sweeper.optuna_storage` retries them too when the database connection is lost.
+- `RDB_SESSIONS`, `RDB_SESSION_SCOPE`: RDBStorage's session factory (an attribute its `__init__`
+  sets) and the helper each of its calls opens, commits and closes a session with. Optuna has no
+  call that writes several things at once; `SweepStorage.batched` (`budgetsweep.sweeper.optuna_storage`)
+  replaces the factory with one whose sessions only flush on commit, so that a trial's writes are
+  one SQLite transaction. tests/test_storage_batches.py counts the commits.
 - `OPTUNA_RDB_LOGGER`: the logger of Optuna's RDBStorage module (`optuna.logging.get_logger(__name__)`
   in a private module): `budgetsweep.sweeper.optuna_storage` filters its warning about a failed trials query when
   the failure is a lost connection.
@@ -72,6 +77,8 @@ SUBMITIT_CORE = "submitit.core.core"
 SUBMITIT_RESULTS_WAIT = "Job._results_timeout_s"  # in SUBMITIT_CORE: seconds, a class attribute
 LOKY_EXECUTOR = "joblib.externals.loky.reusable_executor._executor"  # the pool, None before the first
 OPTUNA_RDB_LOGGER = "optuna.storages._rdb.storage"
+RDB_SESSIONS = "scoped_session"  # an attribute of each RDBStorage, set in its __init__
+RDB_SESSION_SCOPE = f"{OPTUNA_RDB_LOGGER}._create_scoped_session"
 JOB_RETURN_VALUE = "_return_value"  # the field of hydra.core.utils.JobReturn
 # The cache Study puts around an RDBStorage: the private calls it makes are PRIVATE_STORAGE_CALLS.
 OPTUNA_CACHED_STORAGE = "optuna.storages._cached_storage._CachedStorage"
@@ -95,6 +102,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     (PLUGIN_IMPL, "create_optuna_distribution_from_override"),
     _split(BASIC_LAUNCHER),
     (OPTUNA_RDB_LOGGER, "RDBStorage"),
+    _split(RDB_SESSION_SCOPE),
     _split(OPTUNA_CACHED_STORAGE),
     *(("optuna.storages", f"RDBStorage.{name}") for name in PRIVATE_STORAGE_CALLS),
     ("hydra.core.utils", f"JobReturn.{JOB_RETURN_VALUE}"),

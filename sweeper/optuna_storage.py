@@ -45,7 +45,7 @@ from budgetsweep.contract.storage import (
 from budgetsweep.contract.sweep import STORAGE_RETRY_ENV
 from budgetsweep.lockfile import locked
 
-from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS
+from ._compat import OPTUNA_RDB_LOGGER, PRIVATE_STORAGE_CALLS, RDB_SESSIONS
 from .errors import SweeperError
 
 if TYPE_CHECKING:
@@ -177,8 +177,74 @@ class _CtrlCAfterTheCall:
 _CTRL_C = _CtrlCAfterTheCall()
 
 
+class _HeldSession:
+    """The session a batch keeps open. Each RDBStorage call commits and closes its session when
+    it returns (`_compat.RDB_SESSION_SCOPE`); inside a batch the commit only flushes (later calls
+    of the batch read what earlier ones wrote) and the close does nothing, so the batch's calls
+    are one transaction. A rollback (a failed call) undoes
+    the whole batch: noted, so that the batch's end says so instead of committing the rest."""
+
+    def __init__(self, session: Any, batch: threading.local) -> None:
+        self._session, self._batch = session, batch
+
+    def commit(self) -> None:
+        self._session.flush()
+
+    def close(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        self._session.rollback()
+        self._batch.undone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+class _Batches:
+    """Stands in for RDBStorage's session factory (a session per thread, `_compat.RDB_SESSIONS`):
+    hands out a `_HeldSession` while this thread runs a batch (`SweepStorage.batched`), the
+    session itself otherwise (other threads, such as the heartbeat's, are never part of one)."""
+
+    def __init__(self, sessions: Any) -> None:
+        self.sessions = sessions
+        self.local = threading.local()  # .open: a batch runs; .paused: a call that commits on its own
+
+    def __call__(self) -> Any:
+        session = self.sessions()
+        if self.holding():
+            return _HeldSession(session, self.local)
+        return session
+
+    def holding(self) -> bool:
+        return getattr(self.local, "open", False) and not getattr(self.local, "paused", False)
+
+    def commit(self, failing: bool = False) -> None:
+        """Commit what the batch wrote so far (its session stays this thread's). Where a failed
+        call undid it, SweeperError, unless the block is `failing` with an error of its own."""
+        session = self.sessions()
+        if getattr(self.local, "undone", False):
+            self.local.undone = False
+            session.close()
+            if failing:
+                return
+            raise SweeperError(
+                "a storage write failed and undid the writes made with it; rerun the same command to resume"
+            )
+        try:
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def __getattr__(self, name: str) -> Any:  # remove(), ...
+        return getattr(self.sessions, name)
+
+
 class SweepStorage(RDBStorage):
-    """RDBStorage with two changes.
+    """RDBStorage with three changes.
 
     Heartbeats are recorded by the sweeper for the jobs it runs, not by `Study.optimize`:
     `heartbeat_interval`/`grace_period` drive the stale-trial query (`budgetsweep.sweeper.heartbeat`), while
@@ -191,6 +257,13 @@ class SweepStorage(RDBStorage):
     tests/test_slots.py). On SQLite that transition is therefore serialized by a lock file beside
     the database (every process using a SQLite file runs on the machine that holds it). The same
     lock file makes workers that start together on a new database create its tables in turn.
+
+    On SQLite each transaction is a disk sync, and RDBStorage makes one per call: a trial's
+    parameters, sizing, claim, heartbeat and slot are some 30 of them. `batched()` makes the calls
+    of a block one transaction (`_Batches`). Creating a trial and taking a queued one still commit
+    at once, with what the block wrote before them: a new trial is in Optuna's cache from then
+    on, and a claim is decided under the claim lock, which must never be waited for while holding
+    the database's write lock (another worker may hold the claim lock and wait for that one).
     """
 
     claim_lock: Path | None = None  # SQLite: taken around WAITING -> RUNNING
@@ -199,12 +272,21 @@ class SweepStorage(RDBStorage):
     shown_url = ""  # password masked, for messages
     _inside = threading.local()  # a retried call's own storage calls are not retried again
 
+    def _batches(self) -> _Batches | None:
+        sessions = getattr(self, RDB_SESSIONS, None)
+        return sessions if isinstance(sessions, _Batches) else None
+
+    def in_batch(self) -> bool:
+        """Whether this thread's calls are part of a batch (a call retried alone would lose the rest)."""
+        batches = self._batches()
+        return batches is not None and getattr(batches.local, "open", False)
+
     def retrying(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         with _CTRL_C.after_the_call():
             return self._retrying(method, *args, **kwargs)
 
     def _retrying(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        if not self.retry_for or getattr(self._inside, "active", False):
+        if not self.retry_for or getattr(self._inside, "active", False) or self.in_batch():
             return method(self, *args, **kwargs)
         deadline, delay = None, 0.5
         self._inside.active = True
@@ -242,11 +324,55 @@ class SweepStorage(RDBStorage):
     def get_heartbeat_interval(self) -> int | None:
         return None
 
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """The storage calls of this thread in the block: one transaction, committed as it ends
+        (SQLite only: a server's connection may drop, and its calls must stay retried one by one).
+        A nested block joins the outer one."""
+        batches = self._batches()
+        if batches is None or getattr(batches.local, "open", False):
+            yield
+            return
+        batches.local.open, failing = True, True
+        try:
+            yield
+            failing = False
+        finally:
+            batches.local.open = False
+            with _CTRL_C.after_the_call():
+                batches.commit(failing)
+
+    @contextlib.contextmanager
+    def _committing(self) -> Iterator[None]:
+        """A call that commits on its own: what the batch wrote before it is committed first."""
+        batches = self._batches()
+        if batches is None or not batches.holding():
+            yield
+            return
+        batches.commit()
+        batches.local.paused = True
+        try:
+            yield
+        finally:
+            batches.local.paused = False
+
+    def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
+        with self._committing():
+            return super()._create_new_trial(study_id, template_trial)
+
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-        if state != TrialState.RUNNING or self.claim_lock is None:
+        if state != TrialState.RUNNING:
             return super().set_trial_state_values(trial_id, state, values)
-        with locked(self.claim_lock):  # committed before the next process reads the state
-            return super().set_trial_state_values(trial_id, state, values)
+        with self._committing():
+            if self.claim_lock is None:
+                return super().set_trial_state_values(trial_id, state, values)
+            with locked(self.claim_lock):  # committed before the next process reads the state
+                return super().set_trial_state_values(trial_id, state, values)
+
+
+def batched(storage: Any) -> contextlib.AbstractContextManager:
+    """`SweepStorage.batched` where the storage is ours, else nothing."""
+    return storage.batched() if isinstance(storage, SweepStorage) else contextlib.nullcontext()
 
 
 # Every storage call the sweeper and Optuna's ask/tell make (BaseStorage's API, and the stale-trial query).
@@ -349,6 +475,8 @@ def make_storage(
     storage.claim_lock, storage.creation_lock = _sqlite_lock(url), creation_lock
     # set after construction: passed to __init__ they raise Optuna's ExperimentalWarning
     storage.heartbeat_interval, storage.grace_period = heartbeat_interval, grace_period
+    if url.startswith("sqlite"):
+        setattr(storage, RDB_SESSIONS, _Batches(getattr(storage, RDB_SESSIONS)))
     return storage
 
 

@@ -36,7 +36,7 @@ from .failures import FailurePolicy
 from .feasibility import Patcher, compose, size_trial
 from .heartbeat import Heartbeats
 from .launch import Jobs, job_overrides, outcome, record_prefix, run_metrics, tell
-from .optuna_storage import StorageUnavailable, disk_full
+from .optuna_storage import StorageUnavailable, batched, disk_full
 from .progress import sweep_progress
 from .settings import OptunaSettings, objective_names
 from .slots import Slots
@@ -177,41 +177,25 @@ class StudyLoop:
     def start_one(self) -> bool:
         """Start the next trial: a queued one of the study (interrupted earlier), else a new
         suggestion while the study has fewer than n_trials slots. False: nothing to start."""
-        nxt = self.next_trial()
-        if nxt is None:
-            return False
-        trial, trial_id, holds_slot = nxt
-        # the worker's claim: the job checks it each epoch and stops once another worker took the trial
-        claim = quote(str(self.heartbeats.claim(trial_id)))
-        params = trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config)
-        job = job_overrides(trial.number, self.study.study_name, params, self.record)
-        overrides = [*job, f"++hydra.job.env_set.{CLAIM_ENV}={claim}"]
-        if holds_slot:  # queued again: sized when it was first asked
-            return self.launch(trial, trial_id, overrides)
-        sizing = self.size_before_compose(trial, params)
-        if sizing is None or sizing.fits:  # the job's config is composed anyway: sized from it when not yet
-            try:
-                cfg = compose(self.hydra_context, self.config, overrides)
-            except Exception as e:  # a key or a type the config does not accept: the space is wrong
-                self.drop(trial, trial_id, TrialState.FAIL, "invalid")
-                ours = ("hydra.", f"{self.settings.record}.") if self.settings.record else ("hydra.",)
-                shown = " ".join(o for o in overrides if not o.lstrip("+").startswith(ours))
-                raise SweeperError(
-                    f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}"
-                ) from None
-            if sizing is None:
-                try:
-                    sizing = size_trial(trial, cfg, self.settings.sizer)
-                except SweeperError:
-                    self.drop(trial, trial_id, TrialState.FAIL, "unsizable")
-                    raise
-        if sizing is not None and not sizing.fits:
-            self.drop(trial, trial_id, TrialState.PRUNED)
-            self.infeasible[sizing.status] += 1
-            enqueued = " (enqueued)" if trial.user_attrs.get("enqueued") else ""
-            log.info("trial %d%s: %s, not trained: %s", trial.number, enqueued, sizing.status, sizing.error)
+        with batched(self.storage):  # asked, claimed, sized on the sweep's config: one transaction (SQLite)
+            nxt = self.next_trial()
+            if nxt is None:
+                return False
+            trial, trial_id, holds_slot = nxt
+            # the worker's claim: the job checks it each epoch and stops once another worker took the trial
+            claim = quote(str(self.heartbeats.claim(trial_id)))
+            params = trial_overrides(trial, self.sweep.space, self.settings.custom_search_space, self.config)
+            job = job_overrides(trial.number, self.study.study_name, params, self.record)
+            overrides = [*job, f"++hydra.job.env_set.{CLAIM_ENV}={claim}"]
+            sizing = None if holds_slot else self.size_before_compose(trial, params)
+            if sizing is not None and not sizing.fits:
+                self.infeasible_told(trial, trial_id, sizing)
+                return True
+        # composed outside the transaction: it holds SQLite's write lock, which the jobs wait for
+        if not holds_slot and not self.composed_and_sized(trial, trial_id, sizing, overrides):
             return True
-        if not self.slots.take(trial_id, trial.number):  # another worker took the last slot first
+        # the slot outside it too: `Slots.rank` may wait for another worker's sizing to be written
+        if not holds_slot and not self.slots.take(trial_id, trial.number):  # another worker took the last slot
             self.heartbeats.forget(trial_id)
             log.info(
                 "trial %d: n_trials=%d already reached by other workers; left queued, untrained",
@@ -220,6 +204,38 @@ class StudyLoop:
             )
             return False
         return self.launch(trial, trial_id, overrides)
+
+    def composed_and_sized(self, trial: optuna.Trial, trial_id: int, sizing: Any, overrides: list[str]) -> bool:
+        """Compose a new suggestion's config (kept for its launch) and size it from that config
+        when it is not sized yet; one over the budget is told infeasible here (False)."""
+        try:
+            cfg = compose(self.hydra_context, self.config, overrides)
+        except Exception as e:  # a key or a type the config does not accept: the space is wrong
+            self.drop(trial, trial_id, TrialState.FAIL, "invalid")
+            ours = ("hydra.", f"{self.settings.record}.") if self.settings.record else ("hydra.",)
+            shown = " ".join(o for o in overrides if not o.lstrip("+").startswith(ours))
+            raise SweeperError(
+                f"trial {trial.number}: cannot compose the config for {shown}: {first_line(e)}"
+            ) from None
+        if sizing is not None:  # sized on the sweep's config, within the budget
+            return True
+        with batched(self.storage):
+            try:
+                sizing = size_trial(trial, cfg, self.settings.sizer)
+            except SweeperError:
+                self.drop(trial, trial_id, TrialState.FAIL, "unsizable")
+                raise
+            if sizing is None or sizing.fits:
+                return True
+            self.infeasible_told(trial, trial_id, sizing)
+            return False
+
+    def infeasible_told(self, trial: optuna.Trial, trial_id: int, sizing: Any) -> None:
+        """An over-budget (or invalid) suggestion: told PRUNED with its constraints, never launched."""
+        self.drop(trial, trial_id, TrialState.PRUNED)
+        self.infeasible[sizing.status] += 1
+        enqueued = " (enqueued)" if trial.user_attrs.get("enqueued") else ""
+        log.info("trial %d%s: %s, not trained: %s", trial.number, enqueued, sizing.status, sizing.error)
 
     def next_trial(self) -> tuple[optuna.Trial, int, bool] | None:
         """(trial, its id, whether it already holds a slot), now RUNNING for this process."""
@@ -278,8 +294,9 @@ class StudyLoop:
                 self.in_flight[self.jobs.already_done()] = Running(trial, trial_id, time.monotonic())
                 return True
             # a failure recorded before the interruption may be stale (data fixed since): run it again
-        self.storage.set_trial_system_attr(trial_id, LAUNCHED, True)
-        trial.set_user_attr("run_dir", str(trial.number))
+        with batched(self.storage):
+            self.storage.set_trial_system_attr(trial_id, LAUNCHED, True)
+            trial.set_user_attr("run_dir", str(trial.number))
         n_params = trial.user_attrs.get("params")
         log.info(
             "trial %d: %s%s: %s",
@@ -315,13 +332,14 @@ class StudyLoop:
         result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
         if result.status == "failed":  # a job that could not write: not told, queued again with the others
             self.raise_if_disk_full(result.error)
-        trial.set_user_attr("status", result.status)
-        for key in REPORTED:  # what analysis shows beside the objective, without reading the folder
-            if result.metrics and isinstance(result.metrics.get(key), (int, float)):
-                trial.set_user_attr(key, result.metrics[key])
-        if result.error:
-            trial.set_user_attr("error", scrub(result.error))
-        tell(self.study, trial, result.value, result.state)
+        with batched(self.storage):  # the outcome and the trial's end: one transaction (SQLite)
+            trial.set_user_attr("status", result.status)
+            for key in REPORTED:  # what analysis shows beside the objective, without reading the folder
+                if result.metrics and isinstance(result.metrics.get(key), (int, float)):
+                    trial.set_user_attr(key, result.metrics[key])
+            if result.error:
+                trial.set_user_attr("error", scrub(result.error))
+            tell(self.study, trial, result.value, result.state)
         self.heartbeats.forget(running.trial_id)
         self.trained[result.status] += 1
         self.bar.update(1)
