@@ -189,6 +189,10 @@ class _HeldSession:
 
     def commit(self) -> None:
         self._session.flush()
+        # what the next call loads is read again (in this transaction), as a call with a session of
+        # its own would: Optuna's trial queries refresh what they load (optuna 5.1.0), any other
+        # must not see a trial as this session first loaded it either
+        self._session.expire_all()
 
     def close(self) -> None:
         pass

@@ -194,16 +194,7 @@ class StudyLoop:
         # composed outside the transaction: it holds SQLite's write lock, which the jobs wait for
         if not holds_slot and not self.composed_and_sized(trial, trial_id, sizing, overrides):
             return True
-        # the slot outside it too: `Slots.rank` may wait for another worker's sizing to be written
-        if not holds_slot and not self.slots.take(trial_id, trial.number):  # another worker took the last slot
-            self.heartbeats.forget(trial_id)
-            log.info(
-                "trial %d: n_trials=%d already reached by other workers; left queued, untrained",
-                trial.number,
-                self.n_trials,
-            )
-            return False
-        return self.launch(trial, trial_id, overrides)
+        return self.launch(trial, trial_id, overrides, take=not holds_slot)
 
     def composed_and_sized(self, trial: optuna.Trial, trial_id: int, sizing: Any, overrides: list[str]) -> bool:
         """Compose a new suggestion's config (kept for its launch) and size it from that config
@@ -276,25 +267,37 @@ class StudyLoop:
         except Exception:  # what the compose and its sizing would say, in their words
             return None
 
-    def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str]) -> bool:
+    def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str], take: bool) -> bool:
+        """Launch the trial's job in its folder; with `take`, once it got a slot (False: the other
+        workers reached n_trials first; the trial is queued again, untrained)."""
         run_dir = self.sweep.study_dir / str(trial.number)
-        resumed = bool(self.storage.get_trial_system_attrs(trial_id).get(LAUNCHED))
-        metrics = run_metrics(run_dir)
-        if metrics is not None:
-            if not resumed:
-                self.drop(trial, trial_id, TrialState.FAIL, "folder taken")
-                raise SweeperError(
-                    f"{run_dir} already holds a finished run that is not trial {trial.number} of study "
-                    f"{self.study.study_name!r} (was the study's storage deleted?): move that folder away or set "
-                    f"hydra.sweeper.study_name / hydra.sweeper.dir"
-                )
-            if metrics["status"] not in FAILED_STATUSES:
-                # it finished, but its sweeper died before telling Optuna
-                log.info("trial %d: finished before the interruption; reading %s", trial.number, run_dir)
-                self.in_flight[self.jobs.already_done()] = Running(trial, trial_id, time.monotonic())
-                return True
-            # a failure recorded before the interruption may be stale (data fixed since): run it again
+        # the slot and the launch's marks: one transaction; nothing is written before `Slots.rank`
+        # reads (it may wait for another worker's sizing to be written)
         with batched(self.storage):
+            if take and not self.slots.take(trial_id, trial.number):
+                self.heartbeats.forget(trial_id)
+                log.info(
+                    "trial %d: n_trials=%d already reached by other workers; left queued, untrained",
+                    trial.number,
+                    self.n_trials,
+                )
+                return False
+            resumed = bool(self.storage.get_trial_system_attrs(trial_id).get(LAUNCHED))
+            metrics = run_metrics(run_dir)
+            if metrics is not None:
+                if not resumed:
+                    self.drop(trial, trial_id, TrialState.FAIL, "folder taken")
+                    raise SweeperError(
+                        f"{run_dir} already holds a finished run that is not trial {trial.number} of study "
+                        f"{self.study.study_name!r} (was the study's storage deleted?): move that folder away or "
+                        f"set hydra.sweeper.study_name / hydra.sweeper.dir"
+                    )
+                if metrics["status"] not in FAILED_STATUSES:
+                    # it finished, but its sweeper died before telling Optuna
+                    log.info("trial %d: finished before the interruption; reading %s", trial.number, run_dir)
+                    self.in_flight[self.jobs.already_done()] = Running(trial, trial_id, time.monotonic())
+                    return True
+                # a failure recorded before the interruption may be stale (data fixed since): run it again
             self.storage.set_trial_system_attr(trial_id, LAUNCHED, True)
             trial.set_user_attr("run_dir", str(trial.number))
         n_params = trial.user_attrs.get("params")
@@ -323,16 +326,16 @@ class StudyLoop:
         running = self.in_flight.pop(future)
         trial = running.trial
         run_dir = self.sweep.study_dir / str(trial.number)
-        claim = self.heartbeats.claim(running.trial_id)
-        if claim is None or not self.slots.owns(running.trial_id, claim):
-            self.lost(running)
-            return
-        pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
-        n_values = len(self.study.directions)
-        result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
-        if result.status == "failed":  # a job that could not write: not told, queued again with the others
-            self.raise_if_disk_full(result.error)
-        with batched(self.storage):  # the outcome and the trial's end: one transaction (SQLite)
+        with batched(self.storage):  # the claim read, the outcome written, the trial ended: one transaction
+            claim = self.heartbeats.claim(running.trial_id)
+            if claim is None or not self.slots.owns(running.trial_id, claim):
+                self.lost(running)
+                return
+            pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
+            n_values = len(self.study.directions)
+            result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
+            if result.status == "failed":  # a job that could not write: not told, queued again with the others
+                self.raise_if_disk_full(result.error)
             trial.set_user_attr("status", result.status)
             for key in REPORTED:  # what analysis shows beside the objective, without reading the folder
                 if result.metrics and isinstance(result.metrics.get(key), (int, float)):

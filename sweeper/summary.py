@@ -89,12 +89,13 @@ def write_results(study: optuna.Study, study_dir: Path, objective: str) -> bool:
     return completed
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best feasible complete trial of a one-objective study, by the rule analysis and
-    `budgetsweep evaluate` apply to its run folders (`budgetsweep.contract.sweep.best_run`): ties
-    go to the lowest trial number, where Optuna's `best_trial` leaves them to its storage."""
+def best_trial(study: optuna.Study, trials: list | None = None) -> optuna.trial.FrozenTrial | None:
+    """The best feasible complete trial of a one-objective study (of `trials`, its trials as just
+    read), by the rule analysis and `budgetsweep evaluate` apply to its run folders
+    (`budgetsweep.contract.sweep.best_run`): ties go to the lowest trial number, where Optuna's
+    `best_trial` leaves them to its storage."""
     return best_run(
-        study.get_trials(deepcopy=False),
+        study.get_trials(deepcopy=False) if trials is None else trials,
         study.direction.name.lower(),
         value=lambda t: t.value,
         feasible=lambda t: t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values()),
@@ -110,7 +111,7 @@ def progress(study: optuna.Study, objective: str, n_trials: int) -> str:
     if len(study.directions) > 1:
         front = study.best_trials if any(t.state == TrialState.COMPLETE for t in trials) else []
         return f"{head}, Pareto front: {len(front)} trial(s)"
-    best = best_trial(study)
+    best = best_trial(study, trials)
     if best is None:
         return f"{head}, none completed yet"
     return f"{head}, best so far: trial {best.number}, {objective}={best.value:.4g}"

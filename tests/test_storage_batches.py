@@ -58,6 +58,23 @@ def test_writes_in_a_batch_are_one_transaction_that_others_see_as_it_ends(tmp_pa
     assert seen.system_attrs["slot"] is True
 
 
+def test_a_batch_reads_what_it_wrote_since_it_last_read(tmp_path):
+    """The batch's session keeps what it loaded; each call must still see the trial as written
+    since (Optuna's cache keeps a finished trial as first read: a stale read would stay)."""
+    ours, theirs, study_id = open_twice(tmp_path)
+    trial_id = ours.create_new_trial(study_id)
+    ours.set_trial_system_attr(trial_id, "slot", None)
+    with ours.batched():
+        assert ours.get_trial(trial_id).system_attrs == {"slot": None}
+        ours.set_trial_system_attr(trial_id, "slot", True)
+        ours.set_trial_user_attr(trial_id, "status", "completed")
+        ours.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+        seen = ours.get_trial(trial_id)
+        assert (seen.system_attrs, seen.user_attrs) == ({"slot": True}, {"status": "completed"})
+        assert (seen.state, seen.values) == (TrialState.COMPLETE, [0.5])
+    assert theirs.get_trial(trial_id).values == [0.5]
+
+
 def test_without_a_batch_each_call_commits(tmp_path):
     ours, _, study_id = open_twice(tmp_path)
     trial_id = ours.create_new_trial(study_id)
