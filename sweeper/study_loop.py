@@ -45,6 +45,7 @@ from .study_setup import Sweep, check_objectives, log_start, objective_name
 from .summary import failure_hint, progress, write_results
 from .trial_record import record_trial, trial_name
 
+RECLAIM_EVERY = 1.0  # seconds between two looks for trials of dead processes
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,13 @@ class StudyLoop:
             ) from None
 
     def loop(self) -> None:
+        next_reclaim = 0.0
         while True:
-            self.heartbeats.reclaim_stale()
+            if (
+                time.monotonic() >= next_reclaim
+            ):  # a stale heartbeat is one grace period old: no need to look each trial
+                self.heartbeats.reclaim_stale()
+                next_reclaim = time.monotonic() + RECLAIM_EVERY
             while len(self.in_flight) < self.parallel and self.stopping is None:
                 if not self.start_one():
                     break
@@ -233,26 +239,27 @@ class StudyLoop:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.timed_out = True
             return None
-        trial_id = self.slots.claim_queued()
-        if trial_id is not None:
-            self.heartbeats.watch(trial_id)
-            return optuna.Trial(self.study, trial_id), trial_id, True
-        if self.slots.full():
+        full = self.slots.full()
+        if full or self.suggested >= self.settings.max_suggestions:  # nothing new: only queued trials run
+            trial_id = self.slots.claim_queued()
+            if trial_id is not None:
+                self.heartbeats.watch(trial_id)
+                return optuna.Trial(self.study, trial_id), trial_id, True
+            if not full:
+                self.stop_suggesting()
             return None
-        if self.suggested >= self.settings.max_suggestions:
-            self.stop_suggesting()
-            return None
-        try:
+        try:  # a queued trial first, if any (`Study.ask` takes it under the same claim; `Slots.begin` knows it)
             trial = self.study.ask(fixed_distributions=self.sweep.space.distributions)
         except ImportError as e:  # a sampler's optional package (budgetsweep.sweeper.settings checks the known ones)
             raise SweeperError(
                 f"hydra.sweeper.sampler: {type(self.study.sampler).__name__} needs a package that is not "
                 f"installed ({first_line(e)}): pip install {e.name or 'it'}"
             ) from None
-        self.suggested += 1
         trial_id = self.slots.trial_id(trial.number)
         self.heartbeats.watch(trial_id)
-        return trial, trial_id, self.slots.begin(trial_id)
+        holds_slot = self.slots.begin(trial_id)
+        self.suggested += not holds_slot  # a queued trial ran before: not a suggestion
+        return trial, trial_id, holds_slot
 
     def size_before_compose(self, trial: optuna.Trial, params: list[str]) -> Any:
         """The trial sized on the sweep's config with its parameters set (`feasibility.Patcher`),
