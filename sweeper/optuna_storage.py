@@ -263,11 +263,13 @@ class SweepStorage(RDBStorage):
     lock file makes workers that start together on a new database create its tables in turn.
 
     On SQLite each transaction is a disk sync, and RDBStorage makes one per call: a trial's
-    parameters, sizing, claim, heartbeat and slot are some 30 of them. `batched()` makes the calls
-    of a block one transaction (`_Batches`). Creating a trial and taking a queued one still commit
-    at once, with what the block wrote before them: a new trial is in Optuna's cache from then
-    on, and a claim is decided under the claim lock, which must never be waited for while holding
-    the database's write lock (another worker may hold the claim lock and wait for that one).
+    creation, parameters, sizing, claim, heartbeat and slot are some 30 of them. `batched()` makes
+    the calls of a block one transaction (`_Batches`): a new trial is written with its claim and
+    heartbeat or not at all (a full disk that fails the commit leaves no trial that nobody claims).
+    Taking a queued trial still commits at once, with what the block wrote before it: the claim is
+    decided under the claim lock, which must never be waited for while holding the database's
+    write lock (another worker may hold the claim lock and wait for that one). A batch that fails
+    ends the sweep (`_Batches.commit`), so Optuna's cache never outlives a trial it holds.
     """
 
     claim_lock: Path | None = None  # SQLite: taken around WAITING -> RUNNING
@@ -359,10 +361,6 @@ class SweepStorage(RDBStorage):
             yield
         finally:
             batches.local.paused = False
-
-    def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
-        with self._committing():
-            return super()._create_new_trial(study_id, template_trial)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         if state != TrialState.RUNNING:

@@ -84,18 +84,22 @@ def test_without_a_batch_each_call_commits(tmp_path):
     assert len(counted) == 3
 
 
-def test_a_new_trial_commits_at_once_with_what_the_batch_wrote_before(tmp_path):
-    """Optuna's cache holds a trial from its creation on: it must exist whatever the batch does later."""
+def test_a_new_trial_is_written_with_the_batch_or_not_at_all(tmp_path):
+    """A trial created but never claimed would stay RUNNING with no heartbeat to go stale (a full
+    disk failing the batch's commit left one): it is part of the batch."""
     ours, theirs, study_id = open_twice(tmp_path)
     first = ours.create_new_trial(study_id)
+    ours.set_trial_param(first, "x", 0.5, FloatDistribution(0, 1))
     with ours.batched():
-        ours.set_trial_user_attr(first, "before", 1)
         second = ours.create_new_trial(study_id)
-        assert theirs.get_trial(second).state == TrialState.RUNNING
-        assert theirs.get_trial(first).user_attrs == {"before": 1}
-        ours.set_trial_user_attr(second, "after", 2)
-        assert theirs.get_trial(second).user_attrs == {}
-    assert theirs.get_trial(second).user_attrs == {"after": 2}
+        ours.set_trial_system_attr(second, "owner", "me")
+        assert [t.number for t in theirs.get_all_trials(study_id)] == [0]
+    assert theirs.get_trial(second).system_attrs == {"owner": "me"}
+    with pytest.raises(SweeperError):
+        with ours.batched():
+            ours.create_new_trial(study_id)
+            ours.set_trial_param(first, "x", 0.25, FloatDistribution(0, 1))  # fails, undoing the batch
+    assert [t.number for t in theirs.get_all_trials(study_id)] == [0, 1]
 
 
 def test_a_claim_commits_the_batch_before_waiting_for_the_claim_lock(tmp_path):
