@@ -77,8 +77,12 @@ class Slots:
 
     def owns(self, trial_id: int, claim: str) -> bool:
         """Whether the trial is still RUNNING under this claim (not re-queued and taken by another)."""
+        return self.owned(trial_id, claim) is not None
+
+    def owned(self, trial_id: int, claim: str) -> FrozenTrial | None:
+        """The trial as stored while it is still RUNNING under this claim, else None."""
         trial = self.storage.get_trial(trial_id)
-        return trial.state == TrialState.RUNNING and trial.system_attrs.get(OWNER) == claim
+        return trial if trial.state == TrialState.RUNNING and trial.system_attrs.get(OWNER) == claim else None
 
     def rank(self, number: int) -> int:
         """Slot holders numbered before `number`; waits (briefly) for older trials whose

@@ -289,7 +289,8 @@ class StudyLoop:
                     self.n_trials,
                 )
                 return False
-            resumed = bool(self.storage.get_trial_system_attrs(trial_id).get(LAUNCHED))
+            # a new suggestion was never launched; a queued trial may have been, before an interruption
+            resumed = not take and bool(self.storage.get_trial_system_attrs(trial_id).get(LAUNCHED))
             metrics = run_metrics(run_dir)
             if metrics is not None:
                 if not resumed:
@@ -335,10 +336,11 @@ class StudyLoop:
         run_dir = self.sweep.study_dir / str(trial.number)
         with batched(self.storage):  # the claim read, the outcome written, the trial ended: one transaction
             claim = self.heartbeats.claim(running.trial_id)
-            if claim is None or not self.slots.owns(running.trial_id, claim):
+            stored = None if claim is None else self.slots.owned(running.trial_id, claim)
+            if stored is None:
                 self.lost(running)
                 return
-            pruned_at = self.storage.get_trial_system_attrs(running.trial_id).get(PRUNED_AT)
+            pruned_at = stored.system_attrs.get(PRUNED_AT)
             n_values = len(self.study.directions)
             result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
             if result.status == "failed":  # a job that could not write: not told, queued again with the others
@@ -356,16 +358,18 @@ class StudyLoop:
         took, failure = time.monotonic() - running.started, None
         names = objective_names(self.settings.objectives, self.objective, n_values)
         directions = [d.name.lower() for d in self.study.directions]
-        frozen = self.storage.get_trial(running.trial_id)
+        trials = self.study.get_trials(deepcopy=False)  # this trial as told, and the progress line's
+        frozen = next((t for t in reversed(trials) if t.number == trial.number), None)
+        frozen = frozen or self.storage.get_trial(running.trial_id)
         record_trial(run_dir, frozen, self.study.study_name, result, names, directions, took)
         name = trial_name(frozen)  # with its SLURM job, where it ran in one
         if result.status == "completed":
             values = result.value if isinstance(result.value, list) else [result.value]
             shown = ",".join(f"{v:.6g}" for v in values)
-            so_far = progress(self.study, self.objective, self.n_trials)
+            so_far = progress(self.study, self.objective, self.n_trials, trials)
             log.info("trial %s: completed, %s=%s (%.0f s); %s", name, self.objective, shown, took, so_far)
         elif result.status == "pruned":
-            so_far = progress(self.study, self.objective, self.n_trials)
+            so_far = progress(self.study, self.objective, self.n_trials, trials)
             epochs = result.epochs or "?"
             log.info("trial %s: pruned after %s epoch(s) (%.0f s); %s", name, epochs, took, so_far)
         else:
