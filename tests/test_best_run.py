@@ -188,7 +188,7 @@ def test_every_side_names_the_earliest_tied_trial(tmp_path, monkeypatch, directi
     results = yaml.safe_load((folder / OPTIMIZATION_RESULTS_FILE).read_text())
     assert results["best_trial"] == 8 and Path(results["best_run_dir"]) == expected
     assert results["best_weights"] == str(expected / WEIGHTS_FILE)
-    assert "best so far: trial 8," in progress(study, objective, N_TRIALS)
+    assert "best so far: trial 8," in progress(study, objective, N_TRIALS, study.get_trials(deepcopy=False))
 
     # budgetsweep evaluate
     assert find_run(folder).resolve() == expected
