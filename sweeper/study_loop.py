@@ -159,9 +159,8 @@ class StudyLoop:
     def loop(self) -> None:
         next_reclaim = 0.0
         while True:
-            if (
-                time.monotonic() >= next_reclaim
-            ):  # a stale heartbeat is one grace period old: no need to look each trial
+            # a stale heartbeat is a grace period old: no need to look for one at each trial
+            if time.monotonic() >= next_reclaim:
                 self.heartbeats.reclaim_stale()
                 next_reclaim = time.monotonic() + RECLAIM_EVERY
             while len(self.in_flight) < self.parallel and self.stopping is None:
