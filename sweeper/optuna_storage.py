@@ -181,10 +181,10 @@ class _HeldSession:
     """The session a batch keeps open. Each RDBStorage call commits and closes its session when
     it returns (`_compat.RDB_SESSION_SCOPE`); inside a batch the commit only flushes (later calls
     of the batch read what earlier ones wrote) and the close does nothing, so the batch's calls
-    are one transaction. A rollback (a failed call) undoes
-    the whole batch: noted, so that the batch's end says so instead of committing the rest."""
+    are one transaction. A rollback (a failed call) undoes the whole batch: noted, so that the
+    batch's end says so instead of committing the rest."""
 
-    def __init__(self, session: Any, batch: threading.local) -> None:
+    def __init__(self, session: Any, batch: _BatchState) -> None:
         self._session, self._batch = session, batch
 
     def commit(self) -> None:
@@ -205,6 +205,15 @@ class _HeldSession:
         return getattr(self._session, name)
 
 
+class _BatchState(threading.local):
+    """A thread's batch: `open` while one runs, `paused` during a call that commits on its own,
+    `undone` once a failed call rolled it back."""
+
+    open = False
+    paused = False
+    undone = False
+
+
 class _Batches:
     """Stands in for RDBStorage's session factory (a session per thread, `_compat.RDB_SESSIONS`):
     hands out a `_HeldSession` while this thread runs a batch (`SweepStorage.batched`), the
@@ -212,7 +221,7 @@ class _Batches:
 
     def __init__(self, sessions: Any) -> None:
         self.sessions = sessions
-        self.local = threading.local()  # .open: a batch runs; .paused: a call that commits on its own
+        self.local = _BatchState()
 
     def __call__(self) -> Any:
         session = self.sessions()
@@ -221,13 +230,13 @@ class _Batches:
         return session
 
     def holding(self) -> bool:
-        return getattr(self.local, "open", False) and not getattr(self.local, "paused", False)
+        return self.local.open and not self.local.paused
 
     def commit(self, failing: bool = False) -> None:
         """Commit what the batch wrote so far (its session stays this thread's). Where a failed
         call undid it, SweeperError, unless the block is `failing` with an error of its own."""
         session = self.sessions()
-        if getattr(self.local, "undone", False):
+        if self.local.undone:
             self.local.undone = False
             session.close()
             if failing:
@@ -285,7 +294,7 @@ class SweepStorage(RDBStorage):
     def in_batch(self) -> bool:
         """Whether this thread's calls are part of a batch (a call retried alone would lose the rest)."""
         batches = self._batches()
-        return batches is not None and getattr(batches.local, "open", False)
+        return batches is not None and batches.local.open
 
     def retrying(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         with _CTRL_C.after_the_call():
@@ -336,7 +345,7 @@ class SweepStorage(RDBStorage):
         (SQLite only: a server's connection may drop, and its calls must stay retried one by one).
         A nested block joins the outer one."""
         batches = self._batches()
-        if batches is None or getattr(batches.local, "open", False):
+        if batches is None or batches.local.open:
             yield
             return
         batches.local.open, failing = True, True
