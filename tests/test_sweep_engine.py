@@ -98,6 +98,21 @@ def test_plain_keys_and_group_choices_give_the_composed_model_with_one_compose_p
     assert composed == [["optimizer=sgd"]]  # the sweep's own config for the first; sgd composed once
 
 
+def test_an_override_is_parsed_once_and_its_value_set_anew_each_time(monkeypatch):
+    patcher, _ = counting_patcher()
+    parsed = []
+    parse = patcher.parser.parse_overrides
+    monkeypatch.setattr(
+        patcher.parser, "parse_overrides", lambda overrides: parsed.extend(overrides) or parse(overrides)
+    )
+    first = patcher.patched(["model.C=24", "optimizer.lr=0.01"])
+    other = patcher.patched(["model.C=12", "optimizer.lr=0.01"])
+    again = patcher.patched(["model.C=24", "optimizer.lr=0.02"])
+    assert parsed == ["model.C=24", "optimizer.lr=0.01", "model.C=12", "optimizer.lr=0.02"]
+    assert (first.model.C, other.model.C, again.model.C) == (24, 12, 24)
+    assert (first.optimizer.lr, other.optimizer.lr, again.optimizer.lr) == (0.01, 0.01, 0.02)
+
+
 def test_what_only_a_compose_can_tell_is_composed():
     patcher, _ = counting_patcher()
     assert patcher.patched(["+model.extra=1"]) is None  # an addition
