@@ -41,6 +41,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from budgetsweep.contract.sweep import OWNER, SLOT
 
+# How long a read of the study may answer `full` instead of a new one (seconds). `full` only spares
+# asking for a suggestion that cannot run; the slot itself is given by `rank`, on a read that decides it.
+FRESH = 1.0
+
 
 class Slots:
     def __init__(self, storage: Any, study_name: str, n_trials: int, wait: float = 30.0) -> None:
@@ -54,6 +58,8 @@ class Slots:
         self.wait = wait
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.claims = itertools.count(1)
+        self.seen: list[FrozenTrial] | None = None  # the last read of the whole study (`look`)
+        self.seen_at = 0.0
 
     # ------------------------------------------------------------------------------ reading
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
@@ -69,24 +75,41 @@ class Slots:
     def taken(self) -> int:
         return len(self.holders())
 
+    def look(self, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+        """The study's trials, read now (or as the caller just read them through the same storage),
+        kept for `full` and for the next slot's `rank`: one read of the study serves a trial's end,
+        the next suggestion's check and its slot."""
+        self.seen = self.trials() if trials is None else trials
+        self.seen_at = time.monotonic()
+        return self.seen
+
     def full(self) -> bool:
-        return self.taken() >= self.n_trials
+        """Whether the study holds n_trials slots, by a read at most FRESH seconds old."""
+        recent = self.seen is not None and time.monotonic() - self.seen_at < FRESH
+        trials = self.seen if recent and self.seen is not None else self.look()
+        return sum(1 for t in trials if t.system_attrs.get(SLOT) is True) >= self.n_trials
 
     def holds(self, trial_id: int) -> bool:
         return self.storage.get_trial_system_attrs(trial_id).get(SLOT) is True
 
     def owns(self, trial_id: int, claim: str) -> bool:
         """Whether the trial is still RUNNING under this claim (not re-queued and taken by another)."""
-        return self.owned(trial_id, claim) is not None
-
-    def owned(self, trial_id: int, claim: str) -> FrozenTrial | None:
-        """The trial as stored while it is still RUNNING under this claim, else None."""
         trial = self.storage.get_trial(trial_id)
-        return trial if trial.state == TrialState.RUNNING and trial.system_attrs.get(OWNER) == claim else None
+        return trial.state == TrialState.RUNNING and trial.system_attrs.get(OWNER) == claim
+
+    def claimed(self, trial_id: int, claim: str) -> dict[str, Any] | None:
+        """The system attributes of a slot holder this process runs, while its claim is still on it
+        (None once it was queued again: `requeue` clears the claim before the trial leaves RUNNING).
+        Cheaper than `owns`, which reads the whole trial."""
+        attrs = self.storage.get_trial_system_attrs(trial_id)
+        return attrs if attrs.get(OWNER) == claim else None
 
     def rank(self, number: int) -> int:
         """Slot holders numbered before `number`; waits (briefly) for older trials whose
         feasibility another worker is still deciding."""
+        settled = self.settled_rank(number)
+        if settled is not None:
+            return settled
         deadline = time.monotonic() + self.wait
         while True:
             older = [t for t in self.trials() if t.number < number]
@@ -94,6 +117,19 @@ class Slots:
             if not pending or time.monotonic() > deadline:
                 return sum(1 for t in older if t.system_attrs.get(SLOT) is True)
             time.sleep(0.1)
+
+    def settled_rank(self, number: int) -> int | None:
+        """The rank of trial `number` from the kept read (`look`), used once, where that read decides
+        it: it holds every older trial (it was made just before trial `number` was created) and
+        each of them is a slot holder, which stays one, or finished without a slot, which stays so
+        (one still running or queued without a slot may yet take one). None: read again."""
+        trials, self.seen = self.seen, None
+        if trials is None or len(trials) != number:
+            return None
+        holders = [t.system_attrs.get(SLOT) is True for t in trials]
+        if not all(holds or t.state.is_finished() for holds, t in zip(holders, trials)):
+            return None
+        return sum(holders)
 
     # ------------------------------------------------------------------------------ writing
     def claim(self, trial_id: int) -> str:

@@ -335,11 +335,11 @@ class StudyLoop:
         run_dir = self.sweep.study_dir / str(trial.number)
         with batched(self.storage):  # the claim read, the outcome written, the trial ended: one transaction
             claim = self.heartbeats.claim(running.trial_id)
-            stored = None if claim is None else self.slots.owned(running.trial_id, claim)
-            if stored is None:
+            attrs = None if claim is None else self.slots.claimed(running.trial_id, claim)
+            if attrs is None:
                 self.lost(running)
                 return
-            pruned_at = stored.system_attrs.get(PRUNED_AT)
+            pruned_at = attrs.get(PRUNED_AT)
             n_values = len(self.study.directions)
             result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
             if result.status == "failed":  # a job that could not write: not told, queued again with the others
@@ -357,7 +357,8 @@ class StudyLoop:
         took, failure = time.monotonic() - running.started, None
         names = objective_names(self.settings.objectives, self.objective, n_values)
         directions = [d.name.lower() for d in self.study.directions]
-        trials = self.study.get_trials(deepcopy=False)  # this trial as told, and the progress line's
+        # this trial as told, the progress line's study, and (kept by `Slots.look`) the next suggestion's slot
+        trials = self.slots.look(self.study.get_trials(deepcopy=False))
         frozen = next((t for t in reversed(trials) if t.number == trial.number), None)
         frozen = frozen or self.storage.get_trial(running.trial_id)
         record_trial(run_dir, frozen, self.study.study_name, result, names, directions, took)

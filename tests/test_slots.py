@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from budgetsweep.contract.storage import sqlite_url
 from budgetsweep.contract.sweep import SLOT
+from budgetsweep.sweeper import slots as slots_module
 from budgetsweep.sweeper.optuna_storage import make_storage
 from budgetsweep.sweeper.slots import Slots
 
@@ -180,3 +181,67 @@ def test_a_worker_paused_past_the_grace_period_loses_its_claim_and_cannot_hand_t
     assert a.requeue(trial_id, claim_a) is False  # a wakes up and is stopped: it does not queue b's trial
     assert state(a, 0) == (TrialState.RUNNING, True) and b.owns(trial_id, claim_b)
     assert b.requeue(trial_id, claim_b) is True and state(a, 0) == (TrialState.WAITING, True)
+
+
+def no_reads(slots, monkeypatch):
+    """From here on, a read of the whole study through these slots fails the test."""
+    monkeypatch.setattr(slots, "trials", lambda states=None: pytest.fail("read the study again"))
+
+
+def test_a_read_just_before_the_ask_gives_the_slot_without_reading_again(workers, monkeypatch):
+    (study_a, a), (study_b, b) = workers
+    for study, slots in [(study_a, a), (study_b, b)]:
+        trial, trial_id = ask(study, slots)
+        assert slots.take(trial_id, trial.number)
+        study.tell(trial, 1.0)
+    a.look()  # as a trial's end reads the study
+    with monkeypatch.context() as patch:
+        no_reads(a, patch)
+        assert not a.full()
+        trial, trial_id = ask(study_a, a)
+        assert a.take(trial_id, trial.number)  # rank 2 < 3, from the kept read
+    assert a.taken() == 3 and a.full()  # the read is used once: the slot just taken is counted
+
+
+def test_a_kept_read_does_not_decide_a_slot_when_another_worker_asked_since(workers):
+    (study_a, a), (study_b, b) = workers
+    a.n_trials = b.n_trials = 1
+    a.look()
+    other, other_id = ask(study_b, b)  # created after A's read: A's read does not hold it
+    assert b.take(other_id, other.number)
+    trial, trial_id = ask(study_a, a)
+    assert a.take(trial_id, trial.number) is False  # read again: B holds the only slot
+    assert state(a, 1) == (TrialState.WAITING, False)
+
+
+def test_a_kept_read_does_not_decide_a_slot_while_an_older_trial_is_undecided(workers):
+    (study_a, a), (study_b, b) = workers
+    a.n_trials = b.n_trials = 1
+    older, older_id = ask(study_b, b)  # B is sizing trial 0
+    a.look()  # A's read holds trial 0, undecided
+    trial, trial_id = ask(study_a, a)
+    threading.Timer(0.3, b.take, (older_id, older.number)).start()
+    assert a.take(trial_id, trial.number) is False  # A waited for B's verdict, as without a kept read
+    assert state(a, 0) == (TrialState.RUNNING, True)
+
+
+def test_full_answers_from_a_recent_read_then_reads_again(workers, monkeypatch):
+    (study_a, a), (study_b, b) = workers
+    a.n_trials = b.n_trials = 1
+    assert not a.full()  # read now, kept
+    trial, trial_id = ask(study_b, b)
+    assert b.take(trial_id, trial.number)
+    assert not a.full()  # within FRESH seconds: the kept read answers
+    monkeypatch.setattr(slots_module, "FRESH", 0.0)
+    assert a.full()  # older than FRESH: read again
+
+
+def test_the_claim_check_gives_the_trials_attributes_until_it_is_queued_again(workers):
+    (study_a, a), (_, b) = workers
+    trial, trial_id = ask(study_a, a)
+    claim = a.claim(trial_id)
+    assert a.take(trial_id, trial.number)
+    attrs = a.claimed(trial_id, claim)
+    assert attrs is not None and attrs[SLOT] is True
+    assert b.requeue(trial_id) is True
+    assert a.claimed(trial_id, claim) is None
