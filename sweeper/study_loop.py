@@ -42,7 +42,7 @@ from .settings import OptunaSettings, objective_names
 from .slots import Slots
 from .space import trial_overrides
 from .study_setup import Sweep, check_objectives, log_start, objective_name
-from .summary import failure_hint, progress, write_results
+from .summary import Progress, failure_hint, write_results
 from .trial_record import record_trial, trial_name
 
 RECLAIM_EVERY = 1.0  # seconds between two looks for trials of dead processes
@@ -102,6 +102,7 @@ class StudyLoop:
             if budgeted and sizer.size_fn is None
             else None
         )
+        self.progress = Progress(self.study, self.objective, self.n_trials)
         self.bar: Any = None  # the terminal's progress bar (`progress.sweep_progress`), while the loop runs
 
     # --------------------------------------------------------------------------------- main
@@ -366,10 +367,10 @@ class StudyLoop:
         if result.status == "completed":
             values = result.value if isinstance(result.value, list) else [result.value]
             shown = ",".join(f"{v:.6g}" for v in values)
-            so_far = progress(self.study, self.objective, self.n_trials, trials)
+            so_far = self.progress(trials)
             log.info("trial %s: completed, %s=%s (%.0f s); %s", name, self.objective, shown, took, so_far)
         elif result.status == "pruned":
-            so_far = progress(self.study, self.objective, self.n_trials, trials)
+            so_far = self.progress(trials)
             epochs = result.epochs or "?"
             log.info("trial %s: pruned after %s epoch(s) (%.0f s); %s", name, epochs, took, so_far)
         else:

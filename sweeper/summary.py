@@ -98,23 +98,47 @@ def best_trial(study: optuna.Study, trials: list | None = None) -> optuna.trial.
         study.get_trials(deepcopy=False) if trials is None else trials,
         study.direction.name.lower(),
         value=lambda t: t.value,
-        feasible=lambda t: t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values()),
+        feasible=_feasible,
         trial=lambda t: t.number,
     )
 
 
+def _feasible(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+
+
+class Progress:
+    """`4/20 trained, best so far: trial 2, val_acc=0.4312`: the study's state after a trial.
+
+    A finished trial never changes, so each call looks only at the trials that finished since
+    the last (by this or any worker) and keeps the count and the best: the line costs the same
+    after a thousand trials as after ten."""
+
+    def __init__(self, study: optuna.Study, objective: str, n_trials: int) -> None:
+        self.study, self.objective, self.n_trials = study, objective, n_trials
+        self.seen: set[int] = set()  # numbers of the finished trials counted
+        self.trained = 0
+        self.best: optuna.trial.FrozenTrial | None = None
+
+    def __call__(self, trials: list) -> str:
+        """The line, from `trials`: the study's trials as just read."""
+        ended = [t for t in trials if t.number not in self.seen and t.state.is_finished()]
+        self.seen.update(t.number for t in ended)
+        self.trained += sum(1 for t in ended if t.system_attrs.get(SLOT) is True)
+        head = f"{self.trained}/{self.n_trials} trained"
+        if len(self.study.directions) > 1:
+            front = self.study.best_trials if any(t.state == TrialState.COMPLETE for t in trials) else []
+            return f"{head}, Pareto front: {len(front)} trial(s)"
+        if any(_feasible(t) for t in ended):
+            self.best = best_trial(self.study, [*([self.best] if self.best else []), *ended])
+        if self.best is None:
+            return f"{head}, none completed yet"
+        return f"{head}, best so far: trial {self.best.number}, {self.objective}={self.best.value:.4g}"
+
+
 def progress(study: optuna.Study, objective: str, n_trials: int, trials: list) -> str:
-    """`4/20 trained, best so far: trial 2, val_acc=0.4312`: the study's state after a trial
-    (`trials`: its trials as just read)."""
-    trained = sum(1 for t in trials if t.system_attrs.get(SLOT) is True and t.state.is_finished())
-    head = f"{trained}/{n_trials} trained"
-    if len(study.directions) > 1:
-        front = study.best_trials if any(t.state == TrialState.COMPLETE for t in trials) else []
-        return f"{head}, Pareto front: {len(front)} trial(s)"
-    best = best_trial(study, trials)
-    if best is None:
-        return f"{head}, none completed yet"
-    return f"{head}, best so far: trial {best.number}, {objective}={best.value:.4g}"
+    """The progress line from the study's trials as just read (`Progress`, once)."""
+    return Progress(study, objective, n_trials)(trials)
 
 
 def analysis_command(study_dir: Path) -> str:

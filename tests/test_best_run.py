@@ -218,3 +218,32 @@ def test_every_side_names_the_earliest_tied_trial(tmp_path, monkeypatch, directi
     (folder / STUDY_FILE).unlink()
     assert find_run(folder).resolve() == expected
     assert best_of_df(analyze([folder]).runs)["trial"] == 8
+
+
+def test_the_progress_line_kept_across_trials_says_what_a_fresh_one_says():
+    """`Progress` looks only at trials finished since its last call; trial by trial, in a study
+    where an older trial ends after newer ones and ties fall on the lowest number, its line is
+    the one computed from scratch."""
+    from budgetsweep.sweeper.summary import Progress, progress
+
+    study = optuna.create_study(direction="maximize")
+    kept = Progress(study, "val_acc", 10)
+    running = study.ask()  # trial 0 runs throughout; it ends last, with the best value
+    running.storage.set_trial_system_attr(running._trial_id, SLOT, True)
+    lines = []
+    for value, fits in [(0.3, True), (0.5, False), (0.5, True), (0.4, True), (0.5, True)]:
+        trial = study.ask()
+        trial.storage.set_trial_system_attr(trial._trial_id, SLOT, True)
+        trial.set_constraint("params", 0.0 if fits else 1.0)
+        study.tell(trial, value)
+        trials = study.get_trials(deepcopy=False)
+        lines.append(kept(trials))
+        assert lines[-1] == progress(study, "val_acc", 10, trials)
+    study.tell(running, 0.9)
+    trials = study.get_trials(deepcopy=False)
+    lines.append(kept(trials))
+    assert lines[-1] == progress(study, "val_acc", 10, trials)
+    assert lines[0] == "1/10 trained, best so far: trial 1, val_acc=0.3"
+    assert lines[2] == "3/10 trained, best so far: trial 3, val_acc=0.5"  # trial 2 is over budget
+    assert lines[4] == "5/10 trained, best so far: trial 3, val_acc=0.5"  # trial 5 ties: the lower number
+    assert lines[5] == "6/10 trained, best so far: trial 0, val_acc=0.9"
