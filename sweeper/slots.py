@@ -22,6 +22,11 @@ period (Ctrl-Z, a suspended laptop) finds on waking that its trial was queued an
 another: `owns` is False, so neither it nor its job may write to that trial or its folder again.
 Queuing a trial clears the token first, so no moment shows the old claim on a re-queued trial.
 
+Reads: the loop reads the whole study once per trial it ends and hands that read here (`look`).
+It answers `full` for FRESH seconds, and gives the next new trial's rank where it decides it
+(`settled_rank`: every older trial is in it, each holding a slot or finished without one);
+otherwise `rank` reads again.
+
 Public Optuna storage calls only; no Hydra. Unit-tested against SQLite (tests/test_slots.py).
 """
 
