@@ -326,7 +326,8 @@ def plot(curves: dict[tuple[str, int], list[tuple[float, float]]], budget: float
 
 
 def machine() -> str:
-    from cpu_name import cpu_name  # benchmarks/cpu_name.py: run as a script, its folder is on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cpu_name.py, under `python -P` too
+    from cpu_name import cpu_name
 
     cpu = cpu_name()
     plugin = version("hydra-optuna-sweeper")
@@ -385,6 +386,7 @@ def main() -> None:
     # what reproduces the figures (the folders and the plot's path are this machine's own)
     seeds = " ".join(map(str, args.seeds))
     command = f"python benchmarks/search_efficiency.py --budget {args.budget:g} --seeds {seeds}"
+    about_machine = machine() if args.record else ""  # before an hour of searches, not after
     load_before = os.getloadavg()[0]
     try:
         results = searches(args.budget, args.seeds, args.out)
@@ -405,7 +407,7 @@ def main() -> None:
     print(f"plot: {args.plot}; load average {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs")
     if args.record:
         about = textwrap.fill(
-            f"`{command}` ({date.today()}, {machine()}, load average {load_before:.1f} before, "
+            f"`{command}` ({date.today()}, {about_machine}, load average {load_before:.1f} before, "
             f"{load_after:.1f} after): run.py's quickstart space, {args.budget:g} s of wall clock per "
             f"search, sampler seeds {seeds}, the three methods interleaved. A trial counts when it "
             f"completed within the time and has at most {max_params:,} parameters; the plugin and "

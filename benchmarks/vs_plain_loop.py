@@ -236,7 +236,8 @@ def in_subprocess(role: str, argv: list[str]) -> dict:
 
 def machine() -> str:
     import torch
-    from cpu_name import cpu_name  # benchmarks/cpu_name.py: run as a script, its folder is on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cpu_name.py, under `python -P` too
+    from cpu_name import cpu_name
 
     cpu = cpu_name()
     if torch.cuda.is_available():
