@@ -246,9 +246,12 @@ def release_requeued_jobs(stop: threading.Event) -> None:
 @pytest.mark.slow
 def test_a_trial_at_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     # a 1-minute limit; SLURM signals the job 20 s before it (give or take its 30 s timer), submitit
-    # requeues it, and run.py goes on from checkpoint.pt: 200 epochs take more than one job's time
-    limit = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=20", "hydra.launcher.max_num_timeout=4"]
-    args = [*SLURM, *limit, "model.C=choice(8)", "epochs=200", "compile=false", "hydra.sweeper.n_trials=1"]
+    # requeues it, and run.py goes on from checkpoint.pt. An epoch of the tiny model takes 0.1 to 0.3 s
+    # depending on the machine: 500 of them outlast one job's time on a fast one (200 did not), and a
+    # slow one needs several requeues, which max_num_timeout allows
+    epochs = 500
+    limit = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=20", "hydra.launcher.max_num_timeout=10"]
+    args = [*SLURM, *limit, "model.C=choice(8)", f"epochs={epochs}", "compile=false", "hydra.sweeper.n_trials=1"]
     stop = threading.Event()
     releaser = threading.Thread(target=release_requeued_jobs, args=(stop,), daemon=True)
     releaser.start()
@@ -270,10 +273,10 @@ def test_a_trial_at_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(t
     assert "Requeued job" in log
     run_log = (study_dir / "0" / "run.log").read_text()
     resumed = [int(e) for e in re.findall(r"resumed from \S+checkpoint\.pt at epoch (\d+)", run_log)]
-    assert len(resumed) == int(job["Restarts"]) and all(0 < e < 200 for e in resumed), run_log[-3000:]
+    assert len(resumed) == int(job["Restarts"]) and all(0 < e < epochs for e in resumed), run_log[-3000:]
     history = (study_dir / "0" / "history.csv").read_text().splitlines()[1:]
-    assert [int(row.split(",")[0]) for row in history] == list(range(1, 201))  # the whole history, once
-    assert (metrics(study_dir / "0")["epochs"], metrics(study_dir / "0")["slurm_job_id"]) == (200, job_id)
+    assert [int(row.split(",")[0]) for row in history] == list(range(1, epochs + 1))  # the whole history, once
+    assert (metrics(study_dir / "0")["epochs"], metrics(study_dir / "0")["slurm_job_id"]) == (epochs, job_id)
 
 
 def running_job(timeout: float = 120) -> str:
