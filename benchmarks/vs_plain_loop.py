@@ -236,6 +236,7 @@ def in_subprocess(role: str, argv: list[str]) -> dict:
 
 def machine() -> str:
     import torch
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cpu_name.py, under `python -P` too
     from cpu_name import cpu_name
 
