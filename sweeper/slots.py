@@ -73,9 +73,9 @@ class Slots:
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
-    def holders(self) -> list[FrozenTrial]:
-        """The trials that count in n_trials, finished or not."""
-        return [t for t in self.trials() if t.system_attrs.get(SLOT) is True]
+    def holders(self, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+        """The trials that count in n_trials, finished or not (of `trials`, else of a read now)."""
+        return [t for t in (self.trials() if trials is None else trials) if t.system_attrs.get(SLOT) is True]
 
     def taken(self) -> int:
         return len(self.holders())
@@ -90,9 +90,8 @@ class Slots:
 
     def full(self) -> bool:
         """Whether the study holds n_trials slots, by a read at most FRESH seconds old."""
-        recent = self.seen is not None and time.monotonic() - self.seen_at < FRESH
-        trials = self.seen if recent and self.seen is not None else self.look()
-        return sum(1 for t in trials if t.system_attrs.get(SLOT) is True) >= self.n_trials
+        recent = self.seen if time.monotonic() - self.seen_at < FRESH else None
+        return len(self.holders(self.look() if recent is None else recent)) >= self.n_trials
 
     def holds(self, trial_id: int) -> bool:
         return self.storage.get_trial_system_attrs(trial_id).get(SLOT) is True

@@ -176,7 +176,7 @@ def test_every_side_names_the_earliest_tied_trial(tmp_path, monkeypatch, directi
     from budgetsweep.analysis.plots import accuracy_vs_params
     from budgetsweep.analysis.report import markdown, terminal_text
     from budgetsweep.analysis.tables import trials_display
-    from budgetsweep.sweeper.summary import progress, write_results
+    from budgetsweep.sweeper.summary import Progress, write_results
     from budgetsweep.trainer.evaluate import find_run
 
     folder = tmp_path / "optuna" / "tied"
@@ -188,7 +188,7 @@ def test_every_side_names_the_earliest_tied_trial(tmp_path, monkeypatch, directi
     results = yaml.safe_load((folder / OPTIMIZATION_RESULTS_FILE).read_text())
     assert results["best_trial"] == 8 and Path(results["best_run_dir"]) == expected
     assert results["best_weights"] == str(expected / WEIGHTS_FILE)
-    assert "best so far: trial 8," in progress(study, objective, N_TRIALS, study.get_trials(deepcopy=False))
+    assert "best so far: trial 8," in Progress(study, objective, N_TRIALS)(study.get_trials(deepcopy=False))
 
     # budgetsweep evaluate
     assert find_run(folder).resolve() == expected
@@ -224,7 +224,7 @@ def test_the_progress_line_kept_across_trials_says_what_a_fresh_one_says():
     """`Progress` looks only at trials finished since its last call; trial by trial, in a study
     where an older trial ends after newer ones and ties fall on the lowest number, its line is
     the one computed from scratch."""
-    from budgetsweep.sweeper.summary import Progress, progress
+    from budgetsweep.sweeper.summary import Progress
 
     study = optuna.create_study(direction="maximize")
     kept = Progress(study, "val_acc", 10)
@@ -238,11 +238,11 @@ def test_the_progress_line_kept_across_trials_says_what_a_fresh_one_says():
         study.tell(trial, value)
         trials = study.get_trials(deepcopy=False)
         lines.append(kept(trials))
-        assert lines[-1] == progress(study, "val_acc", 10, trials)
+        assert lines[-1] == Progress(study, "val_acc", 10)(trials)  # from scratch
     study.tell(running, 0.9)
     trials = study.get_trials(deepcopy=False)
     lines.append(kept(trials))
-    assert lines[-1] == progress(study, "val_acc", 10, trials)
+    assert lines[-1] == Progress(study, "val_acc", 10)(trials)  # from scratch
     assert lines[0] == "1/10 trained, best so far: trial 1, val_acc=0.3"
     assert lines[2] == "3/10 trained, best so far: trial 3, val_acc=0.5"  # trial 2 is over budget
     assert lines[4] == "5/10 trained, best so far: trial 3, val_acc=0.5"  # trial 5 ties: the lower number
