@@ -4,7 +4,7 @@ Every suggestion is composed here, in the sweeper's process, exactly as its job 
 (`ConfigLoader.load_sweep_config`, as Hydra's launchers do), and sized by `budgetsweep.sweeper.sizing`
 (a registry family's `models.check_budget`, a `_target_` model on the meta device, or the
 user's size function; no weights allocated). Without a budget nothing is sized. The verdict
-is written on the trial for the samplers: Optuna 5 constraints (`Trial.set_constraint`, a
+is written on the trial for the samplers: Optuna 5 constraints (what `Trial.set_constraint` writes, a
 value > 0 is infeasible), from `violations`:
 
     params   log2(n_params / budget.max_params)   (> 0: over budget; 1: twice the budget)
@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .composed import ComposedOnce
 from .errors import SweeperError
 from .sizing import WAYS_OUT, Sizer, Unsizable
+from .trial_attrs import set_attrs
 
 INVALID = 100.0  # the `valid` violation of a config that cannot build a model: beyond any log2 size ratio
 
@@ -145,12 +146,8 @@ def size_trial(trial: Any, cfg: DictConfig, sizer: Sizer) -> Any:
         return None
     (max_params, _), (max_flops, _) = sizer.budget(cfg), sizer.flops_budget(cfg)
     known = {"params": sizing.params, "flops": sizing.flops, "max_params": max_params, "max_flops": max_flops}
-    for key, value in known.items():
-        if value is not None:
-            trial.set_user_attr(key, value)
-    for key, value in violations(sizing, max_params, max_flops).items():
-        trial.set_constraint(key, value)
+    attrs = {key: value for key, value in known.items() if value is not None}
     if not sizing.fits:
-        trial.set_user_attr("status", sizing.status)
-        trial.set_user_attr("error", sizing.error)
+        attrs.update(status=sizing.status, error=sizing.error)
+    set_attrs(trial, attrs, constraints=violations(sizing, max_params, max_flops))
     return sizing

@@ -19,6 +19,7 @@ from budgetsweep.contract import first_line
 from budgetsweep.contract.values import canon, quote
 
 from .errors import SweeperError
+from .trial_attrs import set_attrs
 
 
 @dataclass
@@ -154,8 +155,7 @@ def trial_overrides(
     """A trial's job overrides: its parameters (the space's, suggested at `Study.ask`, plus any
     that `custom(config, trial)` suggests), the fixed values, then the deletions. Fixed values
     are also recorded as the trial's user attributes, as the plugin does."""
-    for key, value in space.fixed.items():
-        trial.set_user_attr(key, value)
+    set_attrs(trial, space.fixed)
     if custom is not None:
         try:
             custom(config, trial)

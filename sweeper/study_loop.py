@@ -43,6 +43,7 @@ from .slots import Slots
 from .space import trial_overrides
 from .study_setup import Sweep, check_objectives, log_start, objective_name
 from .summary import Progress, failure_hint, write_results
+from .trial_attrs import set_attrs
 from .trial_record import record_trial, trial_name
 
 RECLAIM_EVERY = 1.0  # seconds between two looks for trials of dead processes
@@ -306,8 +307,7 @@ class StudyLoop:
                     self.in_flight[self.jobs.already_done()] = Running(trial, trial_id, time.monotonic())
                     return True
                 # a failure recorded before the interruption may be stale (data fixed since): run it again
-            self.storage.set_trial_system_attr(trial_id, LAUNCHED, True)
-            trial.set_user_attr("run_dir", str(trial.number))
+            set_attrs(trial, {"run_dir": str(trial.number)}, {LAUNCHED: True})
         n_params = trial.user_attrs.get("params")
         log.info(
             "trial %d: %s%s: %s",
@@ -345,12 +345,13 @@ class StudyLoop:
             result = outcome(future, run_dir, pruned_at, self.settings.objectives, n_values, self.objective)
             if result.status == "failed":  # a job that could not write: not told, queued again with the others
                 self.raise_if_disk_full(result.error)
-            trial.set_user_attr("status", result.status)
+            attrs = {"status": result.status}
             for key in REPORTED:  # what analysis shows beside the objective, without reading the folder
                 if result.metrics and isinstance(result.metrics.get(key), (int, float)):
-                    trial.set_user_attr(key, result.metrics[key])
+                    attrs[key] = result.metrics[key]
             if result.error:
-                trial.set_user_attr("error", scrub(result.error))
+                attrs["error"] = scrub(result.error)
+            set_attrs(trial, attrs)
             tell(self.study, trial, result.value, result.state)
         self.heartbeats.forget(running.trial_id)
         self.trained[result.status] += 1
