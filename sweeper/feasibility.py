@@ -23,9 +23,11 @@ does not count in n_trials. A bug in a model family (any other exception) propag
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
@@ -56,9 +58,13 @@ class Patcher:
     sets its key on the result. The patcher does the first step once per combination of group
     choices among a trial's overrides (`optimizer=choice(adam,sgd)`: two composes in a whole
     sweep) through `compose`, keeps the result (its `hydra` node left out), and does the second
-    step itself on a copy: the same model and budget, so an over-budget suggestion is told so
-    without a compose. An override it cannot apply the same way (an addition, a deletion, a key
-    the config lacks, a value the key's type refuses) gives None: the trial is composed."""
+    step itself: the same model and budget, so an over-budget suggestion is told so without a
+    compose. An override it cannot apply the same way (an addition, a deletion, a key the config
+    lacks, a value the key's type refuses) gives None: the trial is composed.
+
+    The trial's values are set on the kept config itself and its own values put back as the block
+    ends (`with patcher.patched(params) as cfg`): a copy of the whole config took longer than all
+    the rest of the patch. A key whose own value is a node (a list, a dict) is set on a copy."""
 
     MAX_BASES = 32  # group combinations kept; past them every trial is composed
     MAX_PARSED = 4096  # overrides kept parsed (Hydra's parser takes a third of a millisecond each)
@@ -67,12 +73,14 @@ class Patcher:
         choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
         self.groups = set(choices.keys()) if isinstance(choices, DictConfig) else set()
         self.config, self.compose = config, compose  # compose(group overrides) -> the composed config
-        self.bases: dict[tuple[str, ...], DictConfig | None] = {}
+        # group overrides -> (the composed config, its values as written: interpolations unresolved)
+        self.bases: dict[tuple[str, ...], tuple[DictConfig, dict] | None] = {}
         self.parser = OverridesParser.create()
         self.parsed: dict[str, Any] = {}  # override string -> Hydra's Override: a choice's values recur
 
-    def base(self, groups: tuple[str, ...]) -> DictConfig | None:
-        """The config composed with these group overrides (the sweep's own config for none)."""
+    def base(self, groups: tuple[str, ...]) -> tuple[DictConfig, dict] | None:
+        """The config composed with these group overrides (the sweep's own config for none), and
+        its values as written."""
         if groups not in self.bases:
             if len(self.bases) >= self.MAX_BASES:
                 return None
@@ -83,30 +91,51 @@ class Patcher:
             if cfg is not None:
                 with open_dict(cfg):
                     cfg.pop("hydra", None)
-            self.bases[groups] = cfg
+            written = None if cfg is None else OmegaConf.to_container(cfg, resolve=False)
+            self.bases[groups] = None if cfg is None else (cfg, cast(dict, written))
         return self.bases[groups]
 
-    def patched(self, params: list[str]) -> DictConfig | None:
+    @contextlib.contextmanager
+    def patched(self, params: list[str]) -> Iterator[DictConfig | None]:
+        """The config a compose of these overrides would give, for the block (None: compose it)."""
         try:
             overrides = [self.parse(p) for p in params]
         except Exception:
-            return None
+            yield None
+            return
         if any(o.type != OverrideType.CHANGE or o.package is not None or o.is_sweep_override() for o in overrides):
-            return None
+            yield None
+            return
         is_group = [o.key_or_group in self.groups or "/" in o.key_or_group for o in overrides]
-        base = self.base(tuple(p for p, group in zip(params, is_group) if group))
-        if base is None:
-            return None
+        groups = tuple(p for p, group in zip(params, is_group) if group)
+        base = self.base(groups)
         keys = [o for o, group in zip(overrides, is_group) if not group]
-        if any(OmegaConf.select(base, o.key_or_group, default=_ABSENT) is _ABSENT for o in keys):
-            return None
-        cfg = copy.deepcopy(base)
+        if base is None or any(OmegaConf.select(base[0], o.key_or_group, default=_ABSENT) is _ABSENT for o in keys):
+            yield None
+            return
+        cfg: DictConfig | None
+        cfg, written = base
+        own = [_written_value(written, o.key_or_group) for o in keys]
+        if any(value is _ABSENT for value in own):  # a node: patched on a copy
+            cfg, own = copy.deepcopy(cfg), []
+        patched = []
         try:
             for o in keys:
+                patched.append(o.key_or_group)
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
         except Exception:  # a type the key refuses: the compose says so in its own words
-            return None
-        return cfg
+            cfg = None
+        try:
+            yield cfg
+        finally:
+            self._put_back(groups, base[0], patched[: len(own)], own)
+
+    def _put_back(self, groups: tuple[str, ...], cfg: DictConfig, keys: list[str], own: list[Any]) -> None:
+        try:
+            for key, value in reversed(list(zip(keys, own))):
+                OmegaConf.update(cfg, key, value, merge=False)
+        except Exception:  # not as it was: composed again when next needed
+            self.bases.pop(groups, None)
 
     def parse(self, override: str) -> Any:
         if override not in self.parsed:
@@ -114,6 +143,17 @@ class Patcher:
                 self.parsed.clear()
             self.parsed[override] = self.parser.parse_overrides([override])[0]
         return self.parsed[override]
+
+
+def _written_value(written: dict, key: str) -> Any:
+    """A key's value as the config writes it (an interpolation as its text); _ABSENT for a node
+    or a key not found this way."""
+    value: Any = written
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return _ABSENT if isinstance(value, (dict, list)) else value
 
 
 _ABSENT = object()

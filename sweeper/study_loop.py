@@ -267,13 +267,13 @@ class StudyLoop:
         where that is safe and there is a budget; None: size it from the composed config."""
         if self.patcher is None:
             return None
-        cfg = self.patcher.patched(params)
-        if cfg is None:
-            return None
-        try:
-            return size_trial(trial, cfg, self.settings.sizer)
-        except Exception:  # what the compose and its sizing would say, in their words
-            return None
+        with self.patcher.patched(params) as cfg:
+            if cfg is None:
+                return None
+            try:
+                return size_trial(trial, cfg, self.settings.sizer)
+            except Exception:  # what the compose and its sizing would say, in their words
+                return None
 
     def launch(self, trial: optuna.Trial, trial_id: int, overrides: list[str], take: bool) -> bool:
         """Launch the trial's job in its folder; with `take`, once it got a slot (False: the other

@@ -88,14 +88,33 @@ def test_plain_keys_and_group_choices_give_the_composed_model_with_one_compose_p
         ["model.C=12", "optimizer=sgd", "optimizer.lr=0.02"],
         ["model.C=16", "optimizer=sgd", "optimizer.lr=0.03", "model.P=4"],
     ):
-        patched = patcher.patched(params)
         expected = run_py_config(params)
-        assert patched is not None and "hydra" not in patched
-        for key in ("model", "budget", "optimizer"):
-            assert OmegaConf.to_container(patched[key], resolve=True) == OmegaConf.to_container(
-                expected[key], resolve=True
-            ), (params, key)
+        with patcher.patched(params) as patched:
+            assert patched is not None and "hydra" not in patched
+            for key in ("model", "budget", "optimizer"):
+                assert OmegaConf.to_container(patched[key], resolve=True) == OmegaConf.to_container(
+                    expected[key], resolve=True
+                ), (params, key)
     assert composed == [["optimizer=sgd"]]  # the sweep's own config for the first; sgd composed once
+
+
+def test_the_kept_config_gets_its_own_values_back_after_each_trial_interpolations_included():
+    config = OmegaConf.create(
+        {"model": {"C": 8, "width": "${model.C}", "sizes": [1, 2]}, "budget": {"max_params": None}, "lr": 0.1}
+    )
+    patcher = Patcher(config, compose=lambda groups: config)
+    before = OmegaConf.to_container(config, resolve=False)
+    with patcher.patched(["model.C=24", "model.width=16", "budget.max_params=1000"]) as cfg:
+        assert (cfg.model.C, cfg.model.width, cfg.budget.max_params) == (24, 16, 1000)
+    with patcher.patched(["model.C=12"]) as cfg:
+        assert cfg.model.width == 12  # the interpolation is back, and follows the new value
+    with pytest.raises(RuntimeError), patcher.patched(["lr=0.5", "model.C=4"]) as cfg:
+        raise RuntimeError("the sizing failed")  # its values are put back all the same
+    with patcher.patched(["model.sizes=[3,4]", "model.C=6"]) as cfg:  # a node's value: set on a copy
+        assert (list(cfg.model.sizes), cfg.model.C) == ([3, 4], 6)
+    kept, _ = patcher.bases[()]
+    assert OmegaConf.to_container(kept, resolve=False) == before
+    assert OmegaConf.to_container(config, resolve=False) == before  # the sweep's own config was never touched
 
 
 def test_an_override_is_parsed_once_and_its_value_set_anew_each_time(monkeypatch):
@@ -105,21 +124,35 @@ def test_an_override_is_parsed_once_and_its_value_set_anew_each_time(monkeypatch
     monkeypatch.setattr(
         patcher.parser, "parse_overrides", lambda overrides: parsed.extend(overrides) or parse(overrides)
     )
-    first = patcher.patched(["model.C=24", "optimizer.lr=0.01"])
-    other = patcher.patched(["model.C=12", "optimizer.lr=0.01"])
-    again = patcher.patched(["model.C=24", "optimizer.lr=0.02"])
+    seen = []
+    for params in (
+        ["model.C=24", "optimizer.lr=0.01"],
+        ["model.C=12", "optimizer.lr=0.01"],
+        ["model.C=24", "optimizer.lr=0.02"],
+    ):
+        with patcher.patched(params) as cfg:
+            seen.append((cfg.model.C, cfg.optimizer.lr))
     assert parsed == ["model.C=24", "optimizer.lr=0.01", "model.C=12", "optimizer.lr=0.02"]
-    assert (first.model.C, other.model.C, again.model.C) == (24, 12, 24)
-    assert (first.optimizer.lr, other.optimizer.lr, again.optimizer.lr) == (0.01, 0.01, 0.02)
+    assert seen == [(24, 0.01), (12, 0.01), (24, 0.02)]
 
 
 def test_what_only_a_compose_can_tell_is_composed():
     patcher, _ = counting_patcher()
-    assert patcher.patched(["+model.extra=1"]) is None  # an addition
-    assert patcher.patched(["~model.K"]) is None  # a deletion
-    assert patcher.patched(["model.nonexistent=1"]) is None  # a key the config lacks: the compose's error
-    assert patcher.patched(["epochs=many"]) is None  # a type the schema refuses: the compose's error
-    assert patcher.patched(["model.C=8"]) is not None
+
+    def patched(params):
+        with patcher.patched(params) as cfg:
+            return cfg
+
+    assert patched(["+model.extra=1"]) is None  # an addition
+    assert patched(["~model.K"]) is None  # a deletion
+    assert patched(["model.nonexistent=1"]) is None  # a key the config lacks: the compose's error
+    assert patched(["epochs=many"]) is None  # a type the schema refuses: the compose's error
+    assert patched(["model.C=8"]) is not None
+    with patcher.patched(["epochs=2"]) as cfg:
+        own_c = cfg.model.C
+    assert patched(["model.C=30", "epochs=many"]) is None  # refused halfway: C=30 is put back
+    with patcher.patched(["epochs=2"]) as cfg:
+        assert (cfg.epochs, cfg.model.C) == (2, own_c)
 
 
 def test_an_architecture_is_sized_once(monkeypatch):
