@@ -102,7 +102,7 @@ def infeasible_sweep(n: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--trials", type=int, nargs="*", default=[50, 200], help="study sizes (none: skip)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--infeasible", type=int, default=60, help="over-budget suggestions (0: skip)")
     parser.add_argument("--infeasible-runs", type=int, default=3, help="sweeps of over-budget suggestions")
@@ -128,9 +128,10 @@ def main() -> None:
 
     command = "python benchmarks/sweeper_overhead.py " + " ".join(sys.argv[1:])
     print(f"\n`{command.strip()}`\n")
-    header = ["n_trials", "ours ms/trial", "plugin SQLite", "plugin in memory", "ours / plugin SQLite"]
-    print("| " + " | ".join([*header, "growth ours", "growth plugin"]) + " |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    if args.trials:
+        header = ["n_trials", "ours ms/trial", "plugin SQLite", "plugin in memory", "ours / plugin SQLite"]
+        print("| " + " | ".join([*header, "growth ours", "growth plugin"]) + " |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.trials:
         ours, sql, mem = (median_of(k, n, "median") for k in kinds)
         growth = {k: median_of(k, n, "growth") for k in kinds}
