@@ -145,7 +145,7 @@ def main() -> None:
         median = statistics.median(medians) * 1e3
         print(
             f"\nover-budget suggestion (run.py's ResNet, never launched): median {median:.1f} ms "
-            f"({len(medians)} sweeps of {args.infeasible}: {runs} ms)"
+            f"({len(medians)} sweep{'s' if len(medians) > 1 else ''} of {args.infeasible}: {runs} ms)"
         )
 
 
