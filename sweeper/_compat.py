@@ -147,8 +147,7 @@ def trial_parts(trial: Any) -> tuple[Any, int, Any]:
     """(the trial's storage, Optuna's cache taken off; its id; the FrozenTrial it keeps, which
     `Trial.user_attrs` reads) of an `optuna.Trial`."""
     storage = trial.storage
-    cls = type(storage)
-    if f"{cls.__module__}.{cls.__qualname__}" == OPTUNA_CACHED_STORAGE:
+    if _is_a(storage, OPTUNA_CACHED_STORAGE):
         storage = storage._backend
     return storage, trial._trial_id, trial._cached_frozen_trial
 
@@ -177,9 +176,14 @@ def job_error(ret: JobReturn) -> BaseException | None:
     return value if isinstance(value, BaseException) else None
 
 
+def _is_a(obj: Any, dotted: str) -> bool:
+    """Whether obj is an instance of exactly this class, named by its dotted path (not imported)."""
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}" == dotted
+
+
 def is_basic_launcher(launcher: Launcher) -> bool:
-    cls = type(launcher)
-    return f"{cls.__module__}.{cls.__qualname__}" == BASIC_LAUNCHER
+    return _is_a(launcher, BASIC_LAUNCHER)
 
 
 def kill_joblib_workers() -> None:

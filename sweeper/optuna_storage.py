@@ -381,10 +381,7 @@ class SweepStorage(RDBStorage):
         SQLite and PostgreSQL; another database gets them call by call."""
         insert = _UPSERTS.get(self.engine.name)
         if insert is None or (self.engine.name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
-            for key, value in user.items():
-                self.set_trial_user_attr(trial_id, key, value)
-            for key, value in system.items():
-                self.set_trial_system_attr(trial_id, key, value)
+            set_trial_attrs_each(self, trial_id, user, system)
             return
         trials, user_table, system_table = rdb_tables()
         with rdb_session(self) as session:
@@ -407,6 +404,14 @@ class SweepStorage(RDBStorage):
                 return super().set_trial_state_values(trial_id, state, values)
             with locked(self.claim_lock):  # committed before the next process reads the state
                 return super().set_trial_state_values(trial_id, state, values)
+
+
+def set_trial_attrs_each(storage: BaseStorage, trial_id: int, user: dict[str, Any], system: dict[str, Any]) -> None:
+    """A trial's attributes through the storage API, a call each (any storage)."""
+    for key, value in user.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    for key, value in system.items():
+        storage.set_trial_system_attr(trial_id, key, value)
 
 
 # The dialects whose INSERT takes ON CONFLICT DO UPDATE (an attribute written again replaces its value)

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from ._compat import constraint_attr, trial_parts
-from .optuna_storage import SweepStorage
+from .optuna_storage import SweepStorage, set_trial_attrs_each
 
 
 def set_attrs(
@@ -38,9 +38,6 @@ def set_attrs(
     if isinstance(storage, SweepStorage):
         storage.set_trial_attrs(trial_id, user, system)
     else:
-        for key, value in user.items():
-            storage.set_trial_user_attr(trial_id, key, value)
-        for key, value in system.items():
-            storage.set_trial_system_attr(trial_id, key, value)
+        set_trial_attrs_each(storage, trial_id, user, system)
     kept.user_attrs.update(user)
     kept.system_attrs.update(system)
