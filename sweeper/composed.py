@@ -6,6 +6,9 @@ for an instant trial was about half of what the sweeper spent on it. `ComposedOn
 for the launcher's config loader (the `config_loader` of the HydraContext it is given) and hands
 it the config already composed for those overrides, once; anything else goes to Hydra's loader.
 
+Each is composed from the config composed before it where that gives the same
+(`budgetsweep.sweeper.job_templates`): Hydra composes only the first of each shape of overrides.
+
 A launcher that composes in another process (joblib's workers, submitit's jobs) gets a copy of
 this loader without the kept configs, and composes there as before.
 """
@@ -20,6 +23,8 @@ from typing import Any
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
+from .job_templates import JobTemplates
+
 KEEP = 64  # composed configs kept for launch: suggestions sized but never launched (over budget) fall out
 
 
@@ -28,10 +33,11 @@ class ComposedOnce:
         self.loader = loader
         self.kept: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict()
         self.lock = threading.Lock()  # launches run in a thread pool
+        self.templates = JobTemplates()
 
     def compose(self, master_config: DictConfig, overrides: list[str]) -> DictConfig:
         """The job's config for these overrides, kept for the launcher's own call."""
-        cfg = self.loader.load_sweep_config(master_config, list(overrides))
+        cfg = self.templates.compose(self.loader, master_config, overrides)
         with self.lock:
             self.kept[tuple(overrides)] = cfg
             while len(self.kept) > KEEP:

@@ -120,9 +120,9 @@ def test_the_kept_config_gets_its_own_values_back_after_each_trial_interpolation
 def test_an_override_is_parsed_once_and_its_value_set_anew_each_time(monkeypatch):
     patcher, _ = counting_patcher()
     parsed = []
-    parse = patcher.parser.parse_overrides
+    parse = patcher.parse.parser.parse_overrides
     monkeypatch.setattr(
-        patcher.parser, "parse_overrides", lambda overrides: parsed.extend(overrides) or parse(overrides)
+        patcher.parse.parser, "parse_overrides", lambda overrides: parsed.extend(overrides) or parse(overrides)
     )
     seen = []
     for params in (
@@ -188,3 +188,97 @@ def test_ctrl_c_inside_a_storage_call_takes_effect_as_the_call_returns():
                 time.sleep(0.01)
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def composed_both_ways(config_dir, config_name, fixed, trials):
+    """Each trial's job config made from its shape's template, and Hydra's own compose of it."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from budgetsweep.sweeper.job_templates import JobTemplates
+
+    pairs = []
+    with initialize_config_dir(config_dir=str(config_dir)):
+        master = compose(config_name=config_name, overrides=fixed, return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+        templates = JobTemplates()
+        for overrides in trials:
+            made = templates.make(master, overrides)
+            try:
+                hydras = loader.load_sweep_config(master, list(overrides))
+            except Exception as e:  # a value its key refuses
+                hydras = e
+            else:
+                templates.keep(master, overrides, hydras)
+            pairs.append((overrides, made, hydras))
+    return pairs
+
+
+def same_config(made, composed):
+    """The same values as written, the same resolved values (the app's part: Hydra's has fields
+    set only as the job runs), and the same flags (struct, readonly)."""
+    assert OmegaConf.to_yaml(made) == OmegaConf.to_yaml(composed)
+
+    def app_part(cfg):
+        return {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+
+    resolved = [OmegaConf.to_container(OmegaConf.create(app_part(c)), resolve=True) for c in (made, composed)]
+    assert resolved[0] == resolved[1]
+    assert OmegaConf.is_struct(made) and OmegaConf.is_struct(composed)
+    assert OmegaConf.is_readonly(made.hydra) == OmegaConf.is_readonly(composed.hydra)
+
+
+def job_overrides_of(number, params, record=True):
+    from budgetsweep.sweeper.launch import job_overrides
+
+    record_node = {"trial": "+sweep.", "study": "+sweep."} if record else None
+    return [*job_overrides(number, "study", params, record_node), f"++hydra.job.env_set.BUDGETSWEEP_CLAIM={number}"]
+
+
+def test_a_trial_config_made_from_the_template_is_the_one_hydra_composes_on_run_py():
+    from budgetsweep.trainer import register_configs
+
+    register_configs()
+    trials = [
+        job_overrides_of(i, params)
+        for i, params in enumerate(
+            [
+                ["model.C=24", "model.N=3", "optimizer.lr=0.01"],
+                ["model.C=12", "model.N=2", "optimizer.lr=0.2"],
+                ["model.C=16", "model.N=1", "optimizer.lr=1e-05"],
+                ["model.C=8", "optimizer=sgd", "optimizer.lr=0.03"],  # a group: composed by Hydra
+                ["model.C=10", "optimizer=sgd", "optimizer.lr=0.04"],
+                ["model.C=16", "model.N=2", "optimizer.lr=0.5"],
+                ["model.C=16", "model.N=2", "batch_size=64"],
+                ["model.C=16", "model.N=2", "batch_size=wide"],  # refused by the key's type (an int)
+            ]
+        )
+    ]
+    pairs = composed_both_ways(CONF, "config", TINY_RUN, trials)
+    made = [overrides for overrides, cfg, _ in pairs if cfg is not None]
+    assert made == [trials[1], trials[2], trials[5]]  # the first of a shape, and a group choice: Hydra's
+    assert isinstance(pairs[-1][2], Exception)  # Hydra refuses it, in its words; no template made it
+    for overrides, cfg, composed in pairs:
+        if cfg is not None:
+            same_config(cfg, composed)
+            assert cfg.model.C == composed.model.C and list(cfg.hydra.overrides.task) == [
+                o for o in overrides if not o.lstrip("+").startswith("hydra.")
+            ]
+
+
+def test_a_foreign_apps_trial_config_made_from_the_template_is_the_one_hydra_composes():
+    from helpers import APPS
+
+    values = [("0.5", "-1.25"), ("1", "2"), ("'text'", "null"), ("1e-3", "${x}"), ("true", "0")]
+    trials = [job_overrides_of(i, [f"x={x}", f"y={y}"], record=False) for i, (x, y) in enumerate(values)]
+    trials.append(["x=3", "+extra=1", "hydra.sweep.subdir=9"])  # a key added: its own shape
+    trials.append(["x=4", "+extra=2", "hydra.sweep.subdir=10"])
+    trials.append(["x=[1,2]", "+extra=2", "hydra.sweep.subdir=11"])  # a list value: composed by Hydra
+    trials.append(["x=5", "~nan", "hydra.sweep.subdir=12"])  # a deletion: composed by Hydra
+    trials.append(["x=6", "~nan", "hydra.sweep.subdir=13"])
+    pairs = composed_both_ways(APPS["xy"], "config", ["steps=2"], trials)
+    made = [i for i, (_, cfg, _) in enumerate(pairs) if cfg is not None]
+    assert made == [1, 2, 3, 4, 6]
+    for _, cfg, composed in pairs:
+        if cfg is not None:
+            same_config(cfg, composed)
+    assert pairs[3][1].y == pairs[3][1].x == 0.001 and pairs[2][1].y is None and pairs[6][1].extra == 2
