@@ -73,8 +73,8 @@ class JobTemplates:
                 return None
             if key in groups or "/" in key or (o.is_hydra_override() and not key.startswith(HYDRA_KEYS)):
                 return None
-            shape.append((id(master_config), o.type, key))
-        return tuple(shape)
+            shape.append((o.type, key))
+        return (id(master_config), *shape)
 
     def make(self, master_config: DictConfig, overrides: list[str]) -> DictConfig | None:
         """The job's config for these overrides from the kept one of their shape; None: compose it."""
