@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -50,6 +51,19 @@ RECLAIM_EVERY = 1.0  # seconds between two looks for trials of dead processes
 REPORTED = ("val_acc", "test_acc", "params", "flops")  # metrics.json keys kept on the trial (user attributes)
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def setup_frozen() -> Any:
+    """The objects alive as the loop starts (the imports, Hydra's and the study's setup) kept out
+    of the garbage collector's full passes while it runs (`gc.freeze`): each pass scanned them all,
+    about 4 ms of an instant trial's 80, more with torch imported. Garbage made in the loop is
+    collected as before."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @dataclass
@@ -118,7 +132,7 @@ class StudyLoop:
         logging.raiseExceptions = False
         done = sum(1 for t in self.slots.holders() if t.state.is_finished())
         try:
-            with sweep_progress(self.n_trials, min(done, self.n_trials)) as self.bar:
+            with sweep_progress(self.n_trials, min(done, self.n_trials)) as self.bar, setup_frozen():
                 self.loop()
         except KeyboardInterrupt:
             with contextlib.suppress(ValueError):  # (main thread only)

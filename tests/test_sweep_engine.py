@@ -282,3 +282,18 @@ def test_a_foreign_apps_trial_config_made_from_the_template_is_the_one_hydra_com
         if cfg is not None:
             same_config(cfg, composed)
     assert pairs[3][1].y == pairs[3][1].x == 0.001 and pairs[2][1].y is None and pairs[6][1].extra == 2
+
+
+def test_the_objects_of_the_setup_are_left_out_of_full_collections_while_the_loop_runs_only():
+    import gc
+
+    from budgetsweep.sweeper.study_loop import setup_frozen
+
+    before = gc.get_freeze_count()
+    with setup_frozen():
+        assert gc.get_freeze_count() > before  # the modules, configs and study made before the loop
+        cycle = [[]]
+        cycle[0].append(cycle)  # garbage made in the loop is still collected
+        del cycle
+        assert gc.collect() >= 2
+    assert gc.get_freeze_count() == 0
