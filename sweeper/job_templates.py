@@ -3,14 +3,15 @@
 Hydra composes a job's config in two steps (`ConfigLoader.load_sweep_config`): the config groups
 chosen are merged from their files (the defaults list), then each plain override sets its key
 on the result, the overrides are listed in `hydra.overrides` and a few runtime fields are set.
-Between a sweep's trials only the values of the same plain keys change, so the first step gives
-the same config each time, and it is most of the compose (an instant trial spent half its time
+Between a sweep's trials the values of the same plain keys change, and a group's choice among a
+few, so the first step gives the same config for each choice, and it is most of the compose (an instant trial spent half its time
 composing). `JobTemplates` keeps the first config Hydra composed for each *shape* of overrides
-(their keys and kinds, in order) and makes the next ones from a copy of it: each value set the
+(their keys and kinds, in order, and the config groups chosen: `optimizer=sgd` and
+`optimizer=adam` are two shapes) and makes the next ones from a copy of it: each value set the
 way Hydra sets it (`OmegaConf.update`, merging; `+`/`++` add the key), the override lists and
 the runtime fields written again.
 
-What it does not make is composed by Hydra: a config group chosen (`optimizer=sgd`), a deletion
+What it does not make is composed by Hydra: a config group added or deleted, a deletion
 or a list extension, a sweep left in an override, a value that is a list or a dict, a key of
 Hydra's own other than the job's folder and environment (`hydra.sweep.subdir`,
 `hydra.job.env_set.*`, which the sweeper sets), or a value its key refuses (Hydra then says so
@@ -52,29 +53,39 @@ class ParsedOverrides:
 
 
 class JobTemplates:
-    MAX = 16  # shapes kept: a sweep has one, or one per combination of optional keys
+    MAX = 32  # shapes kept: one per combination of group choices (and of optional keys)
 
     def __init__(self, parse: ParsedOverrides | None = None) -> None:
         self.parse = parse or ParsedOverrides()
         self.kept: dict[tuple, DictConfig] = {}
 
     def shape(self, master_config: DictConfig, overrides: list[str]) -> tuple | None:
-        """The overrides' keys and kinds, in order; None when a copy could not stand for the compose."""
+        """The overrides' keys and kinds, in order, and the config groups' choices (the same choice:
+        the same files composed); None when a copy could not stand for the compose."""
         try:
             parsed = [self.parse(o) for o in overrides]
         except Exception:  # Hydra's compose says what is wrong with it
             return None
-        choices = OmegaConf.select(master_config, "hydra.runtime.choices", default=None)
-        groups = set(choices.keys()) if isinstance(choices, DictConfig) else set()
-        shape = []
+        groups = self.groups(master_config)
+        shape: list[tuple] = []
         for o in parsed:
             key = o.key_or_group
             if o.type not in SETS or o.package is not None or o.is_sweep_override():
                 return None
-            if key in groups or "/" in key or (o.is_hydra_override() and not key.startswith(HYDRA_KEYS)):
+            if key in groups or "/" in key:
+                if o.type != OverrideType.CHANGE:
+                    return None
+                shape.append((o.type, key, o.input_line))
+            elif o.is_hydra_override() and not key.startswith(HYDRA_KEYS):
                 return None
-            shape.append((o.type, key))
+            else:
+                shape.append((o.type, key))
         return (id(master_config), *shape)
+
+    @staticmethod
+    def groups(master_config: DictConfig) -> set[str]:
+        choices = OmegaConf.select(master_config, "hydra.runtime.choices", default=None)
+        return {str(k) for k in choices.keys()} if isinstance(choices, DictConfig) else set()
 
     def make(self, master_config: DictConfig, overrides: list[str]) -> DictConfig | None:
         """The job's config for these overrides from the kept one of their shape; None: compose it."""
@@ -83,12 +94,13 @@ class JobTemplates:
         if template is None:
             return None
         parsed = [self.parse(o) for o in overrides]
-        values = [o.value() for o in parsed]
-        if not all(isinstance(v, PLAIN) for v in values):
+        groups = self.groups(master_config)
+        plain = [(o, o.value()) for o in parsed if not (o.key_or_group in groups or "/" in o.key_or_group)]
+        if not all(isinstance(value, PLAIN) for _, value in plain):
             return None
         cfg = copy.deepcopy(template)
         try:
-            for o, value in zip(parsed, values):
+            for o, value in plain:  # a group's choice is the template's own
                 OmegaConf.update(cfg, o.key_or_group, value, merge=True, force_add=o.type != OverrideType.CHANGE)
             hydra_lines = [o.input_line for o in parsed if o.is_hydra_override()]
             cfg.hydra.overrides.hydra = [*master_config.hydra.overrides.hydra, *hydra_lines]

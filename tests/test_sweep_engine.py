@@ -245,8 +245,9 @@ def test_a_trial_config_made_from_the_template_is_the_one_hydra_composes_on_run_
                 ["model.C=24", "model.N=3", "optimizer.lr=0.01"],
                 ["model.C=12", "model.N=2", "optimizer.lr=0.2"],
                 ["model.C=16", "model.N=1", "optimizer.lr=1e-05"],
-                ["model.C=8", "optimizer=sgd", "optimizer.lr=0.03"],  # a group: composed by Hydra
+                ["model.C=8", "optimizer=sgd", "optimizer.lr=0.03"],  # a group's choice: its own shape
                 ["model.C=10", "optimizer=sgd", "optimizer.lr=0.04"],
+                ["model.C=10", "optimizer=adamw", "optimizer.lr=0.04"],  # another choice: composed
                 ["model.C=16", "model.N=2", "optimizer.lr=0.5"],
                 ["model.C=16", "model.N=2", "batch_size=64"],
                 ["model.C=16", "model.N=2", "batch_size=wide"],  # refused by the key's type (an int)
@@ -255,7 +256,7 @@ def test_a_trial_config_made_from_the_template_is_the_one_hydra_composes_on_run_
     ]
     pairs = composed_both_ways(CONF, "config", TINY_RUN, trials)
     made = [overrides for overrides, cfg, _ in pairs if cfg is not None]
-    assert made == [trials[1], trials[2], trials[5]]  # the first of a shape, and a group choice: Hydra's
+    assert made == [trials[1], trials[2], trials[4], trials[6]]  # the first of each shape: Hydra's
     assert isinstance(pairs[-1][2], Exception)  # Hydra refuses it, in its words; no template made it
     for overrides, cfg, composed in pairs:
         if cfg is not None:
