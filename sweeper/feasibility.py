@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .composed import ComposedOnce
 from .errors import SweeperError
-from .job_templates import ParsedOverrides
+from .job_templates import ParsedOverrides, group_keys, is_group
 from .sizing import WAYS_OUT, Sizer, Unsizable
 from .trial_attrs import set_attrs
 
@@ -69,8 +69,7 @@ class Patcher:
     MAX_BASES = 32  # group combinations kept; past them every trial is composed
 
     def __init__(self, config: DictConfig, compose: Any) -> None:
-        choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
-        self.groups = set(choices.keys()) if isinstance(choices, DictConfig) else set()
+        self.groups = group_keys(config)
         self.config, self.compose = config, compose  # compose(group overrides) -> the composed config
         # group overrides -> (the composed config, its values as written: interpolations unresolved)
         self.bases: dict[tuple[str, ...], tuple[DictConfig, dict] | None] = {}
@@ -104,10 +103,10 @@ class Patcher:
         if any(o.type != OverrideType.CHANGE or o.package is not None or o.is_sweep_override() for o in overrides):
             yield None
             return
-        is_group = [o.key_or_group in self.groups or "/" in o.key_or_group for o in overrides]
-        groups = tuple(p for p, group in zip(params, is_group) if group)
+        chosen = [is_group(o, self.groups) for o in overrides]
+        groups = tuple(p for p, group in zip(params, chosen) if group)
         base = self.base(groups)
-        keys = [o for o, group in zip(overrides, is_group) if not group]
+        keys = [o for o, group in zip(overrides, chosen) if not group]
         if base is None or any(OmegaConf.select(base[0], o.key_or_group, default=_ABSENT) is _ABSENT for o in keys):
             yield None
             return

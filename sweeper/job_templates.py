@@ -4,12 +4,12 @@ Hydra composes a job's config in two steps (`ConfigLoader.load_sweep_config`): t
 chosen are merged from their files (the defaults list), then each plain override sets its key
 on the result, the overrides are listed in `hydra.overrides` and a few runtime fields are set.
 Between a sweep's trials the values of the same plain keys change, and a group's choice among a
-few, so the first step gives the same config for each choice, and it is most of the compose (an instant trial spent half its time
-composing). `JobTemplates` keeps the first config Hydra composed for each *shape* of overrides
-(their keys and kinds, in order, and the config groups chosen: `optimizer=sgd` and
-`optimizer=adam` are two shapes) and makes the next ones from a copy of it: each value set the
-way Hydra sets it (`OmegaConf.update`, merging; `+`/`++` add the key), the override lists and
-the runtime fields written again.
+few, so the first step gives the same config for each choice, and it is most of the compose (an
+instant trial spent half its time composing). `JobTemplates` keeps the first config Hydra
+composed for each *shape* of overrides (their keys and kinds, in order, and the config groups
+chosen: `optimizer=sgd` and `optimizer=adam` are two shapes) and makes the next ones from a copy
+of it: each value set the way Hydra sets it (`OmegaConf.update`, merging; `+`/`++` add the key),
+the override lists and the runtime fields written again.
 
 What it does not make is composed by Hydra: a config group added or deleted, a deletion
 or a list extension, a sweep left in an override, a value that is a list or a dict, a key of
@@ -52,6 +52,16 @@ class ParsedOverrides:
         return self.parsed[override]
 
 
+def group_keys(config: DictConfig) -> set[str]:
+    """The config groups a sweep's config chose from (`hydra.runtime.choices`)."""
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None)
+    return {str(k) for k in choices.keys()} if isinstance(choices, DictConfig) else set()
+
+
+def is_group(override: Override, groups: set[str]) -> bool:
+    return override.key_or_group in groups or "/" in override.key_or_group
+
+
 class JobTemplates:
     MAX = 32  # shapes kept: one per combination of group choices (and of optional keys)
 
@@ -59,49 +69,43 @@ class JobTemplates:
         self.parse = parse or ParsedOverrides()
         self.kept: dict[tuple, DictConfig] = {}
 
-    def shape(self, master_config: DictConfig, overrides: list[str]) -> tuple | None:
-        """The overrides' keys and kinds, in order, and the config groups' choices (the same choice:
-        the same files composed); None when a copy could not stand for the compose."""
+    def read(self, master_config: DictConfig, overrides: list[str]) -> tuple[tuple, list[Override]] | None:
+        """The overrides' shape (their keys and kinds, in order, and the config groups' choices: the
+        same choice, the same files composed) and their plain overrides with plain values; None when
+        a copy could not stand for the compose."""
         try:
             parsed = [self.parse(o) for o in overrides]
         except Exception:  # Hydra's compose says what is wrong with it
             return None
-        groups = self.groups(master_config)
-        shape: list[tuple] = []
+        groups = group_keys(master_config)
+        shape: list[tuple] = [(id(master_config),)]
+        plain = []
         for o in parsed:
             key = o.key_or_group
             if o.type not in SETS or o.package is not None or o.is_sweep_override():
                 return None
-            if key in groups or "/" in key:
+            if is_group(o, groups):
                 if o.type != OverrideType.CHANGE:
                     return None
                 shape.append((o.type, key, o.input_line))
-            elif o.is_hydra_override() and not key.startswith(HYDRA_KEYS):
+            elif (o.is_hydra_override() and not key.startswith(HYDRA_KEYS)) or not isinstance(o.value(), PLAIN):
                 return None
             else:
                 shape.append((o.type, key))
-        return (id(master_config), *shape)
-
-    @staticmethod
-    def groups(master_config: DictConfig) -> set[str]:
-        choices = OmegaConf.select(master_config, "hydra.runtime.choices", default=None)
-        return {str(k) for k in choices.keys()} if isinstance(choices, DictConfig) else set()
+                plain.append(o)
+        return tuple(shape), plain
 
     def make(self, master_config: DictConfig, overrides: list[str]) -> DictConfig | None:
         """The job's config for these overrides from the kept one of their shape; None: compose it."""
-        shape = self.shape(master_config, overrides)
-        template = None if shape is None else self.kept.get(shape)
-        if template is None:
-            return None
-        parsed = [self.parse(o) for o in overrides]
-        groups = self.groups(master_config)
-        plain = [(o, o.value()) for o in parsed if not (o.key_or_group in groups or "/" in o.key_or_group)]
-        if not all(isinstance(value, PLAIN) for _, value in plain):
+        read = self.read(master_config, overrides)
+        template = None if read is None else self.kept.get(read[0])
+        if read is None or template is None:
             return None
         cfg = copy.deepcopy(template)
         try:
-            for o, value in plain:  # a group's choice is the template's own
-                OmegaConf.update(cfg, o.key_or_group, value, merge=True, force_add=o.type != OverrideType.CHANGE)
+            for o in read[1]:  # a group's choice is the template's own
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=o.type != OverrideType.CHANGE)
+            parsed = [self.parse(o) for o in overrides]
             hydra_lines = [o.input_line for o in parsed if o.is_hydra_override()]
             cfg.hydra.overrides.hydra = [*master_config.hydra.overrides.hydra, *hydra_lines]
             cfg.hydra.overrides.task = [o.input_line for o in parsed if not o.is_hydra_override()]
@@ -116,12 +120,10 @@ class JobTemplates:
 
     def keep(self, master_config: DictConfig, overrides: list[str], cfg: DictConfig) -> None:
         """Keep a config Hydra composed for these overrides as its shape's template."""
-        shape = self.shape(master_config, overrides)
-        if shape is None or shape in self.kept or len(self.kept) >= self.MAX:
+        read = self.read(master_config, overrides)
+        if read is None or read[0] in self.kept or len(self.kept) >= self.MAX or "hydra" not in cfg:
             return
-        if "hydra" not in cfg or not all(isinstance(self.parse(o).value(), PLAIN) for o in overrides):
-            return
-        self.kept[shape] = copy.deepcopy(cfg)
+        self.kept[read[0]] = copy.deepcopy(cfg)
 
     def compose(self, loader: Any, master_config: DictConfig, overrides: list[str]) -> DictConfig:
         """The job's config: from its shape's template, else composed by Hydra (and kept as one)."""
